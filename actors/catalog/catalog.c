@@ -1,0 +1,314 @@
+#include "catalog.h"
+
+#include "catalog_index.h"
+#include "catalog_list.h"
+#include "mc_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+//  LMDB reports its own errors negative and errno values positive; handlers return both negative.
+#define LMDB_FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
+
+static int
+s_open(mc_store_t *store, void **state)
+{
+    catalog_db_t *db = calloc(1, sizeof *db);
+    if (!db)
+        return -1;
+    int rc = mc_store_dbi(store, "products", 0, &db->products);
+    if (!rc) rc = mc_store_dbi(store, "sku", 0, &db->sku);
+    if (!rc) rc = mc_store_dbi(store, "idx_cat", 0, &db->idx_cat);
+    if (!rc) rc = mc_store_dbi(store, "idx_word", 0, &db->idx_word);
+    if (!rc) rc = mc_store_dbi(store, "idx_price", 0, &db->idx_price);
+    if (!rc) rc = mc_store_dbi(store, "idx_feat", 0, &db->idx_feat);
+    if (!rc) rc = mc_store_dbi(store, "categories", 0, &db->categories);
+    if (rc) {
+        free(db);
+        return rc;
+    }
+    *state = db;
+    return 0;
+}
+
+static void
+s_close(void **state)
+{
+    free(*state);
+    *state = NULL;
+}
+
+static void
+s_etag(char *out, size_t outsz, uint64_t version)
+{
+    snprintf(out, outsz, "\"%" PRIu64 "\"", version);
+}
+
+static int
+s_not_found(mc_ctx_t *ctx)
+{
+    mc_reply_error(ctx->pk, ctx->req->id, 404, "product_not_found", "no product has this id", NULL);
+    return 404;
+}
+
+//  Writes the record (version + product) and replies with it.
+static int
+s_store_and_reply(mc_ctx_t *ctx, const catalog_product_t *p, uint64_t version, int status)
+{
+    const catalog_db_t *db = ctx->state;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    unsigned char ver[8];
+    catalog_be64(ver, version);
+    msgpack_sbuffer_write(&buf, (const char *) ver, 8);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    catalog_product_pack(&pk, p);
+    MDB_val k = { p->id.len, (void *) p->id.ptr }, v = { buf.size, buf.data };
+    int rc = mdb_put(ctx->txn, db->products, &k, &v, 0);
+    if (!rc) {
+        char etag[32];
+        s_etag(etag, sizeof etag, version);
+        mc_reply_begin(ctx->pk, ctx->req->id, status, etag);
+        msgpack_sbuffer_write(ctx->pk->data, buf.data + 8, buf.size - 8);
+    }
+    msgpack_sbuffer_destroy(&buf);
+    return rc ? LMDB_FAIL(rc) : status;
+}
+
+//  409 when another product owns sku (any case).
+static int
+s_sku_taken(mc_ctx_t *ctx, mc_str_t sku, mc_str_t self_id, int *rc)
+{
+    const catalog_db_t *db = ctx->state;
+    char lower[CATALOG_KEY_MAX];
+    MDB_val k = { catalog_lower(lower, sizeof lower, sku), lower }, v;
+    *rc = mdb_get(ctx->txn, db->sku, &k, &v);
+    if (*rc == MDB_NOTFOUND) {
+        *rc = 0;
+        return 0;
+    }
+    if (*rc)
+        return 0;
+    return !(v.mv_size == self_id.len && memcmp(v.mv_data, self_id.ptr, self_id.len) == 0);
+}
+
+static int
+s_conflict_sku(mc_ctx_t *ctx)
+{
+    mc_errors_t errs = { 0 };
+    mc_errors_add(&errs, "sku", "is already used by another product");
+    mc_reply_error(ctx->pk, ctx->req->id, 409, "duplicate_sku", "a product with this sku already exists", &errs);
+    return 409;
+}
+
+static mc_str_t
+s_opt(const msgpack_object *body, const char *key, mc_str_t fallback)
+{
+    mc_str_t s;
+    return mc_map_str(body, key, &s) ? fallback : s;
+}
+
+static int
+s_create(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    const msgpack_object *b = ctx->req->body;
+    //  the product id is the message id: a replayed message creates the same product
+    mc_str_t id = ctx->req->id;
+    if (!mc_ulid_valid(id.ptr, id.len)) {
+        mc_reply_error(ctx->pk, id, 400, "bad_envelope", "message id is not a ULID", NULL);
+        return 400;
+    }
+    MDB_val k = { id.len, (void *) id.ptr }, v;
+    int rc = mdb_get(ctx->txn, db->products, &k, &v);
+    if (rc == 0) {
+        mc_reply_error(ctx->pk, id, 409, "duplicate_id", "a product with this id already exists", NULL);
+        return 409;
+    }
+    if (rc != MDB_NOTFOUND)
+        return LMDB_FAIL(rc);
+    catalog_product_t p = { .id = id };
+    mc_map_str(b, "sku", &p.sku);
+    mc_map_str(b, "name", &p.name);
+    mc_map_str(b, "category", &p.category);
+    mc_map_int(b, "price_cents", &p.price_cents);
+    p.description = s_opt(b, "description", MC_STR(""));
+    p.currency = s_opt(b, "currency", MC_STR("USD"));
+    mc_map_bool(b, "featured", &p.featured);
+    p.images = mc_map_get(b, "images");
+    char now[32];
+    mc_rfc3339(now, sizeof now, ctx->req->time);
+    p.created_at = p.updated_at = (mc_str_t) { now, strlen(now) };
+    if (s_sku_taken(ctx, p.sku, id, &rc))
+        return s_conflict_sku(ctx);
+    if (rc || (rc = catalog_index_put(ctx->txn, db, &p)))
+        return LMDB_FAIL(rc);
+    return s_store_and_reply(ctx, &p, 1, 201);
+}
+
+static int
+s_get(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    MDB_val k = { ctx->req->key.len, (void *) ctx->req->key.ptr }, v;
+    if (k.mv_size == 0)
+        return s_not_found(ctx);
+    int rc = mdb_get(ctx->txn, db->products, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return s_not_found(ctx);
+    if (rc || v.mv_size <= CATALOG_VERSION_BYTES)
+        return LMDB_FAIL(rc ? rc : MDB_CORRUPTED);
+    char etag[32];
+    s_etag(etag, sizeof etag, catalog_rd64(v.mv_data));
+    //  the stored map is the public representation: no decode, no re-encode
+    mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
+    msgpack_sbuffer_write(ctx->pk->data, (const char *) v.mv_data + CATALOG_VERSION_BYTES,
+                          v.mv_size - CATALOG_VERSION_BYTES);
+    return 200;
+}
+
+//  Loads the product named by the routing key and checks If-Match. Returns 0 to go on, or the
+//  status already replied.
+static int
+s_load_for_write(mc_ctx_t *ctx, msgpack_unpacked *u, catalog_product_t *p, uint64_t *version)
+{
+    const catalog_db_t *db = ctx->state;
+    MDB_val k = { ctx->req->key.len, (void *) ctx->req->key.ptr }, v;
+    if (k.mv_size == 0)
+        return s_not_found(ctx);
+    int rc = mdb_get(ctx->txn, db->products, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return s_not_found(ctx);
+    if (rc)
+        return LMDB_FAIL(rc);
+    if (catalog_product_decode(&v, u, p, version))
+        return LMDB_FAIL(MDB_CORRUPTED);
+    char etag[32];
+    s_etag(etag, sizeof etag, *version);
+    mc_str_t want = ctx->req->if_match;
+    if (want.len && !mc_str_eq(want, "*") && !mc_str_eq(want, etag)) {
+        mc_reply_error(ctx->pk, ctx->req->id, 412, "precondition_failed",
+                       "the product has changed since the ETag in If-Match", NULL);
+        return 412;
+    }
+    return 0;
+}
+
+static int
+s_update(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    const msgpack_object *b = ctx->req->body;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    catalog_product_t old;
+    uint64_t version;
+    int rc = s_load_for_write(ctx, &u, &old, &version);
+    if (rc) {
+        msgpack_unpacked_destroy(&u);
+        return rc;
+    }
+    //  RFC 7386: a member present replaces, null removes (back to its default), absent keeps
+    catalog_product_t p = old;
+    mc_map_str(b, "sku", &p.sku);
+    mc_map_str(b, "name", &p.name);
+    mc_map_str(b, "category", &p.category);
+    mc_map_int(b, "price_cents", &p.price_cents);
+    mc_map_str(b, "currency", &p.currency);
+    const msgpack_object *o;
+    if ((o = mc_map_get(b, "description")))
+        p.description = o->type == MSGPACK_OBJECT_NIL ? MC_STR("") : mc_obj_str(o);
+    if ((o = mc_map_get(b, "images")))
+        p.images = o->type == MSGPACK_OBJECT_NIL ? NULL : o;
+    if ((o = mc_map_get(b, "featured")))
+        p.featured = o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+    char now[32];
+    mc_rfc3339(now, sizeof now, ctx->req->time);
+    p.updated_at = (mc_str_t) { now, strlen(now) };
+    int status;
+    if (s_sku_taken(ctx, p.sku, p.id, &rc))
+        status = s_conflict_sku(ctx);
+    else
+    if (rc || (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = catalog_index_put(ctx->txn, db, &p)))
+        status = LMDB_FAIL(rc);
+    else
+        status = s_store_and_reply(ctx, &p, version + 1, 200);
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+static int
+s_delete(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    catalog_product_t old;
+    uint64_t version;
+    int rc = s_load_for_write(ctx, &u, &old, &version);
+    if (rc == 0) {
+        MDB_val k = { old.id.len, (void *) old.id.ptr };
+        if ((rc = catalog_index_del(ctx->txn, db, &old)) || (rc = mdb_del(ctx->txn, db->products, &k, NULL)))
+            rc = LMDB_FAIL(rc);
+        else {
+            mc_reply_begin(ctx->pk, ctx->req->id, 204, NULL);
+            msgpack_pack_nil(ctx->pk);
+            rc = 204;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+static int
+s_categories(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, db->categories, &cur);
+    if (rc)
+        return LMDB_FAIL(rc);
+    msgpack_sbuffer items;
+    msgpack_sbuffer_init(&items);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &items, msgpack_sbuffer_write);
+    size_t n = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size < 8)
+            continue;
+        msgpack_pack_map(&pk, 2);
+        mc_pack_kv_str(&pk, "name", (const char *) v.mv_data + 8, v.mv_size - 8);
+        mc_pack_kv_uint(&pk, "product_count", catalog_rd64(v.mv_data));
+        n++;
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+        msgpack_pack_array(ctx->pk, n);
+        msgpack_sbuffer_write(ctx->pk->data, items.data, items.size);
+        rc = 200;
+    }
+    else
+        rc = LMDB_FAIL(rc);
+    msgpack_sbuffer_destroy(&items);
+    return rc;
+}
+
+static const mc_handler_t s_handlers[] = {
+    { "product.create", true, s_create },
+    { "product.get", false, s_get },
+    { "product.update", true, s_update },
+    { "product.delete", true, s_delete },
+    { "product.list", false, catalog_list },
+    { "category.list", false, s_categories },
+};
+
+const mc_service_t catalog_service = {
+    .name = "catalog",
+    .open = s_open,
+    .close = s_close,
+    .handlers = s_handlers,
+    .nhandlers = sizeof s_handlers / sizeof *s_handlers,
+};

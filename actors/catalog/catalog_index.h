@@ -1,0 +1,45 @@
+/*  catalog_index: the product record and the secondary indexes kept beside it. */
+#ifndef CATALOG_INDEX_H
+#define CATALOG_INDEX_H
+
+#include "mc_actor.h"
+
+typedef struct {
+    MDB_dbi products, sku, idx_cat, idx_word, idx_price, idx_feat, categories;
+} catalog_db_t;
+
+//  A product, pointing into a decoded msgpack map or a request body.
+typedef struct {
+    mc_str_t id, sku, name, description, category, currency, created_at, updated_at;
+    int64_t price_cents;
+    bool featured;
+    const msgpack_object *images;   //  array of str, or NULL for none
+} catalog_product_t;
+
+#define CATALOG_VERSION_BYTES 8
+#define CATALOG_WORD_MAX 64
+#define CATALOG_KEY_MAX 480
+
+//  Decodes a stored record (version + msgpack) into p; u keeps the objects alive.
+int catalog_product_decode(const MDB_val *val, msgpack_unpacked *u, catalog_product_t *p,
+                           uint64_t *version);
+
+//  Packs p as the public product map.
+void catalog_product_pack(msgpack_packer *pk, const catalog_product_t *p);
+
+//  Adds or removes every index entry of p. 0 or an LMDB error.
+int catalog_index_put(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p);
+int catalog_index_del(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p);
+
+//  Splits text into lowercase words (ASCII letters and digits, and any non-ASCII byte), sorted
+//  and unique, into words[] (each CATALOG_WORD_MAX + 1 bytes); returns how many (at most max).
+size_t catalog_words(const char *text, size_t len, char (*words)[CATALOG_WORD_MAX + 1], size_t max);
+
+//  Lowercases ASCII of s into out (NUL-terminated, truncated to outsz - 1); returns its length.
+size_t catalog_lower(char *out, size_t outsz, mc_str_t s);
+
+//  Big-endian 8 bytes, for keys that sort as numbers.
+void catalog_be64(unsigned char out[8], uint64_t v);
+uint64_t catalog_rd64(const unsigned char in[8]);
+
+#endif

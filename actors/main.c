@@ -1,0 +1,118 @@
+/*  mercato-node: hosts a set of actors and keeps them running.
+
+    usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors catalog,...] [--node-id ID]
+    Each actor is a thread with its own LMDB environment under DIR/<service>/<shard>/. An actor
+    that stops on its own is restarted, one for one, with a doubling backoff. */
+#include "mc_actor.h"
+#include "mc_config.h"
+#include "mc_log.h"
+#include "mc_util.h"
+#include "catalog/catalog.h"
+
+#include <unistd.h>
+
+static const mc_service_t *s_services[] = { &catalog_service };
+
+typedef struct {
+    mc_actor_args_t args;       //  how to start it
+    zactor_t *actor;            //  running thread, or NULL while it waits for restart
+    uint64_t restart_at;        //  mono ms of the next start
+    unsigned backoff_ms;        //  next backoff
+} child_t;
+
+static const mc_service_t *
+s_service(const char *name)
+{
+    for (size_t i = 0; i < sizeof s_services / sizeof *s_services; i++)
+        if (streq(s_services[i]->name, name))
+            return s_services[i];
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    mc_log_init("node");
+    const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
+    const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
+    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog");
+    char node_id[64];
+    snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
+    const char *node = node_id;
+    for (int i = 1; i < argc; i++) {
+        if (streq(argv[i], "--broker") && i + 1 < argc)
+            broker = argv[++i];
+        else
+        if (streq(argv[i], "--data") && i + 1 < argc)
+            data = argv[++i];
+        else
+        if (streq(argv[i], "--actors") && i + 1 < argc)
+            actors = argv[++i];
+        else
+        if (streq(argv[i], "--node-id") && i + 1 < argc)
+            node = argv[++i];
+        else {
+            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID]\n");
+            return 2;
+        }
+    }
+    zsys_init();
+    zsys_set_logstream(stderr);
+    zsys_handler_set(NULL);
+    mc_config_signals();
+    size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
+
+    child_t children[32];
+    size_t count = 0;
+    char *list = strdup(actors), *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        //  "catalog" is shard 0; "catalog:3" is shard 3
+        char *colon = strchr(name, ':');
+        unsigned shard = colon ? (unsigned) atoi(colon + 1) : 0;
+        if (colon)
+            *colon = 0;
+        const mc_service_t *svc = s_service(name);
+        if (!svc || count == 32) {
+            mc_error("unknown actor", "\"name\":\"%s\"", name);
+            return 2;
+        }
+        children[count++] = (child_t) {
+            .args = { .service = svc, .shard = shard, .data_dir = data, .broker = broker,
+                      .node_id = node, .map_max = map_max },
+            .backoff_ms = 100 };
+    }
+    for (size_t i = 0; i < count; i++)
+        children[i].actor = zactor_new(mc_actor, &children[i].args);
+    mc_info("node started", "\"node\":\"%s\",\"broker\":\"%s\",\"actors\":\"%s\"", node, broker, actors);
+
+    while (!zsys_interrupted) {
+        zpoller_t *poller = zpoller_new(NULL);
+        for (size_t i = 0; i < count; i++)
+            if (children[i].actor)
+                zpoller_add(poller, children[i].actor);
+        zsock_t *which = zpoller_wait(poller, 100);
+        zpoller_destroy(&poller);
+        uint64_t now = mc_mono_ms();
+        for (size_t i = 0; i < count; i++) {
+            child_t *c = &children[i];
+            if (c->actor && which == zactor_sock(c->actor)) {
+                char *msg = zstr_recv(c->actor);
+                if (msg && streq(msg, "EXIT")) {
+                    mc_error("actor stopped, restarting", "\"service\":\"%s\",\"backoff_ms\":%u",
+                             c->args.service->name, c->backoff_ms);
+                    zactor_destroy(&c->actor);
+                    c->restart_at = now + c->backoff_ms;
+                    c->backoff_ms = c->backoff_ms < 5000 ? c->backoff_ms * 2 : 10000;
+                }
+                free(msg);
+            }
+            if (!c->actor && now >= c->restart_at)
+                c->actor = zactor_new(mc_actor, &c->args);
+        }
+    }
+    mc_info("node stopping", NULL);
+    for (size_t i = 0; i < count; i++)
+        zactor_destroy(&children[i].actor);
+    free(list);
+    return 0;
+}

@@ -1,0 +1,138 @@
+#include "mc_store.h"
+
+#include "mc_config.h"
+#include "mc_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct _mc_store_t {
+    MDB_env *env;           //  the environment
+    MDB_txn *reader;        //  a reset read transaction kept for renewal, or NULL
+    size_t map_size;        //  current map size
+    size_t map_max;         //  growth stops here
+    char *dir;              //  where it lives, for logs
+};
+
+mc_store_t *
+mc_store_new(const char *dir, size_t map_max)
+{
+    mc_store_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->dir = strdup(dir);
+    self->map_size = 64u << 20;
+    self->map_max = map_max > self->map_size ? map_max : self->map_size;
+    int rc = mc_config_mkdirs(dir) ? -1 : 0;
+    if (!rc)
+        rc = mdb_env_create(&self->env);
+    if (!rc)
+        rc = mdb_env_set_maxdbs(self->env, 32);
+    if (!rc)
+        rc = mdb_env_set_maxreaders(self->env, 126);
+    if (!rc)
+        rc = mdb_env_set_mapsize(self->env, self->map_size);
+    if (!rc)
+        rc = mdb_env_open(self->env, dir, MDB_NOTLS, 0600);
+    if (rc) {
+        mc_error("store open failed", "\"dir\":\"%s\",\"error\":\"%s\"", dir,
+                 rc == -1 ? "cannot create directory" : mdb_strerror(rc));
+        mc_store_destroy(&self);
+        return NULL;
+    }
+    //  an environment that was grown before is larger than our starting size
+    MDB_envinfo info;
+    mdb_env_info(self->env, &info);
+    self->map_size = info.me_mapsize;
+    int dead = 0;
+    mdb_reader_check(self->env, &dead);
+    if (dead)
+        mc_warn("cleared stale readers", "\"dir\":\"%s\",\"count\":%d", dir, dead);
+    return self;
+}
+
+void
+mc_store_destroy(mc_store_t **self_p)
+{
+    mc_store_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->reader)
+        mdb_txn_abort(self->reader);
+    if (self->env)
+        mdb_env_close(self->env);
+    free(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+MDB_env *
+mc_store_env(mc_store_t *self)
+{
+    return self->env;
+}
+
+int
+mc_store_dbi(mc_store_t *self, const char *name, unsigned flags, MDB_dbi *dbi)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_dbi_open(txn, name, flags | MDB_CREATE, dbi);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+int
+mc_store_begin(mc_store_t *self, MDB_txn **txn)
+{
+    return mdb_txn_begin(self->env, NULL, 0, txn);
+}
+
+int
+mc_store_read(mc_store_t *self, MDB_txn **txn)
+{
+    if (self->reader) {
+        *txn = self->reader;
+        self->reader = NULL;
+        int rc = mdb_txn_renew(*txn);
+        if (rc == 0)
+            return 0;
+        mdb_txn_abort(*txn);
+    }
+    return mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+}
+
+void
+mc_store_read_end(mc_store_t *self, MDB_txn *txn)
+{
+    if (self->reader)
+        mdb_txn_abort(txn);
+    else {
+        mdb_txn_reset(txn);
+        self->reader = txn;
+    }
+}
+
+int
+mc_store_grow(mc_store_t *self)
+{
+    if (self->map_size >= self->map_max)
+        return MDB_MAP_FULL;
+    //  a reset reader still holds the old mapping; let it go before resizing
+    if (self->reader) {
+        mdb_txn_abort(self->reader);
+        self->reader = NULL;
+    }
+    size_t next = self->map_size * 2 < self->map_max ? self->map_size * 2 : self->map_max;
+    int rc = mdb_env_set_mapsize(self->env, next);
+    if (rc == 0) {
+        mc_info("store grown", "\"dir\":\"%s\",\"map_bytes\":%zu", self->dir, next);
+        self->map_size = next;
+    }
+    return rc;
+}

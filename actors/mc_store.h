@@ -1,0 +1,38 @@
+/*  mc_store: one LMDB environment owned by one actor.
+
+    Opened with MDB_NOTLS (read transactions are reused and not tied to threads) and without
+    MDB_WRITEMAP or MDB_NOSYNC, so a committed write is on disk before its reply leaves.
+    Stale reader slots from crashed processes are cleared at open (mdb_reader_check).
+    When a write finds the map full, mc_store_grow doubles it up to the configured maximum.
+
+    Errors: LMDB's own codes (negative), or ENOMEM/ENOENT style errno values from opening. */
+#ifndef MC_STORE_H
+#define MC_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+
+typedef struct _mc_store_t mc_store_t;
+
+//  Opens (creating) the environment in dir. map_max bounds growth (bytes). NULL on failure,
+//  with the reason logged.
+mc_store_t *mc_store_new(const char *dir, size_t map_max);
+void mc_store_destroy(mc_store_t **self_p);
+
+MDB_env *mc_store_env(mc_store_t *self);
+
+//  Opens (creating) a named database; flags as mdb_dbi_open (MDB_DUPSORT...). 0 or LMDB error.
+int mc_store_dbi(mc_store_t *self, const char *name, unsigned flags, MDB_dbi *dbi);
+
+//  Begins a write transaction.
+int mc_store_begin(mc_store_t *self, MDB_txn **txn);
+
+//  A read transaction, renewed from the previous one when possible; end with mc_store_read_end.
+int mc_store_read(mc_store_t *self, MDB_txn **txn);
+void mc_store_read_end(mc_store_t *self, MDB_txn *txn);
+
+//  Doubles the map size, up to map_max. 0, or MDB_MAP_FULL when already at the maximum.
+//  Only call with no transaction open in this environment.
+int mc_store_grow(mc_store_t *self);
+
+#endif

@@ -1,0 +1,408 @@
+#include "mc_broker.h"
+
+#include "mc_log.h"
+#include "mc_proto.h"
+#include "mc_util.h"
+
+typedef struct _service_t service_t;
+
+typedef struct {
+    char *key;              //  hex of the worker's routing id
+    zframe_t *address;      //  routing id, to send to it
+    service_t *service;     //  what it serves
+    char *node_id;          //  the node process it lives in
+    void *handle;           //  its place in service->workers, for round-robin
+    uint64_t expiry;        //  mono ms after which it is dead
+    zhashx_t *pending;      //  "client-hex/request-id" -> zmsg_t header (client, request-id) it owes
+} worker_t;
+
+struct _service_t {
+    char *name;             //  "catalog.0"
+    zlistx_t *workers;      //  live workers, next to serve first
+};
+
+struct _mc_broker_t {
+    zsock_t *router;        //  clients and workers connect here
+    char *endpoint;         //  bound endpoint
+    zhashx_t *services;     //  name -> service_t
+    zhashx_t *workers;      //  key -> worker_t
+    uint64_t heartbeat_at;  //  next heartbeat round, mono ms
+    //  counters, served by mmi.stats
+    uint64_t requests, replies, unavailable, malformed, workers_expired;
+};
+
+static void
+s_service_destroy(void **item)
+{
+    service_t *s = *item;
+    if (s) {
+        zlistx_destroy(&s->workers);
+        free(s->name);
+        free(s);
+        *item = NULL;
+    }
+}
+
+static void
+s_pending_destroy(void **item)
+{
+    zmsg_destroy((zmsg_t **) item);
+}
+
+mc_broker_t *
+mc_broker_new(const char *endpoint)
+{
+    mc_broker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->router = zsock_new(ZMQ_ROUTER);
+    mc_proto_socket_setup(self->router);
+    if (!self->router || zsock_bind(self->router, "%s", endpoint) < 0) {
+        mc_error("bind failed", "\"endpoint\":\"%s\",\"error\":\"%s\"", endpoint, zmq_strerror(zmq_errno()));
+        mc_broker_destroy(&self);
+        return NULL;
+    }
+    self->endpoint = zsock_last_endpoint(self->router);
+    self->services = zhashx_new();
+    zhashx_set_destructor(self->services, s_service_destroy);
+    self->workers = zhashx_new();
+    self->heartbeat_at = mc_mono_ms() + MC_HEARTBEAT_MS;
+    return self;
+}
+
+static void s_worker_delete(mc_broker_t *self, worker_t *w, bool disconnect);
+
+void
+mc_broker_destroy(mc_broker_t **self_p)
+{
+    mc_broker_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->workers) {
+        worker_t *w;
+        while ((w = zhashx_first(self->workers)))
+            s_worker_delete(self, w, true);
+        zhashx_destroy(&self->workers);
+    }
+    zhashx_destroy(&self->services);
+    zsock_destroy(&self->router);
+    zstr_free(&self->endpoint);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *
+mc_broker_endpoint(mc_broker_t *self)
+{
+    return self->endpoint;
+}
+
+static void
+s_send_worker(mc_broker_t *self, zframe_t *address, int cmd, zmsg_t *body)
+{
+    zmsg_t *msg = body ? body : zmsg_new();
+    byte c = (byte) cmd;
+    zmsg_pushmem(msg, &c, 1);
+    zmsg_pushstr(msg, MC_WORKER);
+    zmsg_pushmem(msg, zframe_data(address), zframe_size(address));
+    zmsg_send(&msg, self->router);
+}
+
+//  Sends [client, MCC1, cmd, service, request-id, payload]; takes ownership of payload.
+static void
+s_send_client(mc_broker_t *self, zframe_t *client, int cmd, const char *service,
+              zframe_t *request_id, zframe_t **payload)
+{
+    zmsg_t *msg = zmsg_new();
+    byte c = (byte) cmd;
+    zmsg_addmem(msg, zframe_data(client), zframe_size(client));
+    zmsg_addstr(msg, MC_CLIENT);
+    zmsg_addmem(msg, &c, 1);
+    zmsg_addstr(msg, service);
+    zmsg_addmem(msg, zframe_data(request_id), zframe_size(request_id));
+    zmsg_append(msg, payload);
+    zmsg_send(&msg, self->router);
+}
+
+static void
+s_send_unavailable(mc_broker_t *self, zframe_t *client, const char *service,
+                   zframe_t *request_id, const char *reason)
+{
+    zframe_t *payload = zframe_new(reason, strlen(reason));
+    s_send_client(self, client, MC_C_UNAVAILABLE, service, request_id, &payload);
+    self->unavailable++;
+}
+
+static void
+s_worker_delete(mc_broker_t *self, worker_t *w, bool disconnect)
+{
+    if (disconnect)
+        s_send_worker(self, w->address, MC_W_DISCONNECT, NULL);
+    //  every request it still owes gets a definite answer now rather than a client timeout
+    const char *name = w->service ? w->service->name : "";
+    for (zmsg_t *hdr = zhashx_first(w->pending); hdr; hdr = zhashx_next(w->pending)) {
+        zframe_t *client = zmsg_first(hdr);
+        zframe_t *rid = zmsg_next(hdr);
+        s_send_unavailable(self, client, name, rid, "node went away");
+    }
+    zhashx_destroy(&w->pending);
+    if (w->service && w->handle)
+        zlistx_delete(w->service->workers, w->handle);
+    zhashx_delete(self->workers, w->key);
+    zframe_destroy(&w->address);
+    free(w->node_id);
+    free(w->key);
+    free(w);
+}
+
+static service_t *
+s_service_require(mc_broker_t *self, const char *name)
+{
+    service_t *s = zhashx_lookup(self->services, name);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        s->name = strdup(name);
+        s->workers = zlistx_new();
+        zhashx_insert(self->services, name, s);
+    }
+    return s;
+}
+
+static void
+s_pending_key(char *out, size_t outsz, zframe_t *client, zframe_t *rid)
+{
+    char *hex = zframe_strhex(client);
+    snprintf(out, outsz, "%s/%.*s", hex, (int) zframe_size(rid), (char *) zframe_data(rid));
+    free(hex);
+}
+
+static void
+s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t *rid, zframe_t *body)
+{
+    zframe_t *reply;
+    if (streq(service, "mmi.service")) {
+        char *name = zframe_strdup(body);
+        service_t *s = zhashx_lookup(self->services, name);
+        reply = zframe_from(s && zlistx_size(s->workers) ? "200" : "404");
+        free(name);
+    }
+    else
+    if (streq(service, "mmi.services") || streq(service, "mmi.nodes")) {
+        bool nodes = streq(service, "mmi.nodes");
+        char *text = strdup("");
+        for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+            for (worker_t *w = zlistx_first(s->workers); w; w = zlistx_next(s->workers)) {
+                char *line = zsys_sprintf("%s%s%s%s\n", text, s->name, nodes ? " " : "", nodes ? w->node_id : "");
+                free(text);
+                text = line;
+                if (!nodes)
+                    break;
+            }
+        }
+        reply = zframe_from(text);
+        free(text);
+    }
+    else
+    if (streq(service, "mmi.stats")) {
+        char *text = zsys_sprintf(
+            "mercato_broker_requests_total %" PRIu64 "\nmercato_broker_replies_total %" PRIu64 "\n"
+            "mercato_broker_unavailable_total %" PRIu64 "\nmercato_broker_malformed_frames_total %" PRIu64 "\n"
+            "mercato_broker_workers_expired_total %" PRIu64 "\nmercato_broker_workers %zu\n",
+            self->requests, self->replies, self->unavailable, self->malformed,
+            self->workers_expired, zhashx_size(self->workers));
+        reply = zframe_from(text);
+        free(text);
+    }
+    else
+        reply = zframe_from("501");
+    s_send_client(self, client, MC_C_REPLY, service, rid, &reply);
+}
+
+static void
+s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
+{
+    zframe_t *cmd = zmsg_pop(msg);
+    zframe_t *service_f = zmsg_pop(msg);
+    zframe_t *rid = zmsg_pop(msg);
+    zframe_t *body = zmsg_pop(msg);
+    if (!mc_proto_is(cmd, MC_C_REQUEST) || !service_f || zframe_size(service_f) > 128 || !rid
+    ||  zframe_size(rid) == 0 || zframe_size(rid) > MC_REQUEST_ID_MAX || !body || zmsg_size(msg)) {
+        self->malformed++;
+        goto done;
+    }
+    self->requests++;
+    char *service = zframe_strdup(service_f);
+    if (strncmp(service, "mmi.", 4) == 0)
+        s_handle_mmi(self, sender, service, rid, body);
+    else {
+        service_t *s = zhashx_lookup(self->services, service);
+        worker_t *w = s ? zlistx_first(s->workers) : NULL;
+        if (!w)
+            s_send_unavailable(self, sender, service, rid, "no live node");
+        else {
+            zlistx_move_end(s->workers, w->handle);
+            char key[256];
+            s_pending_key(key, sizeof key, sender, rid);
+            zmsg_t *hdr = zmsg_new();
+            zmsg_addmem(hdr, zframe_data(sender), zframe_size(sender));
+            zmsg_addmem(hdr, zframe_data(rid), zframe_size(rid));
+            zhashx_update(w->pending, key, hdr);
+            zmsg_t *out = zmsg_new();
+            zmsg_addmem(out, zframe_data(sender), zframe_size(sender));
+            zmsg_append(out, &rid);
+            zmsg_append(out, &body);
+            s_send_worker(self, w->address, MC_W_REQUEST, out);
+        }
+    }
+    free(service);
+done:
+    zframe_destroy(&cmd);
+    zframe_destroy(&service_f);
+    zframe_destroy(&rid);
+    zframe_destroy(&body);
+}
+
+static void
+s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
+{
+    zframe_t *cmd = zmsg_pop(msg);
+    char *key = zframe_strhex(sender);
+    worker_t *w = zhashx_lookup(self->workers, key);
+    if (mc_proto_is(cmd, MC_W_READY)) {
+        char *service = zmsg_popstr(msg);
+        char *node = zmsg_popstr(msg);
+        if (!service || !*service || strlen(service) > 128 || strncmp(service, "mmi.", 4) == 0) {
+            self->malformed++;
+            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+        }
+        else {
+            if (w)      //  a second READY means the worker restarted its session
+                s_worker_delete(self, w, false);
+            w = calloc(1, sizeof *w);
+            w->key = strdup(key);
+            w->address = zframe_dup(sender);
+            w->node_id = strdup(node ? node : "");
+            w->pending = zhashx_new();
+            zhashx_set_destructor(w->pending, s_pending_destroy);
+            w->service = s_service_require(self, service);
+            w->handle = zlistx_add_start(w->service->workers, w);
+            w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
+            zhashx_insert(self->workers, key, w);
+            mc_info("worker ready", "\"service\":\"%s\",\"node\":\"%s\"", service, w->node_id);
+        }
+        free(service);
+        free(node);
+    }
+    else
+    if (!w) {
+        //  unknown worker (we restarted, or it expired): make it start a new session
+        if (mc_proto_is(cmd, MC_W_REPLY) || mc_proto_is(cmd, MC_W_HEARTBEAT))
+            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+        else
+            self->malformed++;
+    }
+    else
+    if (mc_proto_is(cmd, MC_W_REPLY)) {
+        zframe_t *client = zmsg_pop(msg);
+        zframe_t *rid = zmsg_pop(msg);
+        zframe_t *body = zmsg_pop(msg);
+        if (client && rid && body && !zmsg_size(msg) && zframe_size(rid) <= MC_REQUEST_ID_MAX) {
+            char pkey[256];
+            s_pending_key(pkey, sizeof pkey, client, rid);
+            zhashx_delete(w->pending, pkey);
+            s_send_client(self, client, MC_C_REPLY, w->service->name, rid, &body);
+            self->replies++;
+        }
+        else
+            self->malformed++;
+        zframe_destroy(&client);
+        zframe_destroy(&rid);
+        zframe_destroy(&body);
+        w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
+    }
+    else
+    if (mc_proto_is(cmd, MC_W_HEARTBEAT))
+        w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
+    else
+    if (mc_proto_is(cmd, MC_W_DISCONNECT)) {
+        mc_info("worker left", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
+        s_worker_delete(self, w, false);
+    }
+    else
+        self->malformed++;
+    free(key);
+    zframe_destroy(&cmd);
+}
+
+static void
+s_heartbeat(mc_broker_t *self)
+{
+    uint64_t now = mc_mono_ms();
+    if (now < self->heartbeat_at)
+        return;
+    zlistx_t *dead = zlistx_new();
+    for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
+        if (w->expiry < now)
+            zlistx_add_end(dead, w);
+        else
+            s_send_worker(self, w->address, MC_W_HEARTBEAT, NULL);
+    }
+    for (worker_t *w = zlistx_first(dead); w; w = zlistx_next(dead)) {
+        mc_warn("worker expired", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
+        self->workers_expired++;
+        s_worker_delete(self, w, true);
+    }
+    zlistx_destroy(&dead);
+    self->heartbeat_at = now + MC_HEARTBEAT_MS;
+}
+
+void
+mc_broker_run(mc_broker_t *self, zsock_t *pipe)
+{
+    zpoller_t *poller = zpoller_new(self->router, pipe, NULL);
+    while (!zsys_interrupted) {
+        uint64_t now = mc_mono_ms();
+        int wait = self->heartbeat_at > now ? (int) (self->heartbeat_at - now) : 0;
+        void *which = zpoller_wait(poller, wait);
+        if (zpoller_terminated(poller))
+            break;
+        if (pipe && which == pipe) {
+            char *cmd = zstr_recv(pipe);
+            bool term = !cmd || streq(cmd, "$TERM");
+            free(cmd);
+            if (term)
+                break;
+        }
+        //  drain what is there before the next poll: one poll per burst, not per message
+        for (int i = 0; i < 1000 && (zsock_events(self->router) & ZMQ_POLLIN); i++) {
+            zmsg_t *msg = zmsg_recv(self->router);
+            if (!msg)
+                break;
+            zframe_t *sender = zmsg_pop(msg);
+            zframe_t *proto = zmsg_pop(msg);
+            if (sender && proto && zframe_streq(proto, MC_CLIENT))
+                s_handle_client(self, sender, msg);
+            else
+            if (sender && proto && zframe_streq(proto, MC_WORKER))
+                s_handle_worker(self, sender, msg);
+            else
+                self->malformed++;
+            zframe_destroy(&sender);
+            zframe_destroy(&proto);
+            zmsg_destroy(&msg);
+        }
+        s_heartbeat(self);
+    }
+    zpoller_destroy(&poller);
+}
+
+void
+mc_broker_actor(zsock_t *pipe, void *args)
+{
+    mc_broker_t *self = mc_broker_new(args);
+    zsock_signal(pipe, 0);
+    zstr_send(pipe, self ? mc_broker_endpoint(self) : "");
+    if (self)
+        mc_broker_run(self, pipe);
+    mc_broker_destroy(&self);
+}

@@ -1,0 +1,159 @@
+#include "mc_envelope.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int
+s_opt_str(const msgpack_object *map, const char *key, mc_str_t *out)
+{
+    const msgpack_object *o = mc_map_get(map, key);
+    if (!o) {
+        *out = (mc_str_t) { "", 0 };
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_STR)
+        return -1;
+    *out = mc_obj_str(o);
+    return 0;
+}
+
+int
+mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_request_t *req)
+{
+    memset(req, 0, sizeof *req);
+    int rc = mc_msgpack_unpack(u, buf, len);
+    if (rc)
+        return rc;
+    const msgpack_object *m = &u->data;
+    if (m->type != MSGPACK_OBJECT_MAP)
+        return MC_ESHAPE;
+    if (mc_map_str(m, "id", &req->id) || req->id.len == 0 || req->id.len > 64) {
+        req->id = (mc_str_t) { NULL, 0 };
+        return MC_ESHAPE;
+    }
+    uint64_t v;
+    if (mc_map_uint(m, "v", &v) || v != 1)
+        return MC_ESHAPE;
+    if (mc_map_str(m, "type", &req->type) || req->type.len == 0)
+        return MC_ESHAPE;
+    if (s_opt_str(m, "key", &req->key) || s_opt_str(m, "corr", &req->corr)
+    ||  s_opt_str(m, "cause", &req->cause) || s_opt_str(m, "reply", &req->reply)
+    ||  s_opt_str(m, "user", &req->user) || s_opt_str(m, "role", &req->role)
+    ||  s_opt_str(m, "trace", &req->trace) || s_opt_str(m, "if_match", &req->if_match))
+        return MC_ESHAPE;
+    if (mc_map_uint(m, "deadline", &req->deadline) || mc_map_uint(m, "time", &req->time))
+        return MC_ESHAPE;
+    req->body = mc_map_get(m, "body");
+    if (!req->body || req->body->type != MSGPACK_OBJECT_MAP)
+        return MC_ESHAPE;
+    if (req->role.len == 0)
+        req->role = MC_STR("anonymous");
+    return 0;
+}
+
+static void
+s_kv(msgpack_packer *pk, const char *key, mc_str_t v)
+{
+    mc_pack_kv_str(pk, key, v.ptr ? v.ptr : "", v.ptr ? v.len : 0);
+}
+
+void
+mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_raw)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    bool has_cause = req->cause.len > 0, has_if = req->if_match.len > 0;
+    msgpack_pack_map(&pk, 12 + has_cause + has_if);
+    mc_pack_kv_uint(&pk, "v", 1);
+    s_kv(&pk, "id", req->id);
+    s_kv(&pk, "type", req->type);
+    s_kv(&pk, "key", req->key);
+    s_kv(&pk, "corr", req->corr);
+    if (has_cause)
+        s_kv(&pk, "cause", req->cause);
+    s_kv(&pk, "reply", req->reply);
+    mc_pack_kv_uint(&pk, "deadline", req->deadline);
+    s_kv(&pk, "user", req->user);
+    s_kv(&pk, "role", req->role);
+    s_kv(&pk, "trace", req->trace);
+    mc_pack_kv_uint(&pk, "time", req->time);
+    if (has_if)
+        s_kv(&pk, "if_match", req->if_match);
+    mc_pack_cstr(&pk, "body");
+    if (body_raw.len)
+        msgpack_sbuffer_write(out, body_raw.ptr, body_raw.len);
+    else
+        msgpack_pack_map(&pk, 0);
+}
+
+int
+mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    int rc = mc_msgpack_unpack(u, buf, len);
+    if (rc)
+        return rc;
+    const msgpack_object *m = &u->data;
+    uint64_t status;
+    if (m->type != MSGPACK_OBJECT_MAP || mc_map_str(m, "id", &rep->id)
+    ||  mc_map_uint(m, "status", &status) || status < 100 || status > 599
+    ||  s_opt_str(m, "etag", &rep->etag))
+        return MC_ESHAPE;
+    rep->status = (int) status;
+    rep->body = mc_map_get(m, "body");
+    rep->error = mc_map_get(m, "error");
+    if (rep->error && rep->error->type != MSGPACK_OBJECT_MAP)
+        return MC_ESHAPE;
+    return 0;
+}
+
+void
+mc_reply_begin(msgpack_packer *pk, mc_str_t id, int status, const char *etag)
+{
+    msgpack_pack_map(pk, etag ? 5 : 4);
+    mc_pack_kv_uint(pk, "v", 1);
+    mc_pack_kv_str(pk, "id", id.ptr, id.len);
+    mc_pack_kv_uint(pk, "status", (uint64_t) status);
+    if (etag)
+        mc_pack_kv_cstr(pk, "etag", etag);
+    mc_pack_cstr(pk, "body");
+}
+
+void
+mc_errors_add(mc_errors_t *errs, const char *field, const char *fmt, ...)
+{
+    if (errs->count < MC_ERRORS_MAX) {
+        mc_field_error_t *e = &errs->list[errs->count];
+        snprintf(e->field, sizeof e->field, "%s", field);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->message, sizeof e->message, fmt, ap);
+        va_end(ap);
+    }
+    errs->count++;
+}
+
+void
+mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
+               const char *detail, const mc_errors_t *errs)
+{
+    msgpack_pack_map(pk, 4);
+    mc_pack_kv_uint(pk, "v", 1);
+    mc_pack_kv_str(pk, "id", id.ptr ? id.ptr : "", id.ptr ? id.len : 0);
+    mc_pack_kv_uint(pk, "status", (uint64_t) status);
+    mc_pack_cstr(pk, "error");
+    int n = errs ? (errs->count < MC_ERRORS_MAX ? errs->count : MC_ERRORS_MAX) : 0;
+    msgpack_pack_map(pk, n ? 3 : 2);
+    mc_pack_kv_cstr(pk, "code", code);
+    mc_pack_kv_cstr(pk, "detail", detail);
+    if (n) {
+        mc_pack_cstr(pk, "errors");
+        msgpack_pack_array(pk, (size_t) n);
+        for (int i = 0; i < n; i++) {
+            msgpack_pack_map(pk, 2);
+            mc_pack_kv_cstr(pk, "field", errs->list[i].field);
+            mc_pack_kv_cstr(pk, "message", errs->list[i].message);
+        }
+    }
+}

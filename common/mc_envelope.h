@@ -1,0 +1,74 @@
+/*  mc_envelope: the request and reply envelopes of schemas/envelope.md.
+
+    Decoded envelopes point into the frame they came from (no copies): keep the frame and the
+    msgpack_unpacked alive while the envelope is in use. */
+#ifndef MC_ENVELOPE_H
+#define MC_ENVELOPE_H
+
+#include "mc_msgpack.h"
+
+//  Frames larger than this are refused by every socket (ZMQ_MAXMSGSIZE).
+#define MC_FRAME_MAX (1024 * 1024 + 64 * 1024)
+
+#define MC_ESHAPE -10   //  well-formed msgpack, but not an envelope
+
+typedef struct {
+    mc_str_t id;        //  message id (ULID)
+    mc_str_t type;      //  message type, "product.create"
+    mc_str_t key;       //  routing key
+    mc_str_t corr;      //  correlation id (HTTP request id)
+    mc_str_t cause;     //  causation id, may be empty
+    mc_str_t reply;     //  who asked, for logs
+    mc_str_t user;      //  verified caller id, empty when anonymous
+    mc_str_t role;      //  verified caller role
+    mc_str_t trace;     //  W3C traceparent, may be empty
+    mc_str_t if_match;  //  If-Match precondition, may be empty
+    uint64_t deadline;  //  unix ms after which nobody waits
+    uint64_t time;      //  unix ms the edge received the request
+    const msgpack_object *body;     //  a map; points into the unpacked frame
+} mc_request_t;
+
+typedef struct {
+    mc_str_t id;        //  the request's message id
+    int status;         //  HTTP-like outcome
+    mc_str_t etag;      //  entity tag, may be empty
+    const msgpack_object *body;     //  result or NULL
+    const msgpack_object *error;    //  {code, detail, errors?} or NULL
+} mc_reply_t;
+
+//  Decodes a request frame. Returns 0; MC_EPARSE/MC_ETOODEEP when the frame is not msgpack
+//  (nothing to answer); MC_ESHAPE when it is a map of the wrong shape (req->id is set when the
+//  frame had a string id, so the caller can answer 400). Call msgpack_unpacked_destroy after.
+int mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_request_t *req);
+
+//  Encodes a request; body_raw is an already-packed msgpack map (empty = {}).
+void mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_raw);
+
+//  Decodes a reply frame; same return codes as mc_request_decode.
+int mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *rep);
+
+//  Starts a success reply: writes the envelope up to the "body" key; the caller then packs
+//  exactly one object (the body). etag may be NULL.
+void mc_reply_begin(msgpack_packer *pk, mc_str_t id, int status, const char *etag);
+
+//  One validation complaint.
+typedef struct {
+    char field[64];
+    char message[120];
+} mc_field_error_t;
+
+#define MC_ERRORS_MAX 16
+
+typedef struct {
+    int count;                      //  complaints recorded (may exceed MC_ERRORS_MAX)
+    mc_field_error_t list[MC_ERRORS_MAX];   //  the first MC_ERRORS_MAX of them
+} mc_errors_t;
+
+void mc_errors_add(mc_errors_t *errs, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+//  Packs a complete error reply. errs may be NULL.
+void mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
+                    const char *detail, const mc_errors_t *errs);
+
+#endif

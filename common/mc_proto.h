@@ -1,0 +1,32 @@
+/*  mc_proto: constants and socket set-up of the broker protocol (schemas/broker-protocol.md). */
+#ifndef MC_PROTO_H
+#define MC_PROTO_H
+
+#include <czmq.h>
+
+#define MC_CLIENT "MCC1"
+#define MC_WORKER "MCW1"
+
+//  Client commands
+#define MC_C_REQUEST     0x01
+#define MC_C_REPLY       0x02
+#define MC_C_UNAVAILABLE 0x03
+
+//  Worker commands
+#define MC_W_READY      0x01
+#define MC_W_REQUEST    0x02
+#define MC_W_REPLY      0x03
+#define MC_W_HEARTBEAT  0x04
+#define MC_W_DISCONNECT 0x05
+
+#define MC_HEARTBEAT_MS       200
+#define MC_HEARTBEAT_LIVENESS 3
+#define MC_REQUEST_ID_MAX     64
+
+//  Applies the settings every Mercato socket needs: frame cap, high-water marks, no linger.
+void mc_proto_socket_setup(zsock_t *sock);
+
+//  True when frame holds exactly the command byte cmd.
+bool mc_proto_is(zframe_t *frame, int cmd);
+
+#endif

@@ -1,0 +1,209 @@
+#include "mc_schema.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const mc_msgdef_t *
+mc_schema_find(const char *service, mc_str_t type)
+{
+    for (size_t i = 0; i < mc_msgdefs_count; i++)
+        if (strcmp(mc_msgdefs[i].service, service) == 0 && mc_str_eq(type, mc_msgdefs[i].type))
+            return &mc_msgdefs[i];
+    return NULL;
+}
+
+const mc_field_t *
+mc_schema_field(const mc_msgdef_t *def, const char *name, size_t len)
+{
+    for (size_t i = 0; i < def->nfields; i++)
+        if (strlen(def->fields[i].name) == len && memcmp(def->fields[i].name, name, len) == 0)
+            return &def->fields[i];
+    return NULL;
+}
+
+long
+mc_utf8_len(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    long n = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        size_t extra;
+        uint32_t cp;
+        if (c < 0x80) { extra = 0; cp = c; }
+        else if ((c & 0xe0) == 0xc0) { extra = 1; cp = c & 0x1f; }
+        else if ((c & 0xf0) == 0xe0) { extra = 2; cp = c & 0x0f; }
+        else if ((c & 0xf8) == 0xf0) { extra = 3; cp = c & 0x07; }
+        else return -1;
+        if (i + extra >= len)
+            return -1;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return -1;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        //  overlong forms, surrogates and values past U+10FFFF are not UTF-8
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000)
+        ||  (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return -1;
+        i += extra + 1;
+        n++;
+    }
+    return n;
+}
+
+static bool
+s_format_ok(mc_fformat_t format, const char *s, size_t len)
+{
+    switch (format) {
+        case MC_FMT_NONE:
+            return true;
+        case MC_FMT_SKU:
+            for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                ||    c == '-' || c == '_' || c == '.'))
+                    return false;
+            }
+            return true;
+        case MC_FMT_CURRENCY:
+            if (len != 3)
+                return false;
+            for (size_t i = 0; i < 3; i++)
+                if (s[i] < 'A' || s[i] > 'Z')
+                    return false;
+            return true;
+        case MC_FMT_URL:
+            if (!((len > 8 && memcmp(s, "https://", 8) == 0) || (len > 7 && memcmp(s, "http://", 7) == 0)))
+                return false;
+            for (size_t i = 0; i < len; i++)
+                if ((unsigned char) s[i] <= 0x20 || s[i] == 0x7f)
+                    return false;
+            return true;
+    }
+    return false;
+}
+
+static const char *
+s_format_name(mc_fformat_t format)
+{
+    switch (format) {
+        case MC_FMT_SKU: return "letters, digits, '-', '_' and '.'";
+        case MC_FMT_CURRENCY: return "an ISO 4217 code of three capital letters";
+        case MC_FMT_URL: return "an http or https URL";
+        default: return "valid";
+    }
+}
+
+static void
+s_check_string(const mc_field_t *f, const char *name, const msgpack_object *v, mc_errors_t *errs)
+{
+    long n = mc_utf8_len(v->via.str.ptr, v->via.str.size);
+    if (n < 0)
+        mc_errors_add(errs, name, "must be valid UTF-8");
+    else
+    if (n < f->min)
+        mc_errors_add(errs, name, f->min == 1 ? "must not be empty" : "must have at least %lld characters",
+                      (long long) f->min);
+    else
+    if (f->max && n > f->max)
+        mc_errors_add(errs, name, "must have at most %lld characters", (long long) f->max);
+    else
+    if (!s_format_ok(f->format, v->via.str.ptr, v->via.str.size))
+        mc_errors_add(errs, name, "must be %s", s_format_name(f->format));
+}
+
+static void
+s_check_value(const mc_field_t *f, const msgpack_object *v, mc_errors_t *errs)
+{
+    const char *name = f->name;
+    switch (f->type) {
+        case MC_FT_STRING:
+            if (v->type != MSGPACK_OBJECT_STR)
+                mc_errors_add(errs, name, "must be a string");
+            else
+                s_check_string(f, name, v, errs);
+            break;
+        case MC_FT_INTEGER: {
+            int64_t i;
+            if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+                i = (int64_t) v->via.u64;
+            else
+            if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                i = v->via.i64;
+            else {
+                mc_errors_add(errs, name, "must be an integer");
+                break;
+            }
+            if (i < f->min || i > f->max)
+                mc_errors_add(errs, name, "must be between %lld and %lld", (long long) f->min,
+                              (long long) f->max);
+            break;
+        }
+        case MC_FT_BOOLEAN:
+            if (v->type != MSGPACK_OBJECT_BOOLEAN)
+                mc_errors_add(errs, name, "must be true or false");
+            break;
+        case MC_FT_STRINGS:
+            if (v->type != MSGPACK_OBJECT_ARRAY) {
+                mc_errors_add(errs, name, "must be an array of strings");
+                break;
+            }
+            if (f->max_items && v->via.array.size > f->max_items) {
+                mc_errors_add(errs, name, "must have at most %lld items", (long long) f->max_items);
+                break;
+            }
+            for (uint32_t k = 0; k < v->via.array.size; k++) {
+                const msgpack_object *e = &v->via.array.ptr[k];
+                if (e->type != MSGPACK_OBJECT_STR) {
+                    mc_errors_add(errs, name, "must be an array of strings");
+                    break;
+                }
+                s_check_string(f, name, e, errs);
+            }
+            break;
+    }
+}
+
+int
+mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs)
+{
+    int before = errs->count;
+    if (!body || body->type != MSGPACK_OBJECT_MAP) {
+        mc_errors_add(errs, "", "the body must be a JSON object");
+        return -1;
+    }
+    for (uint32_t i = 0; i < body->via.map.size; i++) {
+        const msgpack_object *k = &body->via.map.ptr[i].key;
+        const msgpack_object *v = &body->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR) {
+            mc_errors_add(errs, "", "member names must be strings");
+            continue;
+        }
+        char name[64];
+        size_t n = k->via.str.size < sizeof name - 1 ? k->via.str.size : sizeof name - 1;
+        memcpy(name, k->via.str.ptr, n);
+        name[n] = 0;
+        if (mc_utf8_len(name, n) < 0)
+            snprintf(name, sizeof name, "?");
+        const mc_field_t *f = mc_schema_field(def, k->via.str.ptr, k->via.str.size);
+        if (!f)
+            mc_errors_add(errs, name, "is not a known field");
+        else
+        if (f->readonly)
+            mc_errors_add(errs, name, "is read-only");
+        else
+        if (v->type == MSGPACK_OBJECT_NIL) {
+            if (!f->nullable)
+                mc_errors_add(errs, name, "must not be null");
+        }
+        else
+            s_check_value(f, v, errs);
+    }
+    if (!def->patch)
+        for (size_t i = 0; i < def->nfields; i++)
+            if (def->fields[i].required && !mc_map_get(body, def->fields[i].name))
+                mc_errors_add(errs, def->fields[i].name, "is required");
+    return errs->count > before ? -1 : 0;
+}

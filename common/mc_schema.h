@@ -1,0 +1,71 @@
+/*  mc_schema: message definitions and HTTP routes, generated from schemas/<service>.json by
+    schemas/gen.py, and the one validator every actor runs on a message body. */
+#ifndef MC_SCHEMA_H
+#define MC_SCHEMA_H
+
+#include "mc_envelope.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { MC_FT_STRING, MC_FT_INTEGER, MC_FT_BOOLEAN, MC_FT_STRINGS } mc_ftype_t;
+typedef enum { MC_FMT_NONE, MC_FMT_SKU, MC_FMT_CURRENCY, MC_FMT_URL } mc_fformat_t;
+
+typedef struct {
+    const char *name;       //  JSON member name
+    mc_ftype_t type;        //  wire type
+    bool required;          //  must be present (ignored for patches)
+    bool readonly;          //  clients may not send it: 422
+    bool nullable;          //  null accepted (patches: null removes it)
+    int64_t min, max;       //  string length in characters, or integer range
+    int64_t max_items;      //  arrays only
+    int64_t defval;         //  integers: value when absent
+    bool has_default;       //  defval applies
+    mc_fformat_t format;    //  extra syntax check on strings
+} mc_field_t;
+
+typedef struct {
+    const char *service;    //  "catalog"
+    const char *type;       //  "product.create"
+    const mc_field_t *fields;   //  the members it accepts
+    size_t nfields;         //  entries in fields
+    bool patch;             //  a merge patch: nothing required
+} mc_msgdef_t;
+
+typedef enum { MC_ACCESS_PUBLIC, MC_ACCESS_CUSTOMER, MC_ACCESS_OWNER, MC_ACCESS_ADMIN } mc_access_t;
+typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW } mc_keyrule_t;
+
+typedef struct {
+    const char *method;     //  "GET"
+    const char *path;       //  "/api/v1/products/{id}"
+    const mc_msgdef_t *msg; //  the message it becomes
+    unsigned shards;        //  shards of msg->service
+    mc_access_t access;     //  who may call it
+    mc_keyrule_t key;       //  where the routing key comes from
+    int status;             //  status on success
+    bool query;             //  query parameters become the body (typed by msg's fields)
+    bool body;              //  takes a JSON body
+    bool merge_patch;       //  also accepts application/merge-patch+json
+    bool etag;              //  reply carries an ETag; honours If-Match
+    const char *location;   //  Location prefix for 201 replies, or NULL
+} mc_route_t;
+
+extern const mc_route_t mc_routes[];
+extern const size_t mc_routes_count;
+extern const mc_msgdef_t mc_msgdefs[];
+extern const size_t mc_msgdefs_count;
+extern const char mc_openapi_json[];
+
+//  The definition of service's message type, or NULL.
+const mc_msgdef_t *mc_schema_find(const char *service, mc_str_t type);
+
+//  The field of def named name, or NULL.
+const mc_field_t *mc_schema_field(const mc_msgdef_t *def, const char *name, size_t len);
+
+//  Validates a body map against def; every complaint goes to errs. 0 when valid.
+int mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs);
+
+//  Counts UTF-8 code points; -1 when s is not valid UTF-8.
+long mc_utf8_len(const char *s, size_t len);
+
+#endif

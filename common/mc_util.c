@@ -1,0 +1,150 @@
+#include "mc_util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+uint64_t
+mc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+uint64_t
+mc_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static const char s_crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+//  xoshiro-style generator per thread, seeded from the kernel: ids need uniqueness, not secrecy.
+static _Thread_local uint64_t s_rng[2];
+
+static uint64_t
+s_rand64(void)
+{
+    if (s_rng[0] == 0 && s_rng[1] == 0) {
+        if (getrandom(s_rng, sizeof s_rng, 0) != sizeof s_rng || (s_rng[0] | s_rng[1]) == 0) {
+            s_rng[0] = (uint64_t) time(NULL) ^ (uint64_t) (uintptr_t) &s_rng;
+            s_rng[1] = 0x9e3779b97f4a7c15ull;
+        }
+    }
+    uint64_t s1 = s_rng[0];
+    const uint64_t s0 = s_rng[1];
+    const uint64_t result = s0 + s1;
+    s_rng[0] = s0;
+    s1 ^= s1 << 23;
+    s_rng[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
+    return result;
+}
+
+void
+mc_ulid(char out[MC_ULID_LEN + 1], uint64_t ms)
+{
+    //  48 bits of time in 10 characters, then 80 random bits in 16
+    for (int i = 9; i >= 0; i--) {
+        out[i] = s_crockford[ms & 31];
+        ms >>= 5;
+    }
+    uint64_t r1 = s_rand64(), r2 = s_rand64();
+    for (int i = 10; i < 26; i++) {
+        uint64_t *r = i < 22 ? &r1 : &r2;
+        out[i] = s_crockford[*r & 31];
+        *r >>= 5;
+    }
+    out[26] = 0;
+}
+
+int
+mc_ulid_valid(const char *s, size_t len)
+{
+    if (len != MC_ULID_LEN || s[0] > '7')
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!memchr(s_crockford, s[i], 32))
+            return 0;
+    return 1;
+}
+
+uint32_t
+mc_fnv1a32(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+void
+mc_rfc3339(char *out, size_t outsz, uint64_t ms)
+{
+    time_t secs = (time_t) (ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+}
+
+static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t
+mc_b64url_encode(char *out, const void *in, size_t len)
+{
+    const unsigned char *p = in;
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
+        out[o++] = s_b64[v >> 18 & 63];
+        out[o++] = s_b64[v >> 12 & 63];
+        out[o++] = s_b64[v >> 6 & 63];
+        out[o++] = s_b64[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t) p[i] << 16;
+        out[o++] = s_b64[v >> 18 & 63];
+        out[o++] = s_b64[v >> 12 & 63];
+    }
+    else
+    if (len - i == 2) {
+        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8;
+        out[o++] = s_b64[v >> 18 & 63];
+        out[o++] = s_b64[v >> 12 & 63];
+        out[o++] = s_b64[v >> 6 & 63];
+    }
+    out[o] = 0;
+    return o;
+}
+
+long
+mc_b64url_decode(void *out, size_t outsz, const char *in, size_t len)
+{
+    unsigned char *o = out;
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        const char *c = memchr(s_b64, in[i], 64);
+        if (!c || in[i] == 0)
+            return -1;
+        acc = acc << 6 | (uint32_t) (c - s_b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n >= outsz)
+                return -1;
+            o[n++] = (unsigned char) (acc >> bits);
+        }
+    }
+    return (long) n;
+}

@@ -1,0 +1,32 @@
+/*  mc_util: clocks, ids and hashing shared by every process. */
+#ifndef MC_UTIL_H
+#define MC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+//  Wall clock in unix milliseconds.
+uint64_t mc_now_ms(void);
+//  Monotonic clock in milliseconds, for timeouts.
+uint64_t mc_mono_ms(void);
+
+#define MC_ULID_LEN 26
+
+//  Writes a ULID (26 Crockford base32 characters + NUL) for time ms: ids sort by creation time.
+void mc_ulid(char out[MC_ULID_LEN + 1], uint64_t ms);
+
+//  True when s (len bytes) is a syntactically valid ULID.
+int mc_ulid_valid(const char *s, size_t len);
+
+//  FNV-1a 32-bit: the shard function, shard = mc_fnv1a32(key) % shards.
+uint32_t mc_fnv1a32(const void *data, size_t len);
+
+//  Formats unix ms as RFC 3339 UTC with milliseconds ("2026-11-22T01:02:03.456Z"); out >= 25.
+void mc_rfc3339(char *out, size_t outsz, uint64_t ms);
+
+//  base64url without padding; out must hold 4*ceil(len/3)+1. Returns chars written.
+size_t mc_b64url_encode(char *out, const void *in, size_t len);
+//  Returns bytes decoded, or -1 on a bad character or when out (outsz) is too small.
+long mc_b64url_decode(void *out, size_t outsz, const char *in, size_t len);
+
+#endif

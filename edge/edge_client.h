@@ -1,0 +1,24 @@
+/*  edge_client: one DEALER to the broker per HTTP worker thread (ZeroMQ sockets are not
+    thread-safe, and a socket per thread needs no locks on the hot path). */
+#ifndef EDGE_CLIENT_H
+#define EDGE_CLIENT_H
+
+#include <czmq.h>
+
+typedef enum {
+    EDGE_CALL_REPLY,        //  *reply holds the actor's reply envelope
+    EDGE_CALL_UNAVAILABLE,  //  no live node (or the broker is unreachable)
+    EDGE_CALL_TIMEOUT,      //  no answer before the deadline
+} edge_call_t;
+
+//  Sets the broker endpoint; call once before any edge_client_call.
+void edge_client_init(const char *broker);
+
+//  Sends envelope to service and waits up to timeout_ms. The caller destroys *reply.
+edge_call_t edge_client_call(const char *service, const void *envelope, size_t len,
+                             int timeout_ms, zframe_t **reply);
+
+//  Frees this thread's socket (civetweb's exit_thread callback).
+void edge_client_thread_exit(void);
+
+#endif

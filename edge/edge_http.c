@@ -1,0 +1,519 @@
+#include "edge_http.h"
+
+#include "edge_client.h"
+#include "edge_json.h"
+#include "edge_metrics.h"
+#include "edge_pages.h"
+#include "edge_response.h"
+#include "mc_envelope.h"
+#include "mc_log.h"
+#include "mc_schema.h"
+#include "mc_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+static edge_config_t s_config;
+static char s_reply_route[64];
+
+void
+edge_http_init(const edge_config_t *config)
+{
+    s_config = *config;
+    snprintf(s_reply_route, sizeof s_reply_route, "edge/%d", (int) getpid());
+    edge_metrics_init(mc_routes_count);
+}
+
+//  Matches path against a route pattern; a {param} takes one non-empty segment.
+static bool
+s_path_match(const char *pattern, const char *path, mc_str_t *param)
+{
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *end = strchr(s, '/');
+            size_t len = end ? (size_t) (end - s) : strlen(s);
+            if (len == 0)
+                return false;
+            *param = (mc_str_t) { s, len };
+            s += len;
+            p = strchr(p, '}');
+            if (!p)
+                return false;
+            p++;
+        }
+        else
+        if (*p++ != *s++)
+            return false;
+    }
+    return *p == 0 && *s == 0;
+}
+
+static const mc_route_t *
+s_route(const char *method, const char *path, mc_str_t *param, char *allow, size_t allowsz)
+{
+    allow[0] = 0;
+    for (size_t i = 0; i < mc_routes_count; i++) {
+        mc_str_t got = { NULL, 0 };
+        if (!s_path_match(mc_routes[i].path, path, &got))
+            continue;
+        if (strcmp(mc_routes[i].method, method) == 0) {
+            *param = got;
+            return &mc_routes[i];
+        }
+        size_t used = strlen(allow);
+        snprintf(allow + used, allowsz - used, "%s%s", used ? ", " : "", mc_routes[i].method);
+    }
+    return NULL;
+}
+
+static const char *
+s_header(const struct mg_request_info *ri, const char *name, int *count)
+{
+    const char *found = NULL;
+    *count = 0;
+    for (int i = 0; i < ri->num_headers; i++)
+        if (strcasecmp(ri->http_headers[i].name, name) == 0) {
+            if (!found)
+                found = ri->http_headers[i].value;
+            (*count)++;
+        }
+    return found;
+}
+
+static const char *
+s_header1(const struct mg_request_info *ri, const char *name)
+{
+    int count;
+    return s_header(ri, name, &count);
+}
+
+//  A client's X-Request-Id is kept when it is short and plain; otherwise we mint one.
+static void
+s_request_id(const struct mg_request_info *ri, char *out, size_t outsz)
+{
+    const char *given = s_header1(ri, "X-Request-Id");
+    if (given) {
+        size_t n = strlen(given);
+        bool ok = n > 0 && n < 65;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char) given[i]) || strchr("-_.:", given[i]);
+        if (ok) {
+            snprintf(out, outsz, "%s", given);
+            return;
+        }
+    }
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, mc_now_ms());
+    snprintf(out, outsz, "%s", id);
+}
+
+//  W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>, not all-zero ids.
+static bool
+s_traceparent_ok(const char *tp)
+{
+    if (!tp || strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return false;
+    for (int i = 0; i < 55; i++)
+        if (i != 2 && i != 35 && i != 52 && !isxdigit((unsigned char) tp[i]))
+            return false;
+    return strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0
+        && strncmp(tp + 36, "0000000000000000", 16) != 0 && strncmp(tp, "ff", 2) != 0;
+}
+
+//  Request smuggling defences: one numeric Content-Length, never with Transfer-Encoding.
+static const char *
+s_framing_error(const struct mg_request_info *ri)
+{
+    int cl_count, te_count;
+    const char *cl = s_header(ri, "Content-Length", &cl_count);
+    const char *te = s_header(ri, "Transfer-Encoding", &te_count);
+    if (cl_count > 1)
+        return "more than one Content-Length header";
+    if (cl && te)
+        return "both Content-Length and Transfer-Encoding";
+    if (te_count > 1 || (te && strcasecmp(te, "chunked") != 0))
+        return "unsupported Transfer-Encoding";
+    if (cl) {
+        if (!*cl)
+            return "empty Content-Length";
+        for (const char *p = cl; *p; p++)
+            if (!isdigit((unsigned char) *p))
+                return "Content-Length is not a number";
+        if (strlen(cl) > 18)
+            return "Content-Length is too large";
+    }
+    return NULL;
+}
+
+static bool
+s_json_media(const char *ct, bool merge_patch)
+{
+    if (!ct)
+        return false;
+    size_t n = strcspn(ct, "; \t");
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        || (merge_patch && n == 28 && strncasecmp(ct, "application/merge-patch+json", 28) == 0);
+}
+
+//  Reads at most cap bytes of body into buf. Returns its length, -1 when larger than
+//  EDGE_BODY_MAX, -2 on a read error.
+static long
+s_read_body(struct mg_connection *conn, char *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        int n = mg_read(conn, buf + got, cap - got);
+        if (n < 0)
+            return -2;
+        if (n == 0)
+            break;
+        got += (size_t) n;
+    }
+    return got > EDGE_BODY_MAX ? -1 : (long) got;
+}
+
+static int
+s_hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+//  Decodes %XX and '+' in place; returns the new length, or -1 on a bad escape.
+static long
+s_url_decode(char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = s_hexval(s[i + 1]), lo = s_hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            s[o++] = (char) (hi << 4 | lo);
+            i += 2;
+        }
+        else
+            s[o++] = s[i] == '+' ? ' ' : s[i];
+    }
+    return (long) o;
+}
+
+//  Turns the query string into a typed msgpack map by the message's field types. Values that
+//  do not parse as their type are reported in errs.
+static void
+s_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc_errors_t *errs)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", qs ? qs : "");
+    char *pairs[32];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "&", &save); tok && n < 32; tok = strtok_r(NULL, "&", &save))
+        if (*tok)
+            pairs[n++] = tok;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        char *eq = strchr(pairs[i], '=');
+        char *val = eq ? eq + 1 : pairs[i] + strlen(pairs[i]);
+        if (eq)
+            *eq = 0;
+        long klen = s_url_decode(pairs[i], strlen(pairs[i]));
+        long vlen = s_url_decode(val, strlen(val));
+        if (klen < 0 || vlen < 0) {
+            mc_errors_add(errs, klen < 0 ? "?" : pairs[i], "has a malformed %%-escape");
+            klen = klen < 0 ? 1 : klen;
+            mc_pack_str(&pk, "?", 1);
+            msgpack_pack_nil(&pk);
+            continue;
+        }
+        pairs[i][klen] = 0;
+        val[vlen] = 0;
+        mc_pack_str(&pk, pairs[i], (size_t) klen);
+        const mc_field_t *f = mc_schema_field(def, pairs[i], (size_t) klen);
+        if (f && f->type == MC_FT_INTEGER) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(val, &end, 10);
+            if (!*val || *end || errno) {
+                mc_errors_add(errs, pairs[i], "must be an integer");
+                msgpack_pack_nil(&pk);
+            }
+            else
+                msgpack_pack_int64(&pk, v);
+        }
+        else
+        if (f && f->type == MC_FT_BOOLEAN) {
+            if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
+                msgpack_pack_true(&pk);
+            else
+            if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
+                msgpack_pack_false(&pk);
+            else {
+                mc_errors_add(errs, pairs[i], "must be true or false");
+                msgpack_pack_nil(&pk);
+            }
+        }
+        else
+            mc_pack_str(&pk, val, (size_t) vlen);
+    }
+}
+
+static void
+s_validation_problem(edge_reply_t *r, const mc_errors_t *errs)
+{
+    //  pack the complaints so the one problem writer renders them
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int n = errs->count < MC_ERRORS_MAX ? errs->count : MC_ERRORS_MAX;
+    msgpack_pack_array(&pk, (size_t) n);
+    for (int i = 0; i < n; i++) {
+        msgpack_pack_map(&pk, 2);
+        mc_pack_kv_cstr(&pk, "field", errs->list[i].field);
+        mc_pack_kv_cstr(&pk, "message", errs->list[i].message);
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    msgpack_unpack_next(&u, sb.data, sb.size, &off);
+    edge_problem(r, 422, "validation_failed", "the request has invalid fields", &u.data, NULL);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+//  Renders the actor's reply as the HTTP answer.
+static void
+s_answer(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info *ri, zframe_t *frame)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_reply_t rep;
+    if (mc_reply_decode(&u, zframe_data(frame), zframe_size(frame), &rep)) {
+        edge_metrics_rejected("frame");
+        edge_problem(r, 500, "bad_reply", "the service answered with a malformed message", NULL, NULL);
+        msgpack_unpacked_destroy(&u);
+        return;
+    }
+    char headers[1024] = "";
+    size_t hl = 0;
+    if (rep.etag.len && rep.etag.len < 64)
+        hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "ETag: %.*s\r\n", (int) rep.etag.len, rep.etag.ptr);
+    if (rep.status >= 400) {
+        mc_str_t code = { "error", 5 }, detail = { "", 0 };
+        mc_map_str(rep.error, "code", &code);
+        mc_map_str(rep.error, "detail", &detail);
+        char c[64], d[512];
+        snprintf(c, sizeof c, "%.*s", (int) code.len, code.ptr);
+        snprintf(d, sizeof d, "%.*s", (int) detail.len, detail.ptr);
+        edge_problem(r, rep.status, c, d, mc_map_get(rep.error, "errors"),
+                     rep.status == 503 ? "Retry-After: 1\r\n" : NULL);
+    }
+    else {
+        const char *inm = route->etag ? s_header1(ri, "If-None-Match") : NULL;
+        if (inm && rep.etag.len && mc_str_eq(rep.etag, inm) && strcmp(ri->request_method, "GET") == 0) {
+            edge_respond(r, 304, NULL, headers, NULL, 0);
+            msgpack_unpacked_destroy(&u);
+            return;
+        }
+        mc_str_t id;
+        if (route->location && rep.status == 201 && mc_map_str(rep.body, "id", &id) == 0 && id.len < 128)
+            snprintf(headers + hl, sizeof headers - hl, "Location: %s%.*s\r\n", route->location, (int) id.len, id.ptr);
+        if (rep.status == 204 || !rep.body)
+            edge_respond(r, rep.status, NULL, headers, NULL, 0);
+        else {
+            msgpack_sbuffer json;
+            msgpack_sbuffer_init(&json);
+            edge_json_write(&json, rep.body);
+            edge_respond(r, rep.status, "application/json", headers, json.data, json.size);
+            msgpack_sbuffer_destroy(&json);
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static void
+s_forward(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info *ri, mc_str_t param,
+          const char *body, size_t blen, uint64_t received_ms)
+{
+    msgpack_sbuffer mbody;
+    msgpack_sbuffer_init(&mbody);
+    mc_errors_t errs = { 0 };
+    char detail[256];
+    if (route->body) {
+        int rc = edge_json_to_msgpack(body, blen, &mbody, detail, sizeof detail);
+        if (rc) {
+            edge_metrics_rejected("json");
+            edge_problem(r, rc == EDGE_JSON_NOT_OBJECT ? 422 : 400,
+                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed" : "malformed_json", detail, NULL, NULL);
+            goto done;
+        }
+    }
+    else
+    if (route->query) {
+        s_query_to_body(ri->query_string, route->msg, &mbody, &errs);
+        if (errs.count) {
+            s_validation_problem(r, &errs);
+            goto done;
+        }
+    }
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, received_ms);
+    const char *tp = s_header1(ri, "traceparent");
+    const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
+    mc_request_t req = {
+        .id = { id, MC_ULID_LEN },
+        .type = { route->msg->type, strlen(route->msg->type) },
+        .key = route->key == MC_KEY_PATH ? param : route->key == MC_KEY_NEW ? (mc_str_t) { id, MC_ULID_LEN }
+                                                                           : (mc_str_t) { "", 0 },
+        .corr = { r->request_id, strlen(r->request_id) },
+        .reply = { s_reply_route, strlen(s_reply_route) },
+        .user = { "", 0 },
+        .role = MC_STR("anonymous"),
+        .trace = s_traceparent_ok(tp) ? (mc_str_t) { tp, 55 } : (mc_str_t) { "", 0 },
+        .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) } : (mc_str_t) { "", 0 },
+        .deadline = received_ms + (uint64_t) s_config.timeout_ms,
+        .time = received_ms,
+    };
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, (mc_str_t) { mbody.data, mbody.size });
+    char service[96];
+    unsigned shard = route->shards > 1 ? mc_fnv1a32(req.key.ptr, req.key.len) % route->shards : 0;
+    snprintf(service, sizeof service, "%s.%u", route->msg->service, shard);
+    zframe_t *reply = NULL;
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    edge_call_t outcome = edge_client_call(service, env.data, env.size, s_config.timeout_ms, &reply);
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    edge_metrics_broker((uint64_t) ((ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000),
+                        (int) outcome);
+    msgpack_sbuffer_destroy(&env);
+    if (outcome == EDGE_CALL_REPLY)
+        s_answer(r, route, ri, reply);
+    else
+    if (outcome == EDGE_CALL_UNAVAILABLE) {
+        snprintf(detail, sizeof detail, "the %s service has no live node", route->msg->service);
+        edge_problem(r, 503, "service_unavailable", detail, NULL, "Retry-After: 1\r\n");
+    }
+    else {
+        snprintf(detail, sizeof detail, "the %s service did not answer within %d ms", route->msg->service,
+                 s_config.timeout_ms);
+        edge_problem(r, 504, "timeout", detail, NULL, NULL);
+    }
+    zframe_destroy(&reply);
+done:
+    msgpack_sbuffer_destroy(&mbody);
+}
+
+static size_t
+s_route_slot(const mc_route_t *route)
+{
+    return route ? (size_t) (route - mc_routes) : edge_metrics_slot_unmatched();
+}
+
+int
+edge_http_handle(struct mg_connection *conn, void *cbdata)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    uint64_t received_ms = mc_now_ms();
+    edge_metrics_inflight(1);
+    edge_reply_t r = { .conn = conn };
+    s_request_id(ri, r.request_id, sizeof r.request_id);
+    const char *path = ri->local_uri ? ri->local_uri : "/";
+    const mc_route_t *route = NULL;
+    size_t slot = edge_metrics_slot_internal();
+    char allow[128];
+    mc_str_t param = { NULL, 0 };
+
+    const char *framing = s_framing_error(ri);
+    if (framing) {
+        edge_metrics_rejected("headers");
+        r.close = true;
+        edge_problem(&r, 400, "malformed_request", framing, NULL, NULL);
+        goto done;
+    }
+    if (edge_pages_handle(&r, ri, path))
+        goto done;
+    route = s_route(ri->request_method, path, &param, allow, sizeof allow);
+    slot = s_route_slot(route);
+    if (!route) {
+        if (*allow) {
+            char hdr[160];
+            snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+            edge_problem(&r, 405, "method_not_allowed", "this resource does not support this method", NULL, hdr);
+        }
+        else
+            edge_problem(&r, 404, "not_found", "no resource at this path", NULL, NULL);
+        goto done;
+    }
+    if (param.len > 64) {
+        edge_problem(&r, 404, "not_found", "no resource at this path", NULL, NULL);
+        goto done;
+    }
+    if (!route->body) {
+        if (ri->content_length > 0) {
+            edge_metrics_rejected("body_size");
+            r.close = true;
+            edge_problem(&r, 400, "unexpected_body", "this method takes no request body", NULL, NULL);
+            goto done;
+        }
+        s_forward(&r, route, ri, param, NULL, 0, received_ms);
+        goto done;
+    }
+    if (ri->content_length > EDGE_BODY_MAX) {
+        //  refuse before reading a byte of it, and close: the rest of it is not ours to parse
+        edge_metrics_rejected("body_size");
+        r.close = true;
+        edge_problem(&r, 413, "body_too_large", "the request body is larger than 1 MiB", NULL, NULL);
+        goto done;
+    }
+    if (!s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
+        edge_metrics_rejected("media_type");
+        edge_problem(&r, 415, "unsupported_media_type",
+                     route->merge_patch ? "send application/json or application/merge-patch+json"
+                                        : "send application/json", NULL, NULL);
+        goto done;
+    }
+    //  a declared length sizes the buffer; chunked bodies get the cap plus one byte to detect excess
+    size_t cap = ri->content_length >= 0 ? (size_t) ri->content_length : EDGE_BODY_MAX + 1;
+    char *buf = malloc(cap + 1);
+    long blen = buf ? s_read_body(conn, buf, cap) : -2;
+    if (blen == -1) {
+        edge_metrics_rejected("body_size");
+        r.close = true;
+        edge_problem(&r, 413, "body_too_large", "the request body is larger than 1 MiB", NULL, NULL);
+    }
+    else
+    if (blen < 0) {
+        r.close = true;
+        edge_problem(&r, 400, "malformed_request", "the request body could not be read", NULL, NULL);
+    }
+    else
+        s_forward(&r, route, ri, param, buf, (size_t) blen, received_ms);
+    free(buf);
+done:;
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    uint64_t us = (uint64_t) ((ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000);
+    edge_metrics_request(slot, r.status, us);
+    edge_metrics_inflight(-1);
+    if (r.status >= 500 || r.status == 0) {
+        char p[256];
+        mc_warn("request failed", "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"us\":%" PRIu64,
+                r.request_id, ri->request_method, mc_log_escape(p, sizeof p, path, strlen(path)), r.status, us);
+    }
+    return r.status ? r.status : 500;
+}

@@ -1,0 +1,21 @@
+/*  edge_http: maps HTTP requests to actor messages through the generated route table, and
+    actor replies back to HTTP. Hardening lives here: header sanity, body limits, JSON limits. */
+#ifndef EDGE_HTTP_H
+#define EDGE_HTTP_H
+
+#include <civetweb.h>
+
+#define EDGE_BODY_MAX (1024 * 1024)
+
+typedef struct {
+    int timeout_ms;             //  how long to wait for an actor
+    const char *cors_origin;    //  Access-Control-Allow-Origin to send, or NULL for no CORS
+    const char *docs_dir;       //  Swagger UI assets, or NULL
+} edge_config_t;
+
+void edge_http_init(const edge_config_t *config);
+
+//  civetweb request handler for every path.
+int edge_http_handle(struct mg_connection *conn, void *cbdata);
+
+#endif

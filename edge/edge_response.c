@@ -1,0 +1,119 @@
+#include "edge_response.h"
+
+#include "edge_json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *
+edge_reason(int status)
+{
+    switch (status) {
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 204: return "No Content";
+        case 304: return "Not Modified";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 402: return "Payment Required";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 409: return "Conflict";
+        case 412: return "Precondition Failed";
+        case 413: return "Content Too Large";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Content";
+        case 429: return "Too Many Requests";
+        case 500: return "Internal Server Error";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        case 507: return "Insufficient Storage";
+        default: return "Unknown";
+    }
+}
+
+void
+edge_respond(edge_reply_t *r, int status, const char *content_type, const char *extra_headers,
+             const char *body, size_t len)
+{
+    char head[2048];
+    bool no_body = status == 204 || status == 304;
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\n"
+                     "X-Request-Id: %s\r\n"
+                     "%s%s%s"
+                     "%s"
+                     "Content-Length: %zu\r\n"
+                     "%s"
+                     "\r\n",
+                     status, edge_reason(status), r->request_id,
+                     content_type && !no_body ? "Content-Type: " : "", content_type && !no_body ? content_type : "",
+                     content_type && !no_body ? "\r\n" : "",
+                     extra_headers ? extra_headers : "", no_body ? 0 : len,
+                     r->close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t) n >= sizeof head)
+        n = snprintf(head, sizeof head, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+    size_t total = (size_t) n + (no_body ? 0 : len);
+    char stack[16384];
+    char *buf = total <= sizeof stack ? stack : malloc(total);
+    if (!buf)
+        return;
+    memcpy(buf, head, (size_t) n);
+    if (!no_body && len)
+        memcpy(buf + n, body, len);
+    mg_write(r->conn, buf, total);
+    if (buf != stack)
+        free(buf);
+    r->status = status;
+}
+
+static const char *
+s_title(int status)
+{
+    switch (status) {
+        case 400: return "Malformed request";
+        case 404: return "Not found";
+        case 405: return "Method not allowed";
+        case 409: return "Conflict";
+        case 412: return "Precondition failed";
+        case 413: return "Body too large";
+        case 415: return "Unsupported media type";
+        case 422: return "Validation failed";
+        case 503: return "Service unavailable";
+        case 504: return "Service did not answer in time";
+        default: return edge_reason(status);
+    }
+}
+
+void
+edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
+             const msgpack_object *errors, const char *extra_headers)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    char type[160];
+    snprintf(type, sizeof type, "urn:mercato:problem:%s", code);
+    msgpack_sbuffer_write(&b, "{\"type\":", 8);
+    edge_json_write_str(&b, type, strlen(type));
+    msgpack_sbuffer_write(&b, ",\"title\":", 9);
+    const char *title = s_title(status);
+    edge_json_write_str(&b, title, strlen(title));
+    char st[32];
+    int n = snprintf(st, sizeof st, ",\"status\":%d", status);
+    msgpack_sbuffer_write(&b, st, (size_t) n);
+    msgpack_sbuffer_write(&b, ",\"detail\":", 10);
+    edge_json_write_str(&b, detail, strlen(detail));
+    msgpack_sbuffer_write(&b, ",\"code\":", 8);
+    edge_json_write_str(&b, code, strlen(code));
+    msgpack_sbuffer_write(&b, ",\"instance\":", 12);
+    edge_json_write_str(&b, r->request_id, strlen(r->request_id));
+    if (errors && errors->type == MSGPACK_OBJECT_ARRAY) {
+        msgpack_sbuffer_write(&b, ",\"errors\":", 10);
+        edge_json_write(&b, errors);
+    }
+    msgpack_sbuffer_write(&b, "}", 1);
+    edge_respond(r, status, "application/problem+json", extra_headers, b.data, b.size);
+    msgpack_sbuffer_destroy(&b);
+}

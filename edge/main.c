@@ -1,0 +1,111 @@
+/*  mercato-edge: the HTTP/JSON front door (civetweb).
+
+    usage: mercato-edge [--port N] [--broker ENDPOINT] [--data DIR] [--port-file FILE]
+    Listens on 127.0.0.1 only; TLS terminates in front of it (civetweb's TLS does not load
+    against OpenSSL 3). Port 0 picks a free port, written to --port-file once listening. */
+#include "edge_client.h"
+#include "edge_http.h"
+#include "edge_pages.h"
+#include "mc_config.h"
+#include "mc_log.h"
+
+#include <civetweb.h>
+#include <czmq.h>
+
+static int
+s_log_message(const struct mg_connection *conn, const char *message)
+{
+    char esc[512];
+    mc_warn("http server", "\"detail\":\"%s\"", mc_log_escape(esc, sizeof esc, message, strlen(message)));
+    return 1;
+}
+
+static void
+s_exit_thread(const struct mg_context *ctx, int thread_type, void *user_ptr)
+{
+    edge_client_thread_exit();
+}
+
+int
+main(int argc, char **argv)
+{
+    mc_log_init("edge");
+    const char *port = mc_config_env("MERCATO_HTTP_PORT", "8080");
+    const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
+    const char *port_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (streq(argv[i], "--port") && i + 1 < argc)
+            port = argv[++i];
+        else
+        if (streq(argv[i], "--broker") && i + 1 < argc)
+            broker = argv[++i];
+        else
+        if (streq(argv[i], "--data") && i + 1 < argc)
+            i++;    //  accepted for symmetry with the other processes; the edge keeps no state
+        else
+        if (streq(argv[i], "--port-file") && i + 1 < argc)
+            port_file = argv[++i];
+        else {
+            fprintf(stderr, "usage: mercato-edge [--port N] [--broker ENDPOINT] [--data DIR] [--port-file FILE]\n");
+            return 2;
+        }
+    }
+    zsys_init();
+    zsys_set_logstream(stderr);
+    zsys_handler_set(NULL);
+    mc_config_signals();
+    edge_client_init(broker);
+    edge_config_t config = {
+        .timeout_ms = (int) mc_config_env_long("MERCATO_REQUEST_TIMEOUT_MS", 5000, 10, 600000),
+        .docs_dir = mc_config_env("MERCATO_DOCS_DIR", NULL),
+    };
+    edge_http_init(&config);
+    edge_pages_init(config.docs_dir);
+
+    char listen[64], threads[16];
+    snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+    //  one thread per keep-alive connection: size it above the connections we accept
+    snprintf(threads, sizeof threads, "%ld", mc_config_env_long("MERCATO_HTTP_THREADS", 256, 4, 4096));
+    const char *options[] = {
+        "listening_ports", listen,
+        "num_threads", threads,
+        "tcp_nodelay", "1",
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "30000",
+        "request_timeout_ms", "10000",
+        "max_request_size", "16384",
+        "access_control_allow_origin", "",
+        "access_control_allow_methods", "",
+        "access_control_allow_headers", "",
+        "decode_url", "yes",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = s_log_message;
+    callbacks.exit_thread = s_exit_thread;
+    mg_init_library(0);
+    struct mg_context *ctx = mg_start(&callbacks, NULL, options);
+    if (!ctx) {
+        mc_error("cannot listen", "\"address\":\"%s\"", listen);
+        return 1;
+    }
+    mg_set_request_handler(ctx, "/", edge_http_handle, NULL);
+    struct mg_server_port ports[4];
+    int nports = mg_get_server_ports(ctx, 4, ports);
+    int bound = nports > 0 ? ports[0].port : atoi(port);
+    char bound_s[16];
+    snprintf(bound_s, sizeof bound_s, "%d", bound);
+    if (port_file && mc_config_write_file(port_file, bound_s)) {
+        mc_error("cannot write port file", "\"path\":\"%s\"", port_file);
+        mg_stop(ctx);
+        return 1;
+    }
+    mc_info("edge listening", "\"url\":\"http://127.0.0.1:%d\",\"broker\":\"%s\"", bound, broker);
+    while (!zsys_interrupted)
+        zclock_sleep(100);
+    mc_info("edge stopping", NULL);
+    mg_stop(ctx);
+    mg_exit_library();
+    return 0;
+}

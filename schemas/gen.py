@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Generates the message tables, the HTTP route table and the OpenAPI document from
+schemas/<service>.json, so that each message is defined once (see schemas/README.md).
+
+usage: gen.py OUT_C OUT_OPENAPI SCHEMA.json...
+"""
+import json
+import sys
+
+FTYPES = {"string": "MC_FT_STRING", "integer": "MC_FT_INTEGER", "boolean": "MC_FT_BOOLEAN",
+          "strings": "MC_FT_STRINGS"}
+FORMATS = {None: "MC_FMT_NONE", "sku": "MC_FMT_SKU", "currency": "MC_FMT_CURRENCY", "url": "MC_FMT_URL"}
+ACCESS = {"public": "MC_ACCESS_PUBLIC", "customer": "MC_ACCESS_CUSTOMER", "owner": "MC_ACCESS_OWNER",
+          "admin": "MC_ACCESS_ADMIN"}
+KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW"}
+INT64_MAX = 2**63 - 1
+
+ERRORS = {400: "malformed request", 404: "not found", 405: "method not allowed", 409: "conflict",
+          412: "precondition failed", 413: "body too large", 415: "unsupported media type",
+          422: "validation failed", 429: "rate limited", 503: "service unavailable",
+          504: "actor did not answer in time"}
+
+
+def c_str(s):
+    return "NULL" if s is None else json.dumps(s)
+
+
+def ident(*parts):
+    return "_".join(p.replace(".", "_").replace("-", "_") for p in parts)
+
+
+def field_c(name, f):
+    lo = f.get("min", 0 if f["type"] != "integer" else -INT64_MAX - 1)
+    hi = f.get("max", 0 if f["type"] != "integer" else INT64_MAX)
+    lo_c = "INT64_MIN" if lo == -INT64_MAX - 1 else f"{lo}LL"
+    return ("    { %s, %s, %s, %s, %s, %s, %sLL, %sLL, %sLL, %s, %s }," % (
+        c_str(name), FTYPES[f["type"]], c_bool(f.get("required")), c_bool(f.get("readonly")),
+        c_bool(f.get("nullable")), lo_c, hi, f.get("max_items", 0), f.get("default", 0),
+        c_bool("default" in f), FORMATS[f.get("format")]))
+
+
+def c_bool(v):
+    return "true" if v else "false"
+
+
+def json_schema(f, types):
+    t = f["type"]
+    if t == "strings":
+        s = {"type": "array", "items": {"type": "string"}}
+        if "max_items" in f:
+            s["maxItems"] = f["max_items"]
+    elif t == "array":
+        s = {"type": "array", "items": {"$ref": f"#/components/schemas/{f['of']}"}}
+    else:
+        s = {"type": t}
+    if t == "string":
+        if "min" in f:
+            s["minLength"] = f["min"]
+        if f.get("max"):
+            s["maxLength"] = f["max"]
+        if f.get("format") == "currency":
+            s["pattern"] = "^[A-Z]{3}$"
+        elif f.get("format") == "sku":
+            s["pattern"] = "^[A-Za-z0-9._-]+$"
+        elif f.get("format"):
+            s["format"] = f["format"]
+    if t == "integer":
+        if "min" in f:
+            s["minimum"] = f["min"]
+        if "max" in f:
+            s["maximum"] = f["max"]
+        if "default" in f:
+            s["default"] = f["default"]
+    if f.get("readonly"):
+        s["readOnly"] = True
+    if f.get("nullable"):
+        s = {"oneOf": [s, {"type": "null"}]}
+    if f.get("description"):
+        s["description"] = f["description"]
+    return s
+
+
+def object_schema(fields, types, required_ok=True):
+    props = {n: json_schema(f, types) for n, f in fields.items()}
+    req = [n for n, f in fields.items() if f.get("required")] if required_ok else []
+    s = {"type": "object", "properties": props, "additionalProperties": False}
+    if req:
+        s["required"] = req
+    return s
+
+
+def problem_ref(status):
+    return {"description": ERRORS[status],
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def openapi(services):
+    doc = {
+        "openapi": "3.1.0",
+        "info": {"title": "Mercato", "version": "1.0.0",
+                 "description": "Mercato e-commerce backend. Errors are RFC 9457 problem documents."},
+        "servers": [{"url": "/"}],
+        "paths": {},
+        "components": {"schemas": {
+            "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "code": {"type": "string"}, "instance": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object", "properties": {
+                    "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+        }},
+    }
+    schemas = doc["components"]["schemas"]
+    for svc in services:
+        for tname, fields in svc.get("types", {}).items():
+            schemas[tname] = object_schema(fields, svc["types"], required_ok=False)
+            schemas[tname]["required"] = [n for n, f in fields.items() if not f.get("nullable")]
+        for route in svc["routes"]:
+            msg = svc["messages"][route["message"]]
+            op = {"operationId": ident(svc["service"], route["message"]),
+                  "summary": msg.get("summary", route["message"]),
+                  "tags": [svc["service"]], "parameters": [], "responses": {}}
+            for part in route["path"].split("/"):
+                if part.startswith("{"):
+                    op["parameters"].append({"name": part[1:-1], "in": "path", "required": True,
+                                             "schema": {"type": "string"}})
+            if route.get("query"):
+                for n, f in msg["fields"].items():
+                    op["parameters"].append({"name": n, "in": "query", "required": False,
+                                             "schema": json_schema(f, svc["types"])})
+            if route.get("etag") and route["method"] in ("PATCH", "PUT"):
+                op["parameters"].append({"name": "If-Match", "in": "header", "required": False,
+                                         "schema": {"type": "string"}})
+            if route["method"] in ("POST", "PUT", "PATCH"):
+                media = ["application/json"] + (["application/merge-patch+json"] if route.get("merge_patch") else [])
+                schema = object_schema(msg["fields"], svc["types"], required_ok=not msg.get("patch"))
+                op["requestBody"] = {"required": True, "content": {m: {"schema": schema} for m in media}}
+            ok = {"description": "success"}
+            resp = route.get("response")
+            if resp:
+                ref = {"$ref": f"#/components/schemas/{resp.rstrip('[]')}"}
+                ok["content"] = {"application/json": {"schema": {"type": "array", "items": ref} if resp.endswith("[]") else ref}}
+            if route.get("etag"):
+                ok["headers"] = {"ETag": {"schema": {"type": "string"}}}
+            if route.get("location"):
+                ok["headers"] = {"Location": {"schema": {"type": "string"}}}
+            op["responses"][str(route["status"])] = ok
+            errs = [503, 504]
+            if route["method"] in ("POST", "PUT", "PATCH"):
+                errs += [400, 413, 415, 422]
+            if route.get("key") == "path":
+                errs.append(404)
+            if route["method"] in ("POST", "PATCH", "PUT"):
+                errs.append(409)
+            if route.get("etag") and route["method"] != "GET":
+                errs.append(412)
+            if route.get("query"):
+                errs += [400, 422]
+            for st in sorted(set(errs)):
+                op["responses"][str(st)] = problem_ref(st)
+            doc["paths"].setdefault(route["path"], {})[route["method"].lower()] = op
+    ops = {"get": {"summary": "Process is up", "responses": {"200": {"description": "up"}}}}
+    doc["paths"]["/healthz"] = ops
+    doc["paths"]["/readyz"] = {"get": {"summary": "Every service has a live node",
+                                       "responses": {"200": {"description": "ready"}, "503": problem_ref(503)}}}
+    doc["paths"]["/metrics"] = {"get": {"summary": "Prometheus metrics",
+                                        "responses": {"200": {"description": "text exposition format"}}}}
+    return doc
+
+
+def main():
+    out_c, out_api, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+    services = [json.load(open(p)) for p in paths]
+    lines = ["/* Generated by schemas/gen.py from " + ", ".join(p.split("/")[-1] for p in paths) +
+             ". Do not edit. */", '#include "mc_schema.h"', ""]
+    defs = []
+    for svc in services:
+        for mname, msg in svc["messages"].items():
+            fid = ident("s_fields", svc["service"], mname)
+            lines.append(f"static const mc_field_t {fid}[] = {{")
+            lines += [field_c(n, f) for n, f in msg["fields"].items()] or ["    { 0 }"]
+            lines.append("};")
+            defs.append((svc["service"], mname, fid, len(msg["fields"]), msg.get("patch", False)))
+    lines.append("const mc_msgdef_t mc_msgdefs[] = {")
+    index = {}
+    for i, (s, m, fid, n, patch) in enumerate(defs):
+        lines.append(f"    {{ {c_str(s)}, {c_str(m)}, {fid}, {n}, {c_bool(patch)} }},")
+        index[(s, m)] = i
+    lines.append("};")
+    lines.append(f"const size_t mc_msgdefs_count = {len(defs)};")
+    lines.append("const mc_route_t mc_routes[] = {")
+    nroutes = 0
+    for svc in services:
+        for r in svc["routes"]:
+            nroutes += 1
+            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s }," % (
+                c_str(r["method"]), c_str(r["path"]), index[(svc["service"], r["message"])],
+                svc.get("shards", 1), ACCESS[r["access"]], KEYS[r.get("key")], r["status"],
+                c_bool(r.get("query")), c_bool(r["method"] in ("POST", "PUT", "PATCH")),
+                c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location"))))
+    lines.append("};")
+    lines.append(f"const size_t mc_routes_count = {nroutes};")
+    api = json.dumps(openapi(services), indent=1)
+    lines.append("const char mc_openapi_json[] =")
+    for i in range(0, len(api), 100):
+        lines.append("    " + json.dumps(api[i:i + 100]))
+    lines.append(";")
+    open(out_c, "w").write("\n".join(lines) + "\n")
+    open(out_api, "w").write(api + "\n")
+
+
+if __name__ == "__main__":
+    main()
