@@ -21,8 +21,9 @@ mc_store_new(const char *dir, size_t map_max)
     if (!self)
         return NULL;
     self->dir = strdup(dir);
-    self->map_size = 64u << 20;
-    self->map_max = map_max > self->map_size ? map_max : self->map_size;
+    //  start small and grow by doubling: 64 MiB, or an eighth of a small maximum
+    self->map_max = map_max > (1u << 20) ? map_max : (1u << 20);
+    self->map_size = self->map_max >= (512u << 20) ? (64u << 20) : (self->map_max / 8) & ~(size_t) 4095;
     int rc = mc_config_mkdirs(dir) ? -1 : 0;
     if (!rc)
         rc = mdb_env_create(&self->env);

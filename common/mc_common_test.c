@@ -1,1 +1,183 @@
-int main(void){return 0;}
+/*  Unit tests for the wire format: the msgpack guard, envelopes, ids, validation. */
+#include "mc_envelope.h"
+#include "mc_schema.h"
+#include "mc_test.h"
+#include "mc_util.h"
+
+static int
+s_check(const char *bytes, size_t len)
+{
+    return mc_msgpack_check(bytes, len, MC_MSGPACK_MAX_DEPTH);
+}
+
+static void
+test_msgpack_guard(void)
+{
+    //  the 5-byte frame that makes msgpack-c 4.0 ask for ~8.6 GB
+    ASSERT_EQ(s_check("\xdd\x0f\xff\xff\xff", 5), MC_EPARSE);
+    ASSERT_EQ(s_check("\xdf\x0f\xff\xff\xff", 5), MC_EPARSE);       //  map32 bomb
+    ASSERT_EQ(s_check("\xdb\xff\xff\xff\xff" "ab", 7), MC_EPARSE);  //  str32 longer than the frame
+    ASSERT_EQ(s_check("\xc6\x00\x00\x00\x03" "ab", 7), MC_EPARSE);  //  bin32 short by one
+    ASSERT_EQ(s_check("\x92\x01", 2), MC_EPARSE);                   //  truncated array
+    ASSERT_EQ(s_check("\x01\x02", 2), MC_EPARSE);                   //  trailing bytes
+    ASSERT_EQ(s_check("", 0), MC_EPARSE);
+    ASSERT_EQ(s_check("\xc1", 1), MC_EPARSE);                       //  reserved byte
+    ASSERT_EQ(s_check("\xd4\x01\x02", 3), MC_EPARSE);               //  ext types are refused
+    ASSERT_EQ(s_check("\x82\xa1" "a\x01\xa1" "b\x92\xc0\xc3", 9), 0);
+    char deep[40];
+    memset(deep, 0x91, 33);
+    deep[33] = 0x01;
+    ASSERT_EQ(s_check(deep, 34), MC_ETOODEEP);
+    ASSERT_EQ(s_check(deep + 1, 33), 0);                            //  32 levels are fine
+
+    //  every truncation of a valid frame is refused, and unpack agrees with the check
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "name", "a fairly long string value to cut through");
+    mc_pack_kv_int(&pk, "n", -123456789);
+    for (size_t cut = 0; cut < sb.size; cut++) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        MC_CHECK(mc_msgpack_unpack(&u, sb.data, cut) != 0);
+        msgpack_unpacked_destroy(&u);
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_msgpack_unpack(&u, sb.data, sb.size), 0);
+    int64_t n = 0;
+    ASSERT_EQ(mc_map_int(&u.data, "n", &n), 0);
+    ASSERT_EQ(n, -123456789);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+
+    //  random garbage never crashes and never passes as more than the bytes it has
+    srand(7);
+    char junk[64];
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t) (rand() % 64);
+        for (size_t i = 0; i < len; i++)
+            junk[i] = (char) rand();
+        msgpack_unpacked g;
+        msgpack_unpacked_init(&g);
+        mc_msgpack_unpack(&g, junk, len);
+        msgpack_unpacked_destroy(&g);
+    }
+}
+
+static void
+test_envelope_roundtrip(void)
+{
+    msgpack_sbuffer body, env;
+    msgpack_sbuffer_init(&body);
+    msgpack_sbuffer_init(&env);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_cstr(&pk, "sku", "A-1");
+    mc_request_t req = { .id = MC_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV"), .type = MC_STR("product.create"),
+                         .key = MC_STR("k1"), .corr = MC_STR("req-1"), .role = MC_STR("admin"),
+                         .user = MC_STR("u1"), .trace = MC_STR(""), .if_match = MC_STR("\"3\""),
+                         .deadline = 99, .time = 42 };
+    mc_request_encode(&env, &req, (mc_str_t) { body.data, body.size });
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_request_t got;
+    ASSERT_EQ(mc_request_decode(&u, env.data, env.size, &got), 0);
+    MC_CHECK(mc_str_eq(got.id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    MC_CHECK(mc_str_eq(got.type, "product.create"));
+    MC_CHECK(mc_str_eq(got.key, "k1"));
+    MC_CHECK(mc_str_eq(got.role, "admin"));
+    MC_CHECK(mc_str_eq(got.if_match, "\"3\""));
+    ASSERT_EQ(got.deadline, 99);
+    ASSERT_EQ(got.time, 42);
+    mc_str_t sku;
+    ASSERT_EQ(mc_map_str(got.body, "sku", &sku), 0);
+    MC_CHECK(mc_str_eq(sku, "A-1"));
+    msgpack_unpacked_destroy(&u);
+
+    //  a map without the envelope's fields is a shape error, and its id is kept to answer
+    msgpack_sbuffer_clear(&env);
+    msgpack_packer_init(&pk, &env, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "id", "X1");
+    mc_pack_kv_int(&pk, "type", 5);
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_request_decode(&u, env.data, env.size, &got), MC_ESHAPE);
+    MC_CHECK(mc_str_eq(got.id, "X1"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&body);
+    msgpack_sbuffer_destroy(&env);
+}
+
+static void
+test_ids_and_codecs(void)
+{
+    char a[MC_ULID_LEN + 1], b[MC_ULID_LEN + 1];
+    mc_ulid(a, 1000);
+    mc_ulid(b, 2000);
+    MC_CHECK(mc_ulid_valid(a, strlen(a)));
+    MC_CHECK(strcmp(a, b) < 0);     //  time-ordered
+    MC_CHECK(!mc_ulid_valid("not-a-ulid", 10));
+    char enc[64];
+    unsigned char dec[64];
+    for (size_t len = 0; len < 20; len++) {
+        unsigned char in[20];
+        for (size_t i = 0; i < len; i++)
+            in[i] = (unsigned char) (i * 37 + len);
+        size_t n = mc_b64url_encode(enc, in, len);
+        ASSERT_EQ(mc_b64url_decode(dec, sizeof dec, enc, n), (long) len);
+        MC_CHECK(memcmp(in, dec, len) == 0);
+    }
+    ASSERT_EQ(mc_b64url_decode(dec, sizeof dec, "a$", 2), -1);
+    ASSERT_EQ(mc_utf8_len("h\xc3\xa9llo", 6), 5);
+    ASSERT_EQ(mc_utf8_len("\xc3", 1), -1);          //  truncated sequence
+    ASSERT_EQ(mc_utf8_len("\xc0\xaf", 2), -1);      //  overlong
+    ASSERT_EQ(mc_utf8_len("\xed\xa0\x80", 3), -1);  //  surrogate
+    char date[32];
+    mc_rfc3339(date, sizeof date, 0);
+    ASSERT_STR(date, "1970-01-01T00:00:00.000Z");
+}
+
+static void
+test_schema_validation(void)
+{
+    const mc_msgdef_t *def = mc_schema_find("catalog", MC_STR("product.create"));
+    MC_CHECK(def != NULL);
+    if (!def)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    mc_pack_kv_cstr(&pk, "sku", "bad sku");     //  space not allowed
+    mc_pack_kv_cstr(&pk, "name", "");           //  too short
+    mc_pack_kv_int(&pk, "price_cents", -1);     //  negative
+    mc_pack_kv_cstr(&pk, "id", "x");            //  read-only
+    mc_pack_kv_cstr(&pk, "colour", "red");      //  unknown
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_msgpack_unpack(&u, sb.data, sb.size), 0);
+    mc_errors_t errs = { 0 };
+    ASSERT_EQ(mc_schema_validate(def, &u.data, &errs), -1);
+    ASSERT_EQ(errs.count, 6);   //  the five above and the missing category
+    ASSERT_STR(errs.list[0].field, "sku");
+    ASSERT_STR(errs.list[3].message, "is read-only");
+    ASSERT_STR(errs.list[4].message, "is not a known field");
+    ASSERT_STR(errs.list[5].field, "category");
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+int
+main(void)
+{
+    MC_TEST_RUN(test_msgpack_guard);
+    MC_TEST_RUN(test_envelope_roundtrip);
+    MC_TEST_RUN(test_ids_and_codecs);
+    MC_TEST_RUN(test_schema_validation);
+    return MC_TEST_DONE();
+}

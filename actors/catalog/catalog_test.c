@@ -1,1 +1,292 @@
-int main(void){return 0;}
+/*  Catalog handlers against a real LMDB environment, through the actor core (decode, validate,
+    transaction, reply), without sockets. */
+#include "catalog.h"
+#include "mc_test.h"
+#include "mc_util.h"
+
+#include <unistd.h>
+
+static mc_core_t *s_core;
+static uint64_t s_clock = 1700000000000ull;
+
+typedef struct {
+    msgpack_sbuffer frame;      //  the reply frame
+    msgpack_unpacked u;         //  its decoded form
+    mc_reply_t rep;             //  the reply
+} result_t;
+
+static void
+s_free(result_t *r)
+{
+    msgpack_unpacked_destroy(&r->u);
+    msgpack_sbuffer_destroy(&r->frame);
+}
+
+//  Sends type with key and a body packed by the caller (raw msgpack map, or NULL for {}).
+static int
+s_call(result_t *r, const char *type, const char *key, const msgpack_sbuffer *body, const char *if_match)
+{
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, ++s_clock);
+    mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = { type, strlen(type) },
+                         .key = key ? (mc_str_t) { key, strlen(key) } : (mc_str_t) { id, MC_ULID_LEN },
+                         .time = s_clock, .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) }
+                                                               : (mc_str_t) { "", 0 } };
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
+    msgpack_sbuffer_init(&r->frame);
+    msgpack_unpacked_init(&r->u);
+    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
+    msgpack_sbuffer_destroy(&env);
+    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
+        return -1;
+    return r->rep.status;
+}
+
+static msgpack_sbuffer
+s_product(const char *sku, const char *name, const char *desc, const char *cat, int64_t price, bool featured)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    mc_pack_kv_cstr(&pk, "sku", sku);
+    mc_pack_kv_cstr(&pk, "name", name);
+    mc_pack_kv_cstr(&pk, "description", desc);
+    mc_pack_kv_cstr(&pk, "category", cat);
+    mc_pack_kv_int(&pk, "price_cents", price);
+    mc_pack_kv_bool(&pk, "featured", featured);
+    return sb;
+}
+
+//  Creates a product and copies its id out.
+static int
+s_create(char *id_out, const char *sku, const char *name, const char *desc, const char *cat, int64_t price,
+         bool featured)
+{
+    msgpack_sbuffer body = s_product(sku, name, desc, cat, price, featured);
+    result_t r;
+    int status = s_call(&r, "product.create", NULL, &body, NULL);
+    mc_str_t id = { "", 0 };
+    mc_map_str(r.rep.body, "id", &id);
+    if (id_out)
+        snprintf(id_out, MC_ULID_LEN + 1, "%.*s", (int) id.len, id.ptr);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+    return status;
+}
+
+static msgpack_sbuffer
+s_query(const char *q, const char *category, int64_t min_price, int64_t max_price, int featured, int64_t limit,
+        const char *cursor)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int n = !!q + !!category + (min_price >= 0) + (max_price >= 0) + (featured >= 0) + 1 + !!cursor;
+    msgpack_pack_map(&pk, (size_t) n);
+    if (q) mc_pack_kv_cstr(&pk, "q", q);
+    if (category) mc_pack_kv_cstr(&pk, "category", category);
+    if (min_price >= 0) mc_pack_kv_int(&pk, "min_price", min_price);
+    if (max_price >= 0) mc_pack_kv_int(&pk, "max_price", max_price);
+    if (featured >= 0) mc_pack_kv_bool(&pk, "featured", featured);
+    mc_pack_kv_int(&pk, "limit", limit);
+    if (cursor) mc_pack_kv_cstr(&pk, "cursor", cursor);
+    return sb;
+}
+
+//  Walks every page of a query; returns the number of items, checks ids strictly increase
+//  (or prices never decrease when by_price).
+static int
+s_walk(const char *q, const char *category, int64_t min_price, int64_t max_price, int featured, int64_t limit,
+       bool by_price)
+{
+    char cursor[128] = "";
+    int total = 0, pages = 0;
+    char last_id[MC_ULID_LEN + 1] = "";
+    int64_t last_price = -1;
+    while (pages++ < 10000) {
+        msgpack_sbuffer body = s_query(q, category, min_price, max_price, featured, limit, *cursor ? cursor : NULL);
+        result_t r;
+        int status = s_call(&r, "product.list", "", &body, NULL);
+        msgpack_sbuffer_destroy(&body);
+        ASSERT_EQ(status, 200);
+        const msgpack_object *items = mc_map_get(r.rep.body, "items");
+        if (status != 200 || !items) {
+            s_free(&r);
+            return -1;
+        }
+        MC_CHECK(items->via.array.size <= (uint32_t) limit);
+        for (uint32_t i = 0; i < items->via.array.size; i++) {
+            mc_str_t id;
+            int64_t price;
+            mc_map_str(&items->via.array.ptr[i], "id", &id);
+            mc_map_int(&items->via.array.ptr[i], "price_cents", &price);
+            if (by_price)
+                MC_CHECK(price >= last_price);
+            else
+                MC_CHECK(memcmp(id.ptr, last_id, MC_ULID_LEN) > 0);
+            memcpy(last_id, id.ptr, MC_ULID_LEN);
+            last_price = price;
+            MC_CHECK(min_price < 0 || price >= min_price);
+            MC_CHECK(max_price < 0 || price <= max_price);
+            total++;
+        }
+        mc_str_t next;
+        bool more = mc_map_str(r.rep.body, "next_cursor", &next) == 0;
+        if (more)
+            snprintf(cursor, sizeof cursor, "%.*s", (int) next.len, next.ptr);
+        s_free(&r);
+        if (!more)
+            break;
+    }
+    return total;
+}
+
+static void
+test_crud(void)
+{
+    char id[MC_ULID_LEN + 1];
+    ASSERT_EQ(s_create(id, "SKU-1", "Red Shoe", "running shoe", "Shoes", 4999, true), 201);
+    ASSERT_EQ(s_create(NULL, "sku-1", "Other", "", "Shoes", 1, false), 409);     //  sku unique in any case
+    result_t r;
+    ASSERT_EQ(s_call(&r, "product.get", id, NULL, NULL), 200);
+    MC_CHECK(mc_str_eq(r.rep.etag, "\"1\""));
+    mc_str_t currency;
+    ASSERT_EQ(mc_map_str(r.rep.body, "currency", &currency), 0);
+    MC_CHECK(mc_str_eq(currency, "USD"));
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "product.get", "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL, NULL), 404);
+    s_free(&r);
+
+    //  merge patch: present replaces, null resets, stale If-Match refused
+    msgpack_sbuffer patch;
+    msgpack_sbuffer_init(&patch);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &patch, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    mc_pack_kv_cstr(&pk, "category", "Boots");
+    mc_pack_cstr(&pk, "description");
+    msgpack_pack_nil(&pk);
+    mc_pack_kv_int(&pk, "price_cents", 5999);
+    ASSERT_EQ(s_call(&r, "product.update", id, &patch, "\"7\""), 412);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "product.update", id, &patch, "\"1\""), 200);
+    MC_CHECK(mc_str_eq(r.rep.etag, "\"2\""));
+    mc_str_t desc, cat;
+    mc_map_str(r.rep.body, "description", &desc);
+    mc_map_str(r.rep.body, "category", &cat);
+    ASSERT_EQ(desc.len, 0);
+    MC_CHECK(mc_str_eq(cat, "Boots"));
+    s_free(&r);
+    msgpack_sbuffer_destroy(&patch);
+
+    //  the old category and words are gone from the indexes, the new ones are there
+    ASSERT_EQ(s_walk(NULL, "shoes", -1, -1, -1, 10, false), 0);
+    ASSERT_EQ(s_walk(NULL, "BOOTS", -1, -1, -1, 10, false), 1);
+    ASSERT_EQ(s_walk("running", NULL, -1, -1, -1, 10, false), 0);
+    ASSERT_EQ(s_walk("red SHOE", NULL, -1, -1, -1, 10, false), 1);
+
+    ASSERT_EQ(s_call(&r, "product.delete", id, NULL, NULL), 204);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "product.get", id, NULL, NULL), 404);
+    s_free(&r);
+    ASSERT_EQ(s_walk("red", NULL, -1, -1, -1, 10, false), 0);
+    ASSERT_EQ(s_create(NULL, "SKU-1", "Reused", "", "Shoes", 1, false), 201);  //  the sku is free again
+}
+
+static void
+test_lists(void)
+{
+    //  300 products over 3 categories; every 4th featured; words by residue
+    for (int i = 0; i < 300; i++) {
+        char sku[32], name[64], cat[32];
+        snprintf(sku, sizeof sku, "L-%d", i);
+        snprintf(name, sizeof name, "%s item %d", i % 2 ? "odd" : "even", i);
+        snprintf(cat, sizeof cat, "list-%d", i % 3);
+        ASSERT_EQ(s_create(NULL, sku, name, i % 5 == 0 ? "five" : "", cat, 1000 + i, i % 4 == 0), 201);
+    }
+    ASSERT_EQ(s_walk(NULL, "list-1", -1, -1, -1, 7, false), 100);
+    ASSERT_EQ(s_walk("odd", "list-1", -1, -1, -1, 7, false), 50);
+    ASSERT_EQ(s_walk("odd five", NULL, -1, -1, -1, 7, false), 30);
+    ASSERT_EQ(s_walk(NULL, NULL, -1, -1, 1, 9, false), 75 + 0);
+    ASSERT_EQ(s_walk("even", NULL, -1, -1, 1, 9, false), 75);
+    ASSERT_EQ(s_walk(NULL, "list-0", 1100, 1199, -1, 8, false), 33);    //  category + price predicate
+    ASSERT_EQ(s_walk(NULL, NULL, 1100, 1199, -1, 8, true), 100);        //  price only: price order
+    ASSERT_EQ(s_walk(NULL, NULL, -1, -1, 0, 13, false), 225 + 1);       //  not featured, plus test_crud's "Reused"
+    ASSERT_EQ(s_walk("nothing-matches", NULL, -1, -1, -1, 5, false), 0);
+
+    msgpack_sbuffer body = s_query(NULL, NULL, -1, -1, -1, 5, "not-a-cursor!");
+    result_t r;
+    ASSERT_EQ(s_call(&r, "product.list", "", &body, NULL), 400);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+    body = s_query(NULL, NULL, -1, -1, -1, 101, NULL);
+    ASSERT_EQ(s_call(&r, "product.list", "", &body, NULL), 422);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+
+    ASSERT_EQ(s_call(&r, "category.list", "", NULL, NULL), 200);
+    ASSERT_EQ(r.rep.body->via.array.size, 4);   //  list-0..2 and Shoes
+    int64_t count = 0;
+    mc_map_int(&r.rep.body->via.array.ptr[0], "product_count", &count);
+    ASSERT_EQ(count, 100);
+    s_free(&r);
+}
+
+static void
+test_storage_full(void)
+{
+    //  a 1 MiB ceiling: the map grows from 128 KiB until it cannot, then writes are refused with
+    //  507 and everything acknowledged before is still readable
+    char dir[] = "/tmp/mc-catalog-full-XXXXXX";
+    MC_CHECK(mkdtemp(dir) != NULL);
+    mc_core_t *saved = s_core;
+    s_core = mc_core_new(&catalog_service, dir, 1u << 20);
+    MC_CHECK(s_core != NULL);
+    char desc[4001];
+    memset(desc, 'x', 4000);
+    desc[4000] = 0;
+    char first[MC_ULID_LEN + 1] = "";
+    int created = 0, status = 201;
+    for (int i = 0; i < 1000 && status == 201; i++) {
+        char sku[32];
+        snprintf(sku, sizeof sku, "F-%d", i);
+        desc[i % 4000] = 'y';
+        status = s_create(created ? NULL : first, sku, "filler", desc, "fill", 1, false);
+        created += status == 201;
+    }
+    ASSERT_EQ(status, 507);
+    MC_CHECK(created > 40);     //  more than fits in the first 128 KiB
+    result_t r;
+    ASSERT_EQ(s_call(&r, "product.get", first, NULL, NULL), 200);
+    s_free(&r);
+    mc_core_destroy(&s_core);
+    s_core = saved;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    MC_CHECK(system(cmd) == 0);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/mc-catalog-test-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    s_core = mc_core_new(&catalog_service, dir, 1u << 30);
+    if (!s_core)
+        return 1;
+    MC_TEST_RUN(test_crud);
+    MC_TEST_RUN(test_lists);
+    MC_TEST_RUN(test_storage_full);
+    mc_core_destroy(&s_core);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return MC_TEST_DONE();
+}
