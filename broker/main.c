@@ -1,7 +1,8 @@
 /*  mercato-broker: routes requests between the edge and actor nodes.
 
-    usage: mercato-broker [--bind ENDPOINT] [--endpoint-file FILE]
-    ENDPOINT defaults to $MERCATO_BROKER_ENDPOINT, else tcp://127.0.0.1:5570. */
+    usage: mercato-broker [--bind ENDPOINT[,ENDPOINT...]] [--endpoint-file FILE]
+    ENDPOINT defaults to $MERCATO_BROKER_ENDPOINT, else tcp://127.0.0.1:5570. The endpoint file
+    receives the first one, with its port resolved. */
 #include "mc_broker.h"
 #include "mc_config.h"
 #include "mc_log.h"

@@ -56,13 +56,28 @@ mc_broker_new(const char *endpoint)
     if (!self)
         return NULL;
     self->router = zsock_new(ZMQ_ROUTER);
-    mc_proto_socket_setup(self->router);
-    if (!self->router || zsock_bind(self->router, "%s", endpoint) < 0) {
-        mc_error("bind failed", "\"endpoint\":\"%s\",\"error\":\"%s\"", endpoint, zmq_strerror(zmq_errno()));
+    if (!self->router) {
         mc_broker_destroy(&self);
         return NULL;
     }
-    self->endpoint = zsock_last_endpoint(self->router);
+    mc_proto_socket_setup(self->router);
+    //  a comma-separated list: typically ipc:// for this host's processes, tcp:// for other hosts
+    char *list = strdup(endpoint), *save = NULL;
+    for (char *ep = strtok_r(list, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
+        if (zsock_bind(self->router, "%s", ep) < 0) {
+            mc_error("bind failed", "\"endpoint\":\"%s\",\"error\":\"%s\"", ep, zmq_strerror(zmq_errno()));
+            free(list);
+            mc_broker_destroy(&self);
+            return NULL;
+        }
+        if (!self->endpoint)
+            self->endpoint = zsock_last_endpoint(self->router);
+    }
+    free(list);
+    if (!self->endpoint) {
+        mc_broker_destroy(&self);
+        return NULL;
+    }
     self->services = zhashx_new();
     zhashx_set_destructor(self->services, s_service_destroy);
     self->workers = zhashx_new();

@@ -10,7 +10,8 @@
 
 typedef struct _mc_broker_t mc_broker_t;
 
-//  Binds a ROUTER to endpoint ("tcp://127.0.0.1:*" picks a free port). NULL on failure.
+//  Binds a ROUTER to endpoint, a comma-separated list ("tcp://127.0.0.1:*" picks a free port).
+//  NULL on failure.
 mc_broker_t *mc_broker_new(const char *endpoint);
 void mc_broker_destroy(mc_broker_t **self_p);
 

@@ -163,11 +163,12 @@ test_schema_validation(void)
     ASSERT_EQ(mc_msgpack_unpack(&u, sb.data, sb.size), 0);
     mc_errors_t errs = { 0 };
     ASSERT_EQ(mc_schema_validate(def, &u.data, &errs), -1);
-    ASSERT_EQ(errs.count, 6);   //  the five above and the missing category
+    ASSERT_EQ(errs.count, 7);   //  the five above, and description and category missing
     ASSERT_STR(errs.list[0].field, "sku");
     ASSERT_STR(errs.list[3].message, "is read-only");
     ASSERT_STR(errs.list[4].message, "is not a known field");
-    ASSERT_STR(errs.list[5].field, "category");
+    ASSERT_STR(errs.list[5].field, "description");
+    ASSERT_STR(errs.list[6].field, "category");
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
 }

@@ -22,6 +22,9 @@ s_socket(void)
         mc_proto_socket_setup(s_sock);
         //  with no connection, fail the send at once instead of queueing for a broker that is gone
         zsock_set_immediate(s_sock, 1);
+        //  after a broker restart, come back quickly rather than after the default 100 ms
+        zsock_set_reconnect_ivl(s_sock, 10);
+        zsock_set_reconnect_ivl_max(s_sock, 250);
         zsock_connect(s_sock, "%s", s_broker);
         s_fresh = true;
     }
@@ -46,7 +49,7 @@ edge_client_call(const char *service, const void *envelope, size_t len, int time
     if (zmq_send(raw, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         //  a new socket may still be connecting; an established one that cannot send has no broker
         zmq_pollitem_t out = { raw, 0, ZMQ_POLLOUT, 0 };
-        int wait = s_fresh ? (timeout_ms < 1000 ? timeout_ms : 1000) : 20;
+        int wait = s_fresh ? (timeout_ms < 1000 ? timeout_ms : 1000) : 100;
         if (zmq_poll(&out, 1, wait) <= 0 || zmq_send(raw, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
             return EDGE_CALL_UNAVAILABLE;
     }

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 const char *
 edge_reason(int status)
@@ -31,6 +32,27 @@ edge_reason(int status)
         case 504: return "Gateway Timeout";
         case 507: return "Insufficient Storage";
         default: return "Unknown";
+    }
+}
+
+void
+edge_force_close(struct mg_connection *conn)
+{
+    //  civetweb 1.15 decides keep-alive from the request's own Connection header and offers no
+    //  call to drop a connection. After a framing error the rest of the stream cannot be trusted
+    //  (request smuggling), so we rewrite that header to "close" in its copy of the request.
+    struct mg_request_info *ri = (struct mg_request_info *) mg_get_request_info(conn);
+    if (!ri)
+        return;
+    for (int i = 0; i < ri->num_headers; i++)
+        if (strcasecmp(ri->http_headers[i].name, "Connection") == 0) {
+            ri->http_headers[i].value = "close";
+            return;
+        }
+    if (ri->num_headers < MG_MAX_HEADERS) {
+        ri->http_headers[ri->num_headers].name = "Connection";
+        ri->http_headers[ri->num_headers].value = "close";
+        ri->num_headers++;
     }
 }
 
@@ -63,6 +85,8 @@ edge_respond(edge_reply_t *r, int status, const char *content_type, const char *
     memcpy(buf, head, (size_t) n);
     if (!no_body && len)
         memcpy(buf + n, body, len);
+    if (r->close)
+        edge_force_close(r->conn);
     mg_write(r->conn, buf, total);
     if (buf != stack)
         free(buf);

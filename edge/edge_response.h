@@ -24,4 +24,7 @@ void edge_problem(edge_reply_t *r, int status, const char *code, const char *det
 
 const char *edge_reason(int status);
 
+//  Makes civetweb close the connection after this response (framing errors, refused bodies).
+void edge_force_close(struct mg_connection *conn);
+
 #endif

@@ -5,6 +5,9 @@
     against OpenSSL 3). Port 0 picks a free port, written to --port-file once listening. */
 #include "edge_client.h"
 #include "edge_http.h"
+#include "edge_metrics.h"
+#include "edge_response.h"
+#include "mc_util.h"
 #include "edge_pages.h"
 #include "mc_config.h"
 #include "mc_log.h"
@@ -18,6 +21,25 @@ s_log_message(const struct mg_connection *conn, const char *message)
     char esc[512];
     mc_warn("http server", "\"detail\":\"%s\"", mc_log_escape(esc, sizeof esc, message, strlen(message)));
     return 1;
+}
+
+//  civetweb's own refusals (unparseable request line, bad Content-Length...) in our format too.
+static int
+s_http_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+    edge_reply_t r = { .conn = conn, .close = true };
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, mc_now_ms());
+    snprintf(r.request_id, sizeof r.request_id, "%s", id);
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    //  a Content-Length that is present but not a number is malformed, not missing
+    if (status == 411 && ri && mg_get_header(conn, "Content-Length"))
+        status = 400;
+    edge_metrics_rejected("headers");
+    edge_problem(&r, status, status == 411 ? "length_required" : "malformed_request",
+                 status == 411 ? "send Content-Length or chunked Transfer-Encoding" : "the request could not be parsed",
+                 NULL, NULL);
+    return 0;
 }
 
 static void
@@ -84,6 +106,7 @@ main(int argc, char **argv)
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
     callbacks.exit_thread = s_exit_thread;
+    callbacks.http_error = s_http_error;
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&callbacks, NULL, options);
     if (!ctx) {

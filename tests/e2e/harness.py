@@ -32,6 +32,7 @@ BIN_DIR = os.environ.get("MERCATO_BIN") or "/work/main/build/bin"
 START_TIMEOUT = float(os.environ.get("MERCATO_E2E_START_TIMEOUT", "20"))
 TERM_GRACE = 5.0
 API = "/api/v1"
+SETPRIV = shutil.which("setpriv")
 
 
 class HarnessError(RuntimeError):
@@ -87,6 +88,9 @@ class Proc:
         err.write(banner)
         out.flush()
         err.flush()
+        if SETPRIV:
+            # Die with the test runner even if it is SIGKILLed (e.g. a ctest timeout).
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--"] + list(argv)
         try:
             self.popen = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                           env=env, start_new_session=True)

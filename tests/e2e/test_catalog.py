@@ -112,9 +112,12 @@ class TestCreate(CatalogCase):
         self.assertIs(p["featured"], True)
         self.assertEqual(self.get(self.P + "/" + p["id"]).json(), p)
 
-    def test_ids_are_distinct(self):
-        ids = {self.create()["id"] for _ in range(5)}
-        self.assertEqual(len(ids), 5)
+    def test_ids_are_distinct_and_time_ordered(self):
+        made = [self.create() for _ in range(8)]
+        self.assertEqual(len({p["id"] for p in made}), len(made))
+        for a, b in zip(made, made[1:]):
+            if a["created_at"] < b["created_at"]:      # CONTRACT 2: ids are time-ordered
+                self.assertLess(a["id"], b["id"], (a, b))
 
     def test_duplicate_sku_is_409(self):
         p = self.create()

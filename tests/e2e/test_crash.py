@@ -158,6 +158,11 @@ class TestEdgeAndBrokerCrash(CrashCase):
         # Node and edge reconnect to the restarted broker on their own.
         self.cluster.start("broker")
         self.cluster.wait_ready(timeout=15)
+        # /readyz (asked on a new connection) can turn 200 a moment before the edge thread that
+        # serves this keep-alive connection has reconnected; allow it 1 s, as a client honouring
+        # Retry-After would.
+        wait_for(lambda: self.get(P + "/" + made[0]["id"], timeout=1).status_code == 200, 1.0,
+                 what="catalog served within 1 s of /readyz == 200 after the broker restart")
         self.assertIntact(made)
         self.create()
 

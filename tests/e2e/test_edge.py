@@ -200,15 +200,13 @@ class TestBodyLimit(EdgeCase):
             "application/problem+json"), resps[0])
         self.assertAlive()
 
-    def test_exactly_1_mib_is_not_413(self):
-        body = json.dumps(product(description=""))
-        body = body[:-1] + ', "name": "' + "n" * (MIB - len(body) - 12) + '"}'
+    def test_exactly_1_mib_is_accepted(self):
+        compact = json.dumps(product())
+        body = compact[:-1] + " " * (MIB - len(compact.encode())) + "}"   # whitespace padding
         self.assertEqual(len(body.encode()), MIB)
         r = self.http.post(self.url(P), data=body, timeout=10,
                            headers={"Content-Type": "application/json"})
-        # Too long a name for validation, but not too large for the edge.
-        self.assertNotEqual(r.status_code, 413, r.text[:300])
-        self.assertIn(r.status_code, (201, 422), r.text[:300])
+        self.assertStatus(r, 201, "a body of exactly 1 MiB is within the limit")
 
     def test_declared_5_mib_is_refused_promptly_without_reading(self):
         c = self.raw()
@@ -284,7 +282,7 @@ class TestRequestIds(EdgeCase):
             self.assertEqual(r.headers.get("X-Request-Id"), rid)
 
     def test_insane_request_id_is_replaced(self):
-        for bad in ("x" * 4096, "a b\tc", "<script>"):
+        for bad in ("x" * 4096, "a b c", "<script>", "\"quoted\""):
             with self.subTest(bad=bad[:20]):
                 r = self.get(P, headers={"X-Request-Id": bad})
                 self.assertStatus(r, 200)
@@ -329,7 +327,7 @@ class TestOps(EdgeCase):
         self.assertStatus(self.get("/healthz"), 200)
         self.assertStatus(self.get("/readyz"), 200)
 
-    SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? "
+    SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? '
                         r"(-?[0-9.]+(?:[eE][-+]?[0-9]+)?|[+-]Inf|NaN)( -?[0-9]+)?$")
 
     def scrape(self):

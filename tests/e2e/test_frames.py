@@ -74,7 +74,7 @@ class BrokerFrames(unittest.TestCase):
         """The whole path still works: a product written over HTTP reads back."""
         sku = "F-" + uuid.uuid4().hex[:12]
         r = requests.post(self.cluster.api + "/products", json={
-            "sku": sku, "name": "frame test", "category": "frames", "price_cents": 1}, timeout=5)
+            "sku": sku, "name": "frame test", "description": "", "category": "frames", "price_cents": 1}, timeout=5)
         self.assertEqual(r.status_code, 201, r.text)
         g = requests.get(self.cluster.api + "/products/" + r.json()["id"], timeout=5)
         self.assertEqual(g.status_code, 200)
