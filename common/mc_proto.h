@@ -19,8 +19,8 @@
 #define MC_W_HEARTBEAT  0x04
 #define MC_W_DISCONNECT 0x05
 
-#define MC_HEARTBEAT_MS       200
-#define MC_HEARTBEAT_LIVENESS 3
+#define MC_HEARTBEAT_MS       100
+#define MC_HEARTBEAT_LIVENESS 5
 #define MC_REQUEST_ID_MAX     64
 
 //  Applies the settings every Mercato socket needs: frame cap, high-water marks, no linger.
