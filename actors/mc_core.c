@@ -3,6 +3,7 @@
 #include "mc_log.h"
 
 #include <string.h>
+#include <stdio.h>
 
 struct _mc_core_t {
     const mc_service_t *service;    //  handlers
@@ -122,9 +123,11 @@ mc_core_handle(mc_core_t *self, const void *frame, size_t len, uint64_t now_ms, 
         }
         if (status < 0) {
             msgpack_sbuffer_clear(out);
-            char type[64];
-            mc_error("handler failed", "\"type\":\"%s\",\"error\":\"%s\"",
-                     mc_log_escape(type, sizeof type, req.type.ptr, req.type.len), mdb_strerror(status));
+            char type[64], corr[80];
+            mc_error("handler failed", "\"type\":\"%s\",\"request_id\":\"%s\",\"error\":\"%s\"",
+                     mc_log_escape(type, sizeof type, req.type.ptr, req.type.len),
+                     mc_log_escape(corr, sizeof corr, req.corr.ptr, req.corr.len),
+                     status > -30800 && status < -30700 ? mdb_strerror(status) : strerror(-status));
             if (status == MDB_MAP_FULL)
                 mc_reply_error(&pk, req.id, 507, "storage_full", "the service has run out of storage", NULL);
             else

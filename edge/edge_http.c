@@ -354,7 +354,8 @@ s_forward(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info
         if (rc) {
             edge_metrics_rejected("json");
             edge_problem(r, rc == EDGE_JSON_NOT_OBJECT ? 422 : 400,
-                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed" : "malformed_json", detail, NULL, NULL);
+                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed"
+                         : rc == EDGE_JSON_LIMIT ? "json_limit_exceeded" : "malformed_json", detail, NULL, NULL);
             goto done;
         }
     }
@@ -510,10 +511,12 @@ done:;
     uint64_t us = (uint64_t) ((ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000);
     edge_metrics_request(slot, r.status, us);
     edge_metrics_inflight(-1);
-    if (r.status >= 500 || r.status == 0) {
+    if (s_config.access_log == EDGE_LOG_ALL || (s_config.access_log == EDGE_LOG_ERRORS && r.status >= 400)
+    ||  r.status >= 500 || r.status == 0) {
         char p[256];
-        mc_warn("request failed", "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"us\":%" PRIu64,
-                r.request_id, ri->request_method, mc_log_escape(p, sizeof p, path, strlen(path)), r.status, us);
+        mc_log(r.status >= 500 || r.status == 0 ? MC_LOG_WARN : MC_LOG_INFO, "request",
+               "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"us\":%" PRIu64,
+               r.request_id, ri->request_method, mc_log_escape(p, sizeof p, path, strlen(path)), r.status, us);
     }
     return r.status ? r.status : 500;
 }

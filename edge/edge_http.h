@@ -7,7 +7,10 @@
 
 #define EDGE_BODY_MAX (1024 * 1024)
 
+typedef enum { EDGE_LOG_OFF, EDGE_LOG_ERRORS, EDGE_LOG_ALL } edge_log_t;
+
 typedef struct {
+    edge_log_t access_log;      //  which requests get a log line (5xx always do)
     int timeout_ms;             //  how long to wait for an actor
     const char *cors_origin;    //  Access-Control-Allow-Origin to send, or NULL for no CORS
     const char *docs_dir;       //  Swagger UI assets, or NULL

@@ -132,7 +132,9 @@ edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
     msgpack_sbuffer_write(&b, ",\"code\":", 8);
     edge_json_write_str(&b, code, strlen(code));
     msgpack_sbuffer_write(&b, ",\"instance\":", 12);
-    edge_json_write_str(&b, r->request_id, strlen(r->request_id));
+    char instance[128];
+    snprintf(instance, sizeof instance, "urn:mercato:request:%s", r->request_id);
+    edge_json_write_str(&b, instance, strlen(instance));
     if (errors && errors->type == MSGPACK_OBJECT_ARRAY) {
         msgpack_sbuffer_write(&b, ",\"errors\":", 10);
         edge_json_write(&b, errors);

@@ -77,7 +77,9 @@ main(int argc, char **argv)
     zsys_handler_set(NULL);
     mc_config_signals();
     edge_client_init(broker);
+    const char *log = mc_config_env("MERCATO_ACCESS_LOG", "all");
     edge_config_t config = {
+        .access_log = streq(log, "off") ? EDGE_LOG_OFF : streq(log, "errors") ? EDGE_LOG_ERRORS : EDGE_LOG_ALL,
         .timeout_ms = (int) mc_config_env_long("MERCATO_REQUEST_TIMEOUT_MS", 5000, 10, 600000),
         .docs_dir = mc_config_env("MERCATO_DOCS_DIR", NULL),
     };
