@@ -417,6 +417,39 @@ done:
     msgpack_sbuffer_destroy(&mbody);
 }
 
+//  The request's Origin when CORS is configured and lists it (exactly), else NULL.
+static const char *
+s_cors_origin(const struct mg_request_info *ri)
+{
+    const char *origin = s_header1(ri, "Origin");
+    if (!s_config.cors_origin || !origin || !*origin)
+        return NULL;
+    size_t n = strlen(origin);
+    for (const char *p = s_config.cors_origin; *p;) {
+        size_t len = strcspn(p, ", ");
+        if ((len == 1 && *p == '*') || (len == n && strncmp(p, origin, n) == 0))
+            return len == 1 && *p == '*' ? "*" : origin;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return NULL;
+}
+
+//  OPTIONS: the methods a path allows, and a CORS preflight answer when CORS allows the origin.
+static void
+s_options(edge_reply_t *r, const struct mg_request_info *ri, const char *allow)
+{
+    char headers[768];
+    int n = snprintf(headers, sizeof headers, "Allow: %s, OPTIONS\r\n", allow);
+    if (r->origin && s_header1(ri, "Access-Control-Request-Method"))
+        snprintf(headers + n, sizeof headers - (size_t) n,
+                 "Access-Control-Allow-Methods: %s\r\n"
+                 "Access-Control-Allow-Headers: Content-Type, Authorization, If-Match, If-None-Match, "
+                 "Idempotency-Key, X-Request-Id, traceparent\r\n"
+                 "Access-Control-Max-Age: 600\r\n", allow);
+    edge_respond(r, 204, NULL, headers, NULL, 0);
+}
+
 static size_t
 s_route_slot(const mc_route_t *route)
 {
@@ -431,7 +464,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     uint64_t received_ms = mc_now_ms();
     edge_metrics_inflight(1);
-    edge_reply_t r = { .conn = conn };
+    edge_reply_t r = { .conn = conn, .origin = s_cors_origin(ri) };
     s_request_id(ri, r.request_id, sizeof r.request_id);
     const char *path = ri->local_uri ? ri->local_uri : "/";
     const mc_route_t *route = NULL;
@@ -450,6 +483,10 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         goto done;
     route = s_route(ri->request_method, path, &param, allow, sizeof allow);
     slot = s_route_slot(route);
+    if (!route && *allow && strcmp(ri->request_method, "OPTIONS") == 0) {
+        s_options(&r, ri, allow);
+        goto done;
+    }
     if (!route) {
         if (*allow) {
             char hdr[160];

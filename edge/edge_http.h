@@ -12,7 +12,7 @@ typedef enum { EDGE_LOG_OFF, EDGE_LOG_ERRORS, EDGE_LOG_ALL } edge_log_t;
 typedef struct {
     edge_log_t access_log;      //  which requests get a log line (5xx always do)
     int timeout_ms;             //  how long to wait for an actor
-    const char *cors_origin;    //  Access-Control-Allow-Origin to send, or NULL for no CORS
+    const char *cors_origin;    //  allowed origins, comma-separated ("*" for any), or NULL: no CORS
     const char *docs_dir;       //  Swagger UI assets, or NULL
 } edge_config_t;
 

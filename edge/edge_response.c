@@ -60,20 +60,24 @@ void
 edge_respond(edge_reply_t *r, int status, const char *content_type, const char *extra_headers,
              const char *body, size_t len)
 {
-    char head[2048];
+    char head[3072];
     bool no_body = status == 204 || status == 304;
+    char cors[512] = "";
+    if (r->origin)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                 "Access-Control-Expose-Headers: ETag, Location, X-Request-Id, Retry-After\r\n", r->origin);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n"
                      "X-Request-Id: %s\r\n"
                      "%s%s%s"
-                     "%s"
+                     "%s%s"
                      "Content-Length: %zu\r\n"
                      "%s"
                      "\r\n",
                      status, edge_reason(status), r->request_id,
                      content_type && !no_body ? "Content-Type: " : "", content_type && !no_body ? content_type : "",
                      content_type && !no_body ? "\r\n" : "",
-                     extra_headers ? extra_headers : "", no_body ? 0 : len,
+                     extra_headers ? extra_headers : "", cors, no_body ? 0 : len,
                      r->close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t) n >= sizeof head)
         n = snprintf(head, sizeof head, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");

@@ -12,6 +12,7 @@ typedef struct {
     char request_id[80];            //  X-Request-Id
     int status;                     //  what was answered, for metrics
     bool close;                     //  send Connection: close
+    const char *origin;             //  CORS origin to allow on this response, or NULL
 } edge_reply_t;
 
 //  Sends status with body (may be NULL/0). extra_headers: complete "Name: value\r\n" lines or NULL.

@@ -82,6 +82,7 @@ main(int argc, char **argv)
         .access_log = streq(log, "off") ? EDGE_LOG_OFF : streq(log, "errors") ? EDGE_LOG_ERRORS : EDGE_LOG_ALL,
         .timeout_ms = (int) mc_config_env_long("MERCATO_REQUEST_TIMEOUT_MS", 5000, 10, 600000),
         .docs_dir = mc_config_env("MERCATO_DOCS_DIR", NULL),
+        .cors_origin = mc_config_env("MERCATO_CORS_ORIGINS", NULL),
     };
     edge_http_init(&config);
     edge_pages_init(config.docs_dir);

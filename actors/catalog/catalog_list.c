@@ -9,6 +9,14 @@
 #define QUERY_WORDS_MAX 8
 #define STREAMS_MAX (QUERY_WORDS_MAX + 3)
 
+static _Thread_local uint64_t s_reads;
+
+uint64_t
+catalog_list_reads(void)
+{
+    return s_reads;
+}
+
 //  A source of product ids in ascending order: the keys of dbi that start with prefix, each
 //  followed by the id.
 typedef struct {
@@ -23,6 +31,7 @@ static int
 s_seek(stream_t *s, const char *id, size_t idlen, char out[MC_ULID_LEN + 1], size_t *outlen)
 {
     unsigned char key[CATALOG_KEY_MAX + 32];
+    s_reads++;
     memcpy(key, s->prefix, s->plen);
     memcpy(key + s->plen, id, idlen);
     MDB_val k = { s->plen + idlen, key }, v;
@@ -53,6 +62,7 @@ s_emit(MDB_txn *txn, const catalog_db_t *db, const char *id, size_t idlen, const
        msgpack_sbuffer *items, bool *matched)
 {
     MDB_val k = { idlen, (void *) id }, v;
+    s_reads++;
     int rc = mdb_get(txn, db->products, &k, &v);
     *matched = false;
     if (rc == MDB_NOTFOUND)
@@ -131,6 +141,7 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
     size_t lastlen = 0;
     bool more = false;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        s_reads++;
         if (k.mv_size < 8 || k.mv_size > 8 + MC_ULID_LEN)
             continue;
         if (pr->has_max && (int64_t) catalog_rd64(k.mv_data) > pr->max_price)

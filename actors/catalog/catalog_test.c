@@ -1,6 +1,7 @@
 /*  Catalog handlers against a real LMDB environment, through the actor core (decode, validate,
     transaction, reply), without sockets. */
 #include "catalog.h"
+#include "catalog_list.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
@@ -237,6 +238,59 @@ test_lists(void)
     s_free(&r);
 }
 
+//  Reads for one page of the query.
+static uint64_t
+s_page_reads(const char *q, const char *category, int64_t min_price, int64_t max_price, int featured)
+{
+    msgpack_sbuffer body = s_query(q, category, min_price, max_price, featured, 10, NULL);
+    result_t r;
+    uint64_t before = catalog_list_reads();
+    ASSERT_EQ(s_call(&r, "product.list", "", &body, NULL), 200);
+    uint64_t reads = catalog_list_reads() - before;
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+    return reads;
+}
+
+static void
+test_list_cost_is_independent_of_catalog_size(void)
+{
+    //  a page of 10 over a few dozen matches, then 3,000 other products added: same cost
+    for (int i = 0; i < 30; i++) {
+        char sku[32];
+        snprintf(sku, sizeof sku, "RARE-%d", i);
+        ASSERT_EQ(s_create(NULL, sku, "zebra lamp", "", "rare", 500000 + i, i % 2 == 0), 201);
+    }
+    uint64_t cat = s_page_reads(NULL, "rare", -1, -1, -1);
+    uint64_t word = s_page_reads("zebra", NULL, -1, -1, -1);
+    uint64_t both = s_page_reads("lamp", "rare", -1, -1, 1);
+    uint64_t price = s_page_reads(NULL, NULL, 500000, 500100, -1);
+    for (int i = 0; i < 3000; i++) {
+        char sku[32];
+        snprintf(sku, sizeof sku, "BULK-%d", i);
+        s_create(NULL, sku, "plain lamp", "", "bulk", 100 + i, i % 2 == 0);
+    }
+    ASSERT_EQ(s_page_reads(NULL, "rare", -1, -1, -1), cat);
+    ASSERT_EQ(s_page_reads("zebra", NULL, -1, -1, -1), word);
+    ASSERT_EQ(s_page_reads(NULL, NULL, 500000, 500100, -1), price);
+    MC_CHECK(s_page_reads("lamp", "rare", -1, -1, 1) <= both + 4);
+    MC_CHECK(cat <= 25 && word <= 25 && price <= 25);
+
+    //  more rare ones after the bulk: walking every page of "rare lamps" must leapfrog over the
+    //  3,000 bulk lamps between them, not step through them
+    for (int i = 30; i < 60; i++) {
+        char sku[32];
+        snprintf(sku, sizeof sku, "RARE-%d", i);
+        ASSERT_EQ(s_create(NULL, sku, "zebra lamp", "", "rare", 500000 + i, i % 2 == 0), 201);
+    }
+    uint64_t before = catalog_list_reads();
+    ASSERT_EQ(s_walk("lamp", "rare", -1, -1, -1, 10, false), 60);
+    uint64_t walk = catalog_list_reads() - before;
+    MC_CHECK(walk < 400);
+    if (walk >= 400)
+        fprintf(stderr, "walking 60 rare lamps took %" PRIu64 " reads\n", walk);
+}
+
 static void
 test_storage_full(void)
 {
@@ -282,6 +336,7 @@ main(void)
         return 1;
     MC_TEST_RUN(test_crud);
     MC_TEST_RUN(test_lists);
+    MC_TEST_RUN(test_list_cost_is_independent_of_catalog_size);
     MC_TEST_RUN(test_storage_full);
     mc_core_destroy(&s_core);
     char cmd[256];
