@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define EDGE_QUERY_MAX 4096
+#define EDGE_QUERY_PARAMS 32
+
 static edge_config_t s_config;
 static char s_reply_route[64];
 
@@ -210,14 +213,24 @@ s_url_decode(char *s, size_t len)
 static void
 s_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc_errors_t *errs)
 {
-    char buf[4096];
+    char buf[EDGE_QUERY_MAX];
+    if (qs && strlen(qs) >= sizeof buf) {
+        mc_errors_add(errs, "", "the query string is longer than %d bytes", EDGE_QUERY_MAX - 1);
+        return;
+    }
     snprintf(buf, sizeof buf, "%s", qs ? qs : "");
-    char *pairs[32];
+    char *pairs[EDGE_QUERY_PARAMS];
     size_t n = 0;
     char *save = NULL;
-    for (char *tok = strtok_r(buf, "&", &save); tok && n < 32; tok = strtok_r(NULL, "&", &save))
-        if (*tok)
-            pairs[n++] = tok;
+    for (char *tok = strtok_r(buf, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
+        if (!*tok)
+            continue;
+        if (n == EDGE_QUERY_PARAMS) {
+            mc_errors_add(errs, "", "more than %d query parameters", EDGE_QUERY_PARAMS);
+            return;
+        }
+        pairs[n++] = tok;
+    }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, n);

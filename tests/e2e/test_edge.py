@@ -183,6 +183,13 @@ class TestProblems(EdgeCase):
                 self.assertProblem(r, r.status_code)
 
 
+    def test_oversized_query_is_refused_not_truncated(self):
+        r = self.get(P + "?q=" + "a" * 5000)
+        self.assertProblem(r, 422)
+        r = self.get(P + "?" + "&".join("q=%d" % i for i in range(40)))
+        self.assertProblem(r, 422)
+
+
 class TestBodyLimit(EdgeCase):
     def test_body_over_1_mib_is_413(self):
         body = json.dumps(product(description="x" * MIB)).encode()
