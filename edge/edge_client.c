@@ -1,34 +1,181 @@
 #include "edge_client.h"
 
+#include "mc_log.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 
+#include <pthread.h>
+
+/*  HTTP worker threads do not talk to the broker themselves. Each has an inproc DEALER to one
+    dispatcher thread, which multiplexes every request over a single connection to the broker.
+    One connection lets ZeroMQ batch many messages per system call under load; a socket per
+    thread cost a send and a receive per request on 64+ connections.
+
+    Request id on the broker leg: one length byte, the worker's inproc routing id, then the
+    worker's own sequence number; the dispatcher reads the worker back out of it. */
+
+#define DISPATCH_ENDPOINT "inproc://mercato-edge-dispatch"
+#define ROUTING_ID_MAX 32
+
 static char *s_broker;
+static pthread_t s_thread;
+static volatile int s_running;
+static zsock_t *s_frontend;     //  ROUTER, inproc, facing the worker threads
+static zsock_t *s_backend;      //  DEALER to the broker
+
 static _Thread_local zsock_t *s_sock;
 static _Thread_local uint64_t s_seq;
-static _Thread_local bool s_fresh;     //  connecting for the first time
+
+//  Receives every part of one message into parts (at most max); returns the count, or -1 when
+//  the message had more parts than max (they are drained and closed).
+static int
+s_recv_parts(void *sock, zmq_msg_t *parts, int max)
+{
+    int n = 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (n < max)
+            parts[n++] = part;
+        else {
+            zmq_msg_close(&part);
+            n = max + 1;
+        }
+    }
+    if (n > max) {
+        for (int i = 0; i < max; i++)
+            zmq_msg_close(&parts[i]);
+        return -1;
+    }
+    return n;
+}
+
+static void
+s_close_parts(zmq_msg_t *parts, int n)
+{
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+//  [worker-id, kind, seq, payload] back to a worker.
+static void
+s_to_worker(void *front, const void *wid, size_t wlen, int kind, const void *seq, size_t slen, zmq_msg_t *payload)
+{
+    byte k = (byte) kind;
+    zmq_send(front, wid, wlen, ZMQ_SNDMORE);
+    zmq_send(front, &k, 1, ZMQ_SNDMORE);
+    zmq_send(front, seq, slen, ZMQ_SNDMORE);
+    if (payload)
+        zmq_msg_send(payload, front, 0);
+    else
+        zmq_send(front, "", 0, 0);
+}
+
+//  A worker's request: [worker-id, service, seq, envelope] -> broker.
+static void
+s_forward_request(void *front, void *back)
+{
+    zmq_msg_t p[4];
+    int n = s_recv_parts(front, p, 4);
+    if (n != 4 || zmq_msg_size(&p[0]) > ROUTING_ID_MAX || zmq_msg_size(&p[2]) > 16) {
+        s_close_parts(p, n > 0 ? n : 0);
+        return;
+    }
+    byte rid[1 + ROUTING_ID_MAX + 16];
+    size_t wlen = zmq_msg_size(&p[0]), slen = zmq_msg_size(&p[2]);
+    rid[0] = (byte) wlen;
+    memcpy(rid + 1, zmq_msg_data(&p[0]), wlen);
+    memcpy(rid + 1 + wlen, zmq_msg_data(&p[2]), slen);
+    byte cmd = MC_C_REQUEST;
+    bool sent = zmq_send(back, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 4;
+    if (!sent) {
+        //  no broker connection: give a reconnect a moment, then answer unavailable ourselves
+        zmq_pollitem_t out = { back, 0, ZMQ_POLLOUT, 0 };
+        sent = zmq_poll(&out, 1, 100) > 0 && zmq_send(back, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 4;
+    }
+    if (sent) {
+        zmq_send(back, &cmd, 1, ZMQ_SNDMORE);
+        zmq_msg_send(&p[1], back, ZMQ_SNDMORE);
+        zmq_send(back, rid, 1 + wlen + slen, ZMQ_SNDMORE);
+        zmq_msg_send(&p[3], back, 0);
+    }
+    else
+        s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_C_UNAVAILABLE, zmq_msg_data(&p[2]), slen, NULL);
+    s_close_parts(p, 4);
+}
+
+//  The broker's answer: [MCC1, kind, service, rid, payload] -> the worker named in rid.
+static void
+s_forward_reply(void *front, void *back)
+{
+    zmq_msg_t p[5];
+    int n = s_recv_parts(back, p, 5);
+    if (n == 5 && zmq_msg_size(&p[0]) == 4 && memcmp(zmq_msg_data(&p[0]), MC_CLIENT, 4) == 0
+    &&  zmq_msg_size(&p[1]) == 1 && zmq_msg_size(&p[3]) >= 1) {
+        const byte *rid = zmq_msg_data(&p[3]);
+        size_t rlen = zmq_msg_size(&p[3]), wlen = rid[0];
+        if (wlen + 1 <= rlen)
+            s_to_worker(front, rid + 1, wlen, ((byte *) zmq_msg_data(&p[1]))[0], rid + 1 + wlen,
+                        rlen - 1 - wlen, &p[4]);
+    }
+    s_close_parts(p, n > 0 ? n : 0);
+}
+
+static void *
+s_dispatch(void *arg)
+{
+    void *front = zsock_resolve(s_frontend), *back = zsock_resolve(s_backend);
+    while (s_running) {
+        zmq_pollitem_t items[] = { { front, 0, ZMQ_POLLIN, 0 }, { back, 0, ZMQ_POLLIN, 0 } };
+        if (zmq_poll(items, 2, 200) < 0)
+            continue;
+        //  a bounded burst from each side per wake, so neither starves the other
+        for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN) && (zsock_events(s_frontend) & ZMQ_POLLIN); i++)
+            s_forward_request(front, back);
+        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN) && (zsock_events(s_backend) & ZMQ_POLLIN); i++)
+            s_forward_reply(front, back);
+    }
+    return NULL;
+}
 
 void
 edge_client_init(const char *broker)
 {
     s_broker = strdup(broker);
+    s_frontend = zsock_new(ZMQ_ROUTER);
+    mc_proto_socket_setup(s_frontend);
+    zsock_bind(s_frontend, DISPATCH_ENDPOINT);
+    s_backend = zsock_new(ZMQ_DEALER);
+    mc_proto_socket_setup(s_backend);
+    //  with no connection, fail at once instead of queueing for a broker that is gone
+    zsock_set_immediate(s_backend, 1);
+    //  after a broker restart, come back quickly rather than after the default 100 ms
+    zsock_set_reconnect_ivl(s_backend, 10);
+    zsock_set_reconnect_ivl_max(s_backend, 250);
+    zsock_connect(s_backend, "%s", s_broker);
+    //  the first requests should not race the connection being set up
+    zmq_pollitem_t out = { zsock_resolve(s_backend), 0, ZMQ_POLLOUT, 0 };
+    zmq_poll(&out, 1, 1000);
+    s_running = 1;
+    pthread_create(&s_thread, NULL, s_dispatch, NULL);
 }
 
-static zsock_t *
-s_socket(void)
+void
+edge_client_stop(void)
 {
-    if (!s_sock) {
-        s_sock = zsock_new(ZMQ_DEALER);
-        mc_proto_socket_setup(s_sock);
-        //  with no connection, fail the send at once instead of queueing for a broker that is gone
-        zsock_set_immediate(s_sock, 1);
-        //  after a broker restart, come back quickly rather than after the default 100 ms
-        zsock_set_reconnect_ivl(s_sock, 10);
-        zsock_set_reconnect_ivl_max(s_sock, 250);
-        zsock_connect(s_sock, "%s", s_broker);
-        s_fresh = true;
-    }
-    return s_sock;
+    if (!s_running)
+        return;
+    s_running = 0;
+    pthread_join(s_thread, NULL);
+    zsock_destroy(&s_frontend);
+    zsock_destroy(&s_backend);
+    free(s_broker);
 }
 
 void
@@ -40,23 +187,16 @@ edge_client_thread_exit(void)
 edge_call_t
 edge_client_call(const char *service, const void *envelope, size_t len, int timeout_ms, zframe_t **reply)
 {
-    zsock_t *sock = s_socket();
-    char rid[24];
-    int ridlen = snprintf(rid, sizeof rid, "%" PRIu64, ++s_seq);
-    void *raw = zsock_resolve(sock);
-    byte cmd = MC_C_REQUEST;
-    *reply = NULL;
-    if (zmq_send(raw, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        //  a new socket may still be connecting; an established one that cannot send has no broker
-        zmq_pollitem_t out = { raw, 0, ZMQ_POLLOUT, 0 };
-        int wait = s_fresh ? (timeout_ms < 1000 ? timeout_ms : 1000) : 100;
-        if (zmq_poll(&out, 1, wait) <= 0 || zmq_send(raw, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-            return EDGE_CALL_UNAVAILABLE;
+    if (!s_sock) {
+        s_sock = zsock_new(ZMQ_DEALER);
+        mc_proto_socket_setup(s_sock);
+        zsock_connect(s_sock, DISPATCH_ENDPOINT);
     }
-    s_fresh = false;
-    zmq_send(raw, &cmd, 1, ZMQ_SNDMORE);
+    void *raw = zsock_resolve(s_sock);
+    uint64_t seq = ++s_seq;
+    *reply = NULL;
     zmq_send(raw, service, strlen(service), ZMQ_SNDMORE);
-    zmq_send(raw, rid, (size_t) ridlen, ZMQ_SNDMORE);
+    zmq_send(raw, &seq, sizeof seq, ZMQ_SNDMORE);
     zmq_send(raw, envelope, len, 0);
 
     uint64_t deadline = mc_mono_ms() + (uint64_t) timeout_ms;
@@ -70,27 +210,20 @@ edge_client_call(const char *service, const void *envelope, size_t len, int time
             return EDGE_CALL_UNAVAILABLE;
         if (rc <= 0)
             continue;
-        zmsg_t *msg = zmsg_recv(sock);
-        if (!msg)
-            continue;
-        zframe_t *proto = zmsg_first(msg);
-        zframe_t *kind = zmsg_next(msg);
-        zmsg_next(msg);                     //  service
-        zframe_t *got = zmsg_next(msg);
-        zframe_t *payload = zmsg_next(msg);
-        bool mine = proto && zframe_streq(proto, MC_CLIENT) && got && payload
-                 && zframe_size(got) == (size_t) ridlen && memcmp(zframe_data(got), rid, (size_t) ridlen) == 0;
+        zmq_msg_t p[3];
+        int n = s_recv_parts(raw, p, 3);
+        bool mine = n == 3 && zmq_msg_size(&p[0]) == 1 && zmq_msg_size(&p[1]) == sizeof seq
+                 && memcmp(zmq_msg_data(&p[1]), &seq, sizeof seq) == 0;
         if (!mine) {
             //  a late answer to a request this thread already gave up on
-            zmsg_destroy(&msg);
+            s_close_parts(p, n > 0 ? n : 0);
             continue;
         }
-        edge_call_t result = mc_proto_is(kind, MC_C_REPLY) ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
-        if (result == EDGE_CALL_REPLY) {
-            zmsg_remove(msg, payload);
-            *reply = payload;
-        }
-        zmsg_destroy(&msg);
+        int kind = ((byte *) zmq_msg_data(&p[0]))[0];
+        edge_call_t result = kind == MC_C_REPLY ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
+        if (result == EDGE_CALL_REPLY)
+            *reply = zframe_new(zmq_msg_data(&p[2]), zmq_msg_size(&p[2]));
+        s_close_parts(p, 3);
         return result;
     }
 }

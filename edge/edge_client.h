@@ -1,5 +1,6 @@
-/*  edge_client: one DEALER to the broker per HTTP worker thread (ZeroMQ sockets are not
-    thread-safe, and a socket per thread needs no locks on the hot path). */
+/*  edge_client: requests from HTTP worker threads to the broker, multiplexed by a dispatcher
+    thread over one broker connection (ZeroMQ sockets are not thread-safe: each worker thread
+    has its own inproc socket to the dispatcher). */
 #ifndef EDGE_CLIENT_H
 #define EDGE_CLIENT_H
 
@@ -11,8 +12,10 @@ typedef enum {
     EDGE_CALL_TIMEOUT,      //  no answer before the deadline
 } edge_call_t;
 
-//  Sets the broker endpoint; call once before any edge_client_call.
+//  Connects to the broker and starts the dispatcher; call once before any edge_client_call.
 void edge_client_init(const char *broker);
+//  Stops the dispatcher (after the HTTP server has stopped).
+void edge_client_stop(void);
 
 //  Sends envelope to service and waits up to timeout_ms. The caller destroys *reply.
 edge_call_t edge_client_call(const char *service, const void *envelope, size_t len,

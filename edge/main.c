@@ -133,5 +133,6 @@ main(int argc, char **argv)
     mc_info("edge stopping", NULL);
     mg_stop(ctx);
     mg_exit_library();
+    edge_client_stop();
     return 0;
 }
