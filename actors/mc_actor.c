@@ -90,9 +90,7 @@ mc_actor(zsock_t *pipe, void *args)
 {
     actor_t self = { .args = *(mc_actor_args_t *) args };
     snprintf(self.service, sizeof self.service, "%s.%u", self.args.service->name, self.args.shard);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s/%u", self.args.data_dir, self.args.service->name, self.args.shard);
-    self.core = mc_core_new(self.args.service, dir, self.args.map_max);
+    self.core = mc_core_new(self.args.service, self.args.data_dir, self.args.shard, self.args.map_max);
     msgpack_sbuffer_init(&self.out);
     zsock_signal(pipe, 0);
     if (!self.core) {

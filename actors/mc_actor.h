@@ -4,7 +4,8 @@
     the time, new ids and the caller arrive in the envelope. The runtime decodes and validates
     the message against schemas/, opens the transaction, calls the handler, commits, and only
     then lets the reply leave. A handler reports failure by replying with a status >= 400 (its
-    transaction is then aborted) or by returning an LMDB error (the caller gets 500, or the map
+    transaction is then aborted, unless it set ctx->commit to keep what it recorded about the
+    failure) or by returning an LMDB error (the caller gets 500, or the map
     grows and the handler runs again when the error was MDB_MAP_FULL). */
 #ifndef MC_ACTOR_H
 #define MC_ACTOR_H
@@ -20,6 +21,7 @@ typedef struct {
     MDB_txn *txn;               //  read or write transaction, per the handler's table entry
     void *state;                //  the service's own state (database handles)
     msgpack_packer *pk;         //  the reply is packed here (mc_reply_begin / mc_reply_error)
+    bool commit;                //  commit even though the reply is an error (a recorded failure)
 } mc_ctx_t;
 
 //  Returns the status it replied with, or a negative LMDB error code.
@@ -33,7 +35,7 @@ typedef struct {
 
 typedef struct {
     const char *name;           //  service name, "catalog"
-    int (*open)(mc_store_t *store, void **state);   //  opens its databases
+    int (*open)(mc_store_t *store, const char *data_dir, void **state);   //  opens its databases
     void (*close)(void **state);
     const mc_handler_t *handlers;   //  its messages
     size_t nhandlers;           //  entries in handlers
@@ -42,7 +44,8 @@ typedef struct {
 //  The part of an actor that needs no socket: decode, validate, run, commit, encode.
 typedef struct _mc_core_t mc_core_t;
 
-mc_core_t *mc_core_new(const mc_service_t *service, const char *dir, size_t map_max);
+//  Opens the service's shard in data_dir/<service>/<shard>/.
+mc_core_t *mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, size_t map_max);
 void mc_core_destroy(mc_core_t **self_p);
 
 //  Handles one request frame and packs the reply into out. Returns 0 when out holds a reply,

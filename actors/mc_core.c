@@ -13,14 +13,16 @@ struct _mc_core_t {
 };
 
 mc_core_t *
-mc_core_new(const mc_service_t *service, const char *dir, size_t map_max)
+mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, size_t map_max)
 {
     mc_core_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->service = service;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s/%u", data_dir, service->name, shard);
     self->store = mc_store_new(dir, map_max);
-    if (!self->store || service->open(self->store, &self->state)) {
+    if (!self->store || service->open(self->store, data_dir, &self->state)) {
         mc_error("service open failed", "\"service\":\"%s\",\"dir\":\"%s\"", service->name, dir);
         mc_core_destroy(&self);
     }
@@ -69,7 +71,7 @@ s_run(mc_core_t *self, const mc_handler_t *h, const mc_request_t *req, msgpack_p
         mc_store_read_end(self->store, txn);
         return status;
     }
-    if (status < 0 || status >= 400) {
+    if (status < 0 || (status >= 400 && !ctx.commit)) {
         mdb_txn_abort(txn);
         return status;
     }

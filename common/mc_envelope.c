@@ -157,3 +157,18 @@ mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
         }
     }
 }
+
+void
+mc_reply_error_retry(msgpack_packer *pk, mc_str_t id, int status, const char *code, const char *detail,
+                     uint64_t retry_after_s)
+{
+    msgpack_pack_map(pk, 4);
+    mc_pack_kv_uint(pk, "v", 1);
+    mc_pack_kv_str(pk, "id", id.ptr ? id.ptr : "", id.ptr ? id.len : 0);
+    mc_pack_kv_uint(pk, "status", (uint64_t) status);
+    mc_pack_cstr(pk, "error");
+    msgpack_pack_map(pk, 3);
+    mc_pack_kv_cstr(pk, "code", code);
+    mc_pack_kv_cstr(pk, "detail", detail);
+    mc_pack_kv_uint(pk, "retry_after", retry_after_s);
+}

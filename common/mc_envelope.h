@@ -71,4 +71,8 @@ void mc_errors_add(mc_errors_t *errs, const char *field, const char *fmt, ...)
 void mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
                     const char *detail, const mc_errors_t *errs);
 
+//  An error reply that tells the client when to try again (the edge sends Retry-After).
+void mc_reply_error_retry(msgpack_packer *pk, mc_str_t id, int status, const char *code,
+                          const char *detail, uint64_t retry_after_s);
+
 #endif

@@ -53,6 +53,44 @@ mc_utf8_len(const char *s, size_t len)
     return n;
 }
 
+//  ISO 3166-1 alpha-2, officially assigned codes, two letters each.
+static const char s_countries[] =
+    "ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZCACCCDCFCGCHCICKCLCMCNCOCRCUCVCWCXCYCZ"
+    "DEDJDKDMDODZECEEEGEHERESETFIFJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGYHKHMHNHRHTHUIDIEILIMINIOIQIRISITJE"
+    "JMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULVLYMAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINL"
+    "NONPNRNUNZOMPAPEPFPGPHPKPLPMPNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTL"
+    "TMTNTOTRTTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
+
+bool
+mc_country_valid(const char *s, size_t len)
+{
+    if (len != 2)
+        return false;
+    for (size_t i = 0; i + 1 < sizeof s_countries; i += 2)
+        if (s_countries[i] == s[0] && s_countries[i + 1] == s[1])
+            return true;
+    return false;
+}
+
+//  A practical address check: one @, a non-empty local part, a dotted domain, no spaces or
+//  control characters. Deliverability is the mail server's business.
+static bool
+s_email_ok(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    if (!at || at == s || memchr(at + 1, '@', len - (size_t) (at + 1 - s)))
+        return false;
+    const char *domain = at + 1;
+    size_t dlen = len - (size_t) (domain - s);
+    const char *dot = dlen ? memchr(domain, '.', dlen) : NULL;
+    if (!dot || dot == domain || domain[dlen - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) s[i] <= 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
 static bool
 s_format_ok(mc_fformat_t format, const char *s, size_t len)
 {
@@ -74,6 +112,10 @@ s_format_ok(mc_fformat_t format, const char *s, size_t len)
                 if (s[i] < 'A' || s[i] > 'Z')
                     return false;
             return true;
+        case MC_FMT_EMAIL:
+            return s_email_ok(s, len);
+        case MC_FMT_COUNTRY:
+            return mc_country_valid(s, len);
         case MC_FMT_URL:
             if (!((len > 8 && memcmp(s, "https://", 8) == 0) || (len > 7 && memcmp(s, "http://", 7) == 0)))
                 return false;
@@ -92,6 +134,8 @@ s_format_name(mc_fformat_t format)
         case MC_FMT_SKU: return "letters, digits, '-', '_' and '.'";
         case MC_FMT_CURRENCY: return "an ISO 4217 code of three capital letters";
         case MC_FMT_URL: return "an http or https URL";
+        case MC_FMT_EMAIL: return "an email address";
+        case MC_FMT_COUNTRY: return "an ISO 3166-1 alpha-2 country code such as DE";
         default: return "valid";
     }
 }
@@ -166,8 +210,10 @@ s_check_value(const mc_field_t *f, const msgpack_object *v, mc_errors_t *errs)
     }
 }
 
-int
-mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs)
+typedef enum { FOR_ACTOR, FOR_HTTP } audience_t;
+
+static int
+s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs, audience_t who)
 {
     int before = errs->count;
     if (!body || body->type != MSGPACK_OBJECT_MAP) {
@@ -188,6 +234,15 @@ mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors
         if (mc_utf8_len(name, n) < 0)
             snprintf(name, sizeof name, "?");
         const mc_field_t *f = mc_schema_field(def, k->via.str.ptr, k->via.str.size);
+        //  each side sees only its own fields: a client never sets an internal one, and a
+        //  plaintext secret read by the edge never travels on to an actor
+        if (f && ((who == FOR_ACTOR && f->http_only) || (who == FOR_HTTP && f->internal)))
+            f = NULL;
+        if (who == FOR_HTTP && (!f || !f->http_only)) {
+            if (!f)
+                mc_errors_add(errs, name, "is not a known field");
+            continue;
+        }
         if (!f)
             mc_errors_add(errs, name, "is not a known field");
         else
@@ -202,8 +257,23 @@ mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors
             s_check_value(f, v, errs);
     }
     if (!def->patch)
-        for (size_t i = 0; i < def->nfields; i++)
-            if (def->fields[i].required && !mc_map_get(body, def->fields[i].name))
-                mc_errors_add(errs, def->fields[i].name, "is required");
+        for (size_t i = 0; i < def->nfields; i++) {
+            const mc_field_t *f = &def->fields[i];
+            bool ours = who == FOR_HTTP ? f->http_only : !f->http_only;
+            if (ours && f->required && !mc_map_get(body, f->name))
+                mc_errors_add(errs, f->name, "is required");
+        }
     return errs->count > before ? -1 : 0;
+}
+
+int
+mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs)
+{
+    return s_validate(def, body, errs, FOR_ACTOR);
+}
+
+int
+mc_schema_validate_http(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs)
+{
+    return s_validate(def, body, errs, FOR_HTTP);
 }

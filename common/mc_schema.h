@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 typedef enum { MC_FT_STRING, MC_FT_INTEGER, MC_FT_BOOLEAN, MC_FT_STRINGS } mc_ftype_t;
-typedef enum { MC_FMT_NONE, MC_FMT_SKU, MC_FMT_CURRENCY, MC_FMT_URL } mc_fformat_t;
+typedef enum { MC_FMT_NONE, MC_FMT_SKU, MC_FMT_CURRENCY, MC_FMT_URL, MC_FMT_EMAIL, MC_FMT_COUNTRY } mc_fformat_t;
 
 typedef struct {
     const char *name;       //  JSON member name
@@ -22,6 +22,8 @@ typedef struct {
     int64_t defval;         //  integers: value when absent
     bool has_default;       //  defval applies
     mc_fformat_t format;    //  extra syntax check on strings
+    bool internal;          //  set by the edge, never accepted from a client
+    bool http_only;         //  read by the edge from the client, never sent on to an actor
 } mc_field_t;
 
 typedef struct {
@@ -33,7 +35,9 @@ typedef struct {
 } mc_msgdef_t;
 
 typedef enum { MC_ACCESS_PUBLIC, MC_ACCESS_CUSTOMER, MC_ACCESS_OWNER, MC_ACCESS_ADMIN } mc_access_t;
-typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW } mc_keyrule_t;
+typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER } mc_keyrule_t;
+//  Routes whose passwords the edge handles before the actor sees the message.
+typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD } mc_flow_t;
 
 typedef struct {
     const char *method;     //  "GET"
@@ -48,6 +52,7 @@ typedef struct {
     bool merge_patch;       //  also accepts application/merge-patch+json
     bool etag;              //  reply carries an ETag; honours If-Match
     const char *location;   //  Location prefix for 201 replies, or NULL
+    mc_flow_t flow;         //  password handling at the edge
 } mc_route_t;
 
 extern const mc_route_t mc_routes[];
@@ -62,8 +67,16 @@ const mc_msgdef_t *mc_schema_find(const char *service, mc_str_t type);
 //  The field of def named name, or NULL.
 const mc_field_t *mc_schema_field(const mc_msgdef_t *def, const char *name, size_t len);
 
-//  Validates a body map against def; every complaint goes to errs. 0 when valid.
+//  Validates a body map against def as an actor sees it (http_only fields are unknown, internal
+//  ones are accepted); every complaint goes to errs. 0 when valid.
 int mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs);
+
+//  Validates what the edge must check in a client's body before it forwards: internal fields
+//  are refused, http_only fields are checked (presence, type, length). 0 when valid.
+int mc_schema_validate_http(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs);
+
+//  True for an officially assigned ISO 3166-1 alpha-2 code.
+bool mc_country_valid(const char *s, size_t len);
 
 //  Counts UTF-8 code points; -1 when s is not valid UTF-8.
 long mc_utf8_len(const char *s, size_t len);

@@ -4,6 +4,8 @@
 #include "edge_json.h"
 #include "edge_metrics.h"
 #include "edge_pages.h"
+#include "edge_identity.h"
+#include "edge_request.h"
 #include "edge_response.h"
 #include "mc_envelope.h"
 #include "mc_log.h"
@@ -280,8 +282,8 @@ s_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc
     }
 }
 
-static void
-s_validation_problem(edge_reply_t *r, const mc_errors_t *errs)
+void
+edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs)
 {
     //  pack the complaints so the one problem writer renders them
     msgpack_sbuffer sb;
@@ -306,8 +308,10 @@ s_validation_problem(edge_reply_t *r, const mc_errors_t *errs)
 
 //  Renders the actor's reply as the HTTP answer.
 static void
-s_answer(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info *ri, zframe_t *frame)
+s_answer(edge_req_t *q, zframe_t *frame)
 {
+    edge_reply_t *r = q->r;
+    const mc_route_t *route = q->route;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     mc_reply_t rep;
@@ -328,12 +332,17 @@ s_answer(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info 
         char c[64], d[512];
         snprintf(c, sizeof c, "%.*s", (int) code.len, code.ptr);
         snprintf(d, sizeof d, "%.*s", (int) detail.len, detail.ptr);
-        edge_problem(r, rep.status, c, d, mc_map_get(rep.error, "errors"),
-                     rep.status == 503 ? "Retry-After: 1\r\n" : NULL);
+        uint64_t retry = rep.status == 503 ? 1 : 0;
+        mc_map_uint(rep.error, "retry_after", &retry);
+        if (retry)
+            hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "Retry-After: %" PRIu64 "\r\n", retry);
+        if (rep.status == 401)
+            snprintf(headers + hl, sizeof headers - hl, "WWW-Authenticate: Bearer realm=\"mercato\"\r\n");
+        edge_problem(r, rep.status, c, d, mc_map_get(rep.error, "errors"), headers);
     }
     else {
-        const char *inm = route->etag ? s_header1(ri, "If-None-Match") : NULL;
-        if (inm && rep.etag.len && mc_str_eq(rep.etag, inm) && strcmp(ri->request_method, "GET") == 0) {
+        const char *inm = route->etag ? s_header1(q->ri, "If-None-Match") : NULL;
+        if (inm && rep.etag.len && mc_str_eq(rep.etag, inm) && strcmp(q->ri->request_method, "GET") == 0) {
             edge_respond(r, 304, NULL, headers, NULL, 0);
             msgpack_unpacked_destroy(&u);
             return;
@@ -354,80 +363,163 @@ s_answer(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info 
     msgpack_unpacked_destroy(&u);
 }
 
-static void
-s_forward(edge_reply_t *r, const mc_route_t *route, const struct mg_request_info *ri, mc_str_t param,
-          const char *body, size_t blen, uint64_t received_ms)
+edge_call_t
+edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **reply)
 {
-    msgpack_sbuffer mbody;
-    msgpack_sbuffer_init(&mbody);
-    mc_errors_t errs = { 0 };
-    char detail[256];
-    if (route->body) {
-        int rc = edge_json_to_msgpack(body, blen, &mbody, detail, sizeof detail);
-        if (rc) {
-            edge_metrics_rejected("json");
-            edge_problem(r, rc == EDGE_JSON_NOT_OBJECT ? 422 : 400,
-                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed"
-                         : rc == EDGE_JSON_LIMIT ? "json_limit_exceeded" : "malformed_json", detail, NULL, NULL);
-            goto done;
-        }
-    }
-    else
-    if (route->query) {
-        s_query_to_body(ri->query_string, route->msg, &mbody, &errs);
-        if (errs.count) {
-            s_validation_problem(r, &errs);
-            goto done;
-        }
-    }
+    const mc_route_t *route = q->route;
+    const struct mg_request_info *ri = q->ri;
     char id[MC_ULID_LEN + 1];
-    mc_ulid(id, received_ms);
+    mc_ulid(id, q->received_ms);
     const char *tp = s_header1(ri, "traceparent");
     const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
+    mc_str_t key = { "", 0 };
+    if (route->key == MC_KEY_PATH)
+        key = q->param;
+    else
+    if (route->key == MC_KEY_NEW)
+        key = (mc_str_t) { id, MC_ULID_LEN };
+    else
+    if (route->key == MC_KEY_USER)
+        key = (mc_str_t) { q->who.sub, strlen(q->who.sub) };
     mc_request_t req = {
         .id = { id, MC_ULID_LEN },
-        .type = { route->msg->type, strlen(route->msg->type) },
-        .key = route->key == MC_KEY_PATH ? param : route->key == MC_KEY_NEW ? (mc_str_t) { id, MC_ULID_LEN }
-                                                                           : (mc_str_t) { "", 0 },
-        .corr = { r->request_id, strlen(r->request_id) },
+        .type = { type, strlen(type) },
+        .key = key,
+        .corr = { q->r->request_id, strlen(q->r->request_id) },
         .reply = { s_reply_route, strlen(s_reply_route) },
-        .user = { "", 0 },
-        .role = MC_STR("anonymous"),
+        .user = { q->who.sub, strlen(q->who.sub) },
+        .role = *q->who.role ? (mc_str_t) { q->who.role, strlen(q->who.role) } : MC_STR("anonymous"),
         .trace = s_traceparent_ok(tp) ? (mc_str_t) { tp, 55 } : (mc_str_t) { "", 0 },
         .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) } : (mc_str_t) { "", 0 },
-        .deadline = received_ms + (uint64_t) s_config.timeout_ms,
-        .time = received_ms,
+        .deadline = q->received_ms + (uint64_t) q->timeout_ms,
+        .time = q->received_ms,
     };
     msgpack_sbuffer env;
     msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, (mc_str_t) { mbody.data, mbody.size });
+    mc_request_encode(&env, &req, body);
     char service[96];
-    unsigned shard = route->shards > 1 ? mc_fnv1a32(req.key.ptr, req.key.len) % route->shards : 0;
+    unsigned shard = route->shards > 1 ? mc_fnv1a32(key.ptr, key.len) % route->shards : 0;
     snprintf(service, sizeof service, "%s.%u", route->msg->service, shard);
-    zframe_t *reply = NULL;
-    struct timespec ts0;
+    struct timespec ts0, ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
-    edge_call_t outcome = edge_client_call(service, env.data, env.size, s_config.timeout_ms, &reply);
-    struct timespec ts1;
+    edge_call_t outcome = edge_client_call(service, env.data, env.size, q->timeout_ms, reply);
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     edge_metrics_broker((uint64_t) ((ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000),
                         (int) outcome);
     msgpack_sbuffer_destroy(&env);
+    return outcome;
+}
+
+void
+edge_request_answer(edge_req_t *q, edge_call_t outcome, zframe_t *reply)
+{
+    char detail[256];
     if (outcome == EDGE_CALL_REPLY)
-        s_answer(r, route, ri, reply);
+        s_answer(q, reply);
     else
     if (outcome == EDGE_CALL_UNAVAILABLE) {
-        snprintf(detail, sizeof detail, "the %s service has no live node", route->msg->service);
-        edge_problem(r, 503, "service_unavailable", detail, NULL, "Retry-After: 1\r\n");
+        snprintf(detail, sizeof detail, "the %s service has no live node", q->route->msg->service);
+        edge_problem(q->r, 503, "service_unavailable", detail, NULL, "Retry-After: 1\r\n");
     }
     else {
-        snprintf(detail, sizeof detail, "the %s service did not answer within %d ms", route->msg->service,
-                 s_config.timeout_ms);
-        edge_problem(r, 504, "timeout", detail, NULL, NULL);
+        snprintf(detail, sizeof detail, "the %s service did not answer within %d ms", q->route->msg->service,
+                 q->timeout_ms);
+        edge_problem(q->r, 504, "timeout", detail, NULL, NULL);
     }
+}
+
+void
+edge_request_forward(edge_req_t *q, mc_str_t body)
+{
+    zframe_t *reply = NULL;
+    edge_call_t outcome = edge_request_call(q, q->route->msg->type, body, &reply);
+    edge_request_answer(q, outcome, reply);
     zframe_destroy(&reply);
-done:
-    msgpack_sbuffer_destroy(&mbody);
+}
+
+//  The body a route's message carries: the JSON body, or the typed query, plus the path's
+//  {param} as "id" when the routing key is the caller. 0, or -1 with the problem answered.
+static int
+s_body(edge_req_t *q, const char *json, size_t jlen, msgpack_sbuffer *out)
+{
+    const mc_route_t *route = q->route;
+    mc_errors_t errs = { 0 };
+    char detail[256];
+    if (route->body) {
+        int rc = jlen == 0 ? 0 : edge_json_to_msgpack(json, jlen, out, detail, sizeof detail);
+        if (jlen == 0)
+            msgpack_sbuffer_write(out, "\x80", 1);     //  no body at all reads as {}
+        if (rc) {
+            edge_metrics_rejected("json");
+            edge_problem(q->r, rc == EDGE_JSON_NOT_OBJECT ? 422 : 400,
+                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed"
+                         : rc == EDGE_JSON_LIMIT ? "json_limit_exceeded" : "malformed_json", detail, NULL, NULL);
+            return -1;
+        }
+        //  a client may not set fields the edge fills in, and must send those it reads itself
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        if (mc_msgpack_unpack(&u, out->data, out->size) == 0)
+            mc_schema_validate_http(route->msg, &u.data, &errs);
+        msgpack_unpacked_destroy(&u);
+    }
+    else
+    if (route->query)
+        s_query_to_body(q->ri->query_string, route->msg, out, &errs);
+    else
+    if (route->key == MC_KEY_USER && q->param.len) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mc_pack_kv_str(&pk, "id", q->param.ptr, q->param.len);
+    }
+    if (errs.count) {
+        edge_request_invalid(q->r, &errs);
+        return -1;
+    }
+    return 0;
+}
+
+//  Authentication and the route's access rule. 0 to go on, or -1 with the problem answered.
+static int
+s_authorize(edge_req_t *q)
+{
+    const char *authz = s_header1(q->ri, "Authorization");
+    if (authz) {
+        const char *why;
+        if (edge_auth_verify(authz, &q->who, &why)) {
+            char hdr[160];
+            snprintf(hdr, sizeof hdr, "WWW-Authenticate: Bearer realm=\"mercato\", error=\"invalid_token\"\r\n");
+            edge_problem(q->r, 401, "invalid_token", why, NULL, hdr);
+            return -1;
+        }
+    }
+    if (q->route->access != MC_ACCESS_PUBLIC && !*q->who.sub) {
+        edge_problem(q->r, 401, "authentication_required", "sign in and send the access token as a Bearer token",
+                     NULL, "WWW-Authenticate: Bearer realm=\"mercato\"\r\n");
+        return -1;
+    }
+    if (q->route->access == MC_ACCESS_ADMIN && strcmp(q->who.role, "admin") != 0) {
+        edge_problem(q->r, 403, "forbidden", "this needs the admin role", NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_serve(edge_req_t *q, const char *json, size_t jlen)
+{
+    if (s_authorize(q))
+        return;
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    if (s_body(q, json, jlen, &body) == 0) {
+        if (q->route->flow != MC_FLOW_NONE)
+            edge_identity_flow(q, (mc_str_t) { body.data, body.size });
+        else
+            edge_request_forward(q, (mc_str_t) { body.data, body.size });
+    }
+    msgpack_sbuffer_destroy(&body);
 }
 
 //  The request's Origin when CORS is configured and lists it (exactly), else NULL.
@@ -514,6 +606,8 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         edge_problem(&r, 404, "not_found", "no resource at this path", NULL, NULL);
         goto done;
     }
+    edge_req_t q = { .r = &r, .ri = ri, .route = route, .param = param, .received_ms = received_ms,
+                     .timeout_ms = s_config.timeout_ms };
     if (!route->body) {
         if (ri->content_length > 0) {
             edge_metrics_rejected("body_size");
@@ -521,7 +615,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
             edge_problem(&r, 400, "unexpected_body", "this method takes no request body", NULL, NULL);
             goto done;
         }
-        s_forward(&r, route, ri, param, NULL, 0, received_ms);
+        s_serve(&q, NULL, 0);
         goto done;
     }
     if (ri->content_length > EDGE_BODY_MAX) {
@@ -531,7 +625,8 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         edge_problem(&r, 413, "body_too_large", "the request body is larger than 1 MiB", NULL, NULL);
         goto done;
     }
-    if (!s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
+    //  a POST with no body at all (a command such as a key rotation) needs no media type
+    if (ri->content_length != 0 && !s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
         edge_metrics_rejected("media_type");
         edge_problem(&r, 415, "unsupported_media_type",
                      route->merge_patch ? "send application/json or application/merge-patch+json"
@@ -553,7 +648,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         edge_problem(&r, 400, "malformed_request", "the request body could not be read", NULL, NULL);
     }
     else
-        s_forward(&r, route, ri, param, buf, (size_t) blen, received_ms);
+        s_serve(&q, buf, (size_t) blen);
     free(buf);
 done:;
     struct timespec ts1;

@@ -1,5 +1,6 @@
 #include "edge_pages.h"
 
+#include "edge_auth.h"
 #include "edge_client.h"
 #include "edge_json.h"
 #include "edge_metrics.h"
@@ -163,7 +164,7 @@ edge_pages_handle(edge_reply_t *r, const struct mg_request_info *ri, const char 
     bool get = strcmp(ri->request_method, "GET") == 0;
     bool ours = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0
              || strcmp(path, "/api/v1/openapi.json") == 0 || strcmp(path, "/docs") == 0
-             || strncmp(path, "/docs/", 6) == 0;
+             || strncmp(path, "/docs/", 6) == 0 || strcmp(path, "/.well-known/jwks.json") == 0;
     if (!ours)
         return false;
     if (!get) {
@@ -172,6 +173,17 @@ edge_pages_handle(edge_reply_t *r, const struct mg_request_info *ri, const char 
     }
     if (strcmp(path, "/healthz") == 0)
         edge_respond(r, 200, "application/json", NULL, "{\"status\":\"up\"}", 15);
+    else
+    if (strcmp(path, "/.well-known/jwks.json") == 0) {
+        msgpack_sbuffer out;
+        msgpack_sbuffer_init(&out);
+        if (edge_auth_jwks(&out))
+            edge_respond(r, 200, "application/jwk-set+json", "Cache-Control: max-age=60\r\n", out.data, out.size);
+        else
+            edge_problem(r, 503, "keys_unavailable", "the identity service has not published its keys yet", NULL,
+                         "Retry-After: 1\r\n");
+        msgpack_sbuffer_destroy(&out);
+    }
     else
     if (strcmp(path, "/readyz") == 0)
         s_readyz(r);

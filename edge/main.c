@@ -5,6 +5,8 @@
     against OpenSSL 3). Port 0 picks a free port, written to --port-file once listening. */
 #include "edge_client.h"
 #include "edge_http.h"
+#include "edge_identity.h"
+#include "edge_auth.h"
 #include "edge_metrics.h"
 #include "edge_response.h"
 #include "mc_util.h"
@@ -85,6 +87,8 @@ main(int argc, char **argv)
         .cors_origin = mc_config_env("MERCATO_CORS_ORIGINS", NULL),
     };
     edge_http_init(&config);
+    edge_identity_init();
+    edge_auth_init();
     edge_pages_init(config.docs_dir);
 
     char listen[64], threads[16];

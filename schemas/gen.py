@@ -9,13 +9,17 @@ import sys
 
 FTYPES = {"string": "MC_FT_STRING", "integer": "MC_FT_INTEGER", "boolean": "MC_FT_BOOLEAN",
           "strings": "MC_FT_STRINGS"}
-FORMATS = {None: "MC_FMT_NONE", "sku": "MC_FMT_SKU", "currency": "MC_FMT_CURRENCY", "url": "MC_FMT_URL"}
+FORMATS = {None: "MC_FMT_NONE", "sku": "MC_FMT_SKU", "currency": "MC_FMT_CURRENCY", "url": "MC_FMT_URL",
+           "email": "MC_FMT_EMAIL", "country": "MC_FMT_COUNTRY"}
+FLOWS = {None: "MC_FLOW_NONE", "register": "MC_FLOW_REGISTER", "login": "MC_FLOW_LOGIN",
+         "password": "MC_FLOW_PASSWORD"}
 ACCESS = {"public": "MC_ACCESS_PUBLIC", "customer": "MC_ACCESS_CUSTOMER", "owner": "MC_ACCESS_OWNER",
           "admin": "MC_ACCESS_ADMIN"}
-KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW"}
+KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user": "MC_KEY_USER"}
 INT64_MAX = 2**63 - 1
 
-ERRORS = {400: "malformed request", 404: "not found", 405: "method not allowed", 409: "conflict",
+ERRORS = {400: "malformed request", 401: "missing, invalid or expired token", 403: "role not allowed",
+          404: "not found", 405: "method not allowed", 409: "conflict",
           412: "precondition failed", 413: "body too large", 415: "unsupported media type",
           422: "validation failed", 429: "rate limited", 503: "service unavailable",
           504: "actor did not answer in time"}
@@ -33,10 +37,11 @@ def field_c(name, f):
     lo = f.get("min", 0 if f["type"] != "integer" else -INT64_MAX - 1)
     hi = f.get("max", 0 if f["type"] != "integer" else INT64_MAX)
     lo_c = "INT64_MIN" if lo == -INT64_MAX - 1 else f"{lo}LL"
-    return ("    { %s, %s, %s, %s, %s, %s, %sLL, %sLL, %sLL, %s, %s }," % (
+    return ("    { %s, %s, %s, %s, %s, %s, %sLL, %sLL, %sLL, %s, %s, %s, %s }," % (
         c_str(name), FTYPES[f["type"]], c_bool(f.get("required")), c_bool(f.get("readonly")),
         c_bool(f.get("nullable")), lo_c, hi, f.get("max_items", 0), f.get("default", 0),
-        c_bool("default" in f), FORMATS[f.get("format")]))
+        c_bool("default" in f), FORMATS[f.get("format")], c_bool(f.get("internal")),
+        c_bool(f.get("http_only"))))
 
 
 def c_bool(v):
@@ -62,6 +67,8 @@ def json_schema(f, types):
             s["pattern"] = "^[A-Z]{3}$"
         elif f.get("format") == "sku":
             s["pattern"] = "^[A-Za-z0-9._-]+$"
+        elif f.get("format") == "country":
+            s["pattern"] = "^[A-Z]{2}$"
         elif f.get("format"):
             s["format"] = f["format"]
     if t == "integer":
@@ -81,6 +88,7 @@ def json_schema(f, types):
 
 
 def object_schema(fields, types, required_ok=True):
+    fields = {n: f for n, f in fields.items() if not f.get("internal")}
     props = {n: json_schema(f, types) for n, f in fields.items()}
     req = [n for n, f in fields.items() if f.get("required")] if required_ok else []
     s = {"type": "object", "properties": props, "additionalProperties": False}
@@ -123,6 +131,8 @@ def openapi(services):
                 if part.startswith("{"):
                     op["parameters"].append({"name": part[1:-1], "in": "path", "required": True,
                                              "schema": {"type": "string"}})
+            if route["access"] != "public":
+                op["security"] = [{"bearerAuth": []}]
             if route.get("query"):
                 for n, f in msg["fields"].items():
                     op["parameters"].append({"name": n, "in": "query", "required": False,
@@ -130,7 +140,8 @@ def openapi(services):
             if route.get("etag") and route["method"] in ("PATCH", "PUT"):
                 op["parameters"].append({"name": "If-Match", "in": "header", "required": False,
                                          "schema": {"type": "string"}})
-            if route["method"] in ("POST", "PUT", "PATCH"):
+            if route["method"] in ("POST", "PUT", "PATCH") and any(
+                    not f.get("internal") for f in msg["fields"].values()):
                 media = ["application/json"] + (["application/merge-patch+json"] if route.get("merge_patch") else [])
                 schema = object_schema(msg["fields"], svc["types"], required_ok=not msg.get("patch"))
                 op["requestBody"] = {"required": True, "content": {m: {"schema": schema} for m in media}}
@@ -145,6 +156,10 @@ def openapi(services):
                 ok["headers"] = {"Location": {"schema": {"type": "string"}}}
             op["responses"][str(route["status"])] = ok
             errs = [503, 504]
+            if route["access"] != "public":
+                errs.append(401)
+            if route["access"] == "admin":
+                errs.append(403)
             if route["method"] in ("POST", "PUT", "PATCH"):
                 errs += [400, 413, 415, 422]
             if route.get("key") == "path":
@@ -158,6 +173,9 @@ def openapi(services):
             for st in sorted(set(errs)):
                 op["responses"][str(st)] = problem_ref(st)
             doc["paths"].setdefault(route["path"], {})[route["method"].lower()] = op
+    doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    doc["paths"]["/.well-known/jwks.json"] = {"get": {"summary": "Public keys that verify access tokens",
+                                                      "responses": {"200": {"description": "a JWK Set"}}}}
     ops = {"get": {"summary": "Process is up", "responses": {"200": {"description": "up"}}}}
     doc["paths"]["/healthz"] = ops
     doc["paths"]["/readyz"] = {"get": {"summary": "Every service has a live node",
@@ -192,11 +210,12 @@ def main():
     for svc in services:
         for r in svc["routes"]:
             nroutes += 1
-            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s }," % (
+            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s }," % (
                 c_str(r["method"]), c_str(r["path"]), index[(svc["service"], r["message"])],
                 svc.get("shards", 1), ACCESS[r["access"]], KEYS[r.get("key")], r["status"],
                 c_bool(r.get("query")), c_bool(r["method"] in ("POST", "PUT", "PATCH")),
-                c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location"))))
+                c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location")),
+                FLOWS[r.get("flow")]))
     lines.append("};")
     lines.append(f"const size_t mc_routes_count = {nroutes};")
     api = json.dumps(openapi(services), indent=1)

@@ -11,7 +11,7 @@
 #define LMDB_FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
 
 static int
-s_open(mc_store_t *store, void **state)
+s_open(mc_store_t *store, const char *data_dir, void **state)
 {
     catalog_db_t *db = calloc(1, sizeof *db);
     if (!db)

@@ -26,7 +26,7 @@ main(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s/catalog/0", argv[1]);
     mc_store_t *store = mc_store_new(dir, (size_t) 64 << 30);
     void *state = NULL;
-    if (!store || catalog_service.open(store, &state))
+    if (!store || catalog_service.open(store, argv[1], &state))
         return 1;
     //  a bulk transaction cannot grow the map half way: make room for it first
     for (int i = 0; i < 5; i++)

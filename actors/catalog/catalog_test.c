@@ -299,7 +299,7 @@ test_storage_full(void)
     char dir[] = "/tmp/mc-catalog-full-XXXXXX";
     MC_CHECK(mkdtemp(dir) != NULL);
     mc_core_t *saved = s_core;
-    s_core = mc_core_new(&catalog_service, dir, 1u << 20);
+    s_core = mc_core_new(&catalog_service, dir, 0, 1u << 20);
     MC_CHECK(s_core != NULL);
     char desc[4001];
     memset(desc, 'x', 4000);
@@ -331,7 +331,7 @@ main(void)
     char dir[] = "/tmp/mc-catalog-test-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
-    s_core = mc_core_new(&catalog_service, dir, 1u << 30);
+    s_core = mc_core_new(&catalog_service, dir, 0, 1u << 30);
     if (!s_core)
         return 1;
     MC_TEST_RUN(test_crud);

@@ -1,0 +1,21 @@
+/*  identity: users, sessions, addresses and signing keys (CONTRACT §3).
+
+    State, one LMDB environment:
+      users          id -> user map (with password_hash, which never leaves except to the edge)
+      emails         lower(email) -> id
+      addresses      user id \0 address id -> address map
+      refresh        sha256(refresh token) -> {family, user, exp, used}
+      families       family id -> {user, revoked}
+      user_families  user id \0 family id -> ""      (revoke them all on a password change)
+      failures       lower(email) -> failed login times, 8-byte big-endian unix ms each
+
+    Passwords are hashed and verified by the edge (argon2id costs ~25 ms, which the actor's one
+    thread must not spend); the actor stores and hands out hashes only. */
+#ifndef IDENTITY_H
+#define IDENTITY_H
+
+#include "mc_actor.h"
+
+extern const mc_service_t identity_service;
+
+#endif

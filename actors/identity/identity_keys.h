@@ -1,0 +1,43 @@
+/*  identity_keys: the RSA keys that sign access tokens, and the secret refresh tokens derive from.
+
+    On disk, in $MERCATO_DATA_DIR/keys/ (directory 0700, files 0600):
+      <kid>.pem       a private key; kid is its RFC 7638 thumbprint
+      signing         the kid that signs new tokens
+      <kid>.retired   unix ms at which the key stopped signing; it is published until every
+                      token it signed has expired
+      refresh.key     32 random bytes; refresh tokens are HMACs under it
+    MERCATO_JWT_KEY_FILE names a PEM private key to sign with instead of a generated one. */
+#ifndef IDENTITY_KEYS_H
+#define IDENTITY_KEYS_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDENTITY_ACCESS_TTL_S 900
+#define IDENTITY_KID_LEN 43
+
+typedef struct _identity_keys_t identity_keys_t;
+
+//  Loads the keys from data_dir/keys, generating what is missing. NULL on failure (logged).
+identity_keys_t *identity_keys_new(const char *data_dir);
+void identity_keys_destroy(identity_keys_t **self_p);
+
+//  Signs an access token; the caller frees the result. NULL on failure.
+char *identity_keys_sign(identity_keys_t *self, const char *sub, const char *role, const char *jti,
+                         uint64_t now_ms);
+
+//  Packs {keys: [{kid, kty, use, alg, n, e}]}: the signing key and every retired key that may
+//  still have live tokens at now_ms.
+void identity_keys_pack(identity_keys_t *self, msgpack_packer *pk, uint64_t now_ms);
+
+//  Generates a new signing key and retires the current one at now_ms. 0 or -1.
+int identity_keys_rotate(identity_keys_t *self, uint64_t now_ms);
+
+//  The current signing kid.
+const char *identity_keys_kid(identity_keys_t *self);
+
+//  HMAC-SHA256 of data under the refresh secret, as base64url (44 bytes with NUL) in out.
+void identity_keys_refresh_token(identity_keys_t *self, const void *data, size_t len, char out[44]);
+
+#endif
