@@ -79,39 +79,45 @@ s_refresh(void)
     msgpack_unpacked_init(&u);
     mc_reply_t rep;
     int rc = -1;
-    const msgpack_object *keys;
-    if (mc_reply_decode(&u, zframe_data(frame), zframe_size(frame), &rep) == 0 && rep.status == 200
-    &&  (keys = mc_map_get(rep.body, "keys")) && keys->type == MSGPACK_OBJECT_ARRAY) {
-        pubkey_t fresh[KEYS_MAX];
-        size_t n = 0;
-        for (uint32_t i = 0; i < keys->via.array.size && n < KEYS_MAX; i++) {
-            const msgpack_object *k = &keys->via.array.ptr[i];
-            mc_str_t kid, nn, e;
-            if (mc_map_str(k, "kid", &kid) || mc_map_str(k, "n", &nn) || mc_map_str(k, "e", &e) || kid.len >= 64)
-                continue;
-            EVP_PKEY *pkey = s_rsa_from_jwk(nn, e);
-            if (!pkey)
-                continue;
-            snprintf(fresh[n].kid, sizeof fresh[n].kid, "%.*s", (int) kid.len, kid.ptr);
-            fresh[n++].pkey = pkey;
-        }
-        msgpack_sbuffer json;
-        msgpack_sbuffer_init(&json);
-        edge_json_write(&json, rep.body);
-        msgpack_sbuffer_write(&json, "", 1);
-        pthread_rwlock_wrlock(&s_lock);
-        for (size_t i = 0; i < s_count; i++)
-            EVP_PKEY_free(s_keys[i].pkey);
-        memcpy(s_keys, fresh, n * sizeof *fresh);
-        s_count = n;
-        free(s_jwks);
-        s_jwks = json.data;     //  the buffer now belongs to the table
-        pthread_rwlock_unlock(&s_lock);
-        rc = 0;
-    }
+    if (mc_reply_decode(&u, zframe_data(frame), zframe_size(frame), &rep) == 0 && rep.status == 200)
+        rc = edge_auth_load(rep.body);
     msgpack_unpacked_destroy(&u);
     zframe_destroy(&frame);
     return rc;
+}
+
+int
+edge_auth_load(const msgpack_object *body)
+{
+    const msgpack_object *keys = mc_map_get(body, "keys");
+    if (!keys || keys->type != MSGPACK_OBJECT_ARRAY)
+        return -1;
+    pubkey_t fresh[KEYS_MAX];
+    size_t n = 0;
+    for (uint32_t i = 0; i < keys->via.array.size && n < KEYS_MAX; i++) {
+        const msgpack_object *k = &keys->via.array.ptr[i];
+        mc_str_t kid, nn, e;
+        if (mc_map_str(k, "kid", &kid) || mc_map_str(k, "n", &nn) || mc_map_str(k, "e", &e) || kid.len >= 64)
+            continue;
+        EVP_PKEY *pkey = s_rsa_from_jwk(nn, e);
+        if (!pkey)
+            continue;
+        snprintf(fresh[n].kid, sizeof fresh[n].kid, "%.*s", (int) kid.len, kid.ptr);
+        fresh[n++].pkey = pkey;
+    }
+    msgpack_sbuffer json;
+    msgpack_sbuffer_init(&json);
+    edge_json_write(&json, body);
+    msgpack_sbuffer_write(&json, "", 1);
+    pthread_rwlock_wrlock(&s_lock);
+    for (size_t i = 0; i < s_count; i++)
+        EVP_PKEY_free(s_keys[i].pkey);
+    memcpy(s_keys, fresh, n * sizeof *fresh);
+    s_count = n;
+    free(s_jwks);
+    s_jwks = json.data;     //  the buffer now belongs to the table
+    pthread_rwlock_unlock(&s_lock);
+    return 0;
 }
 
 //  Refreshes unless another thread did within min_gap_ms.

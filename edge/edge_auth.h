@@ -22,6 +22,9 @@ void edge_auth_init(void);
 //  reason (never echoing the token).
 int edge_auth_verify(const char *header, edge_identity_t *who, const char **why);
 
+//  Replaces the key table with a keys.list reply body ({keys: [{kid, n, e, ...}]}). 0 or -1.
+int edge_auth_load(const msgpack_object *body);
+
 //  Appends the JWK Set as JSON; false when no key is known yet.
 bool edge_auth_jwks(msgpack_sbuffer *out);
 
