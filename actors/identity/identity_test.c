@@ -1,0 +1,270 @@
+/*  Identity handlers against a real LMDB environment, through the actor core: accounts, the
+    throttle, refresh-token families, password changes, addresses, keys. */
+#include "identity.h"
+#include "identity_keys.h"
+#include "mc_test.h"
+#include "mc_util.h"
+
+static mc_core_t *s_core;
+static uint64_t s_clock = 1800000000000ull;
+
+typedef struct {
+    msgpack_sbuffer frame;      //  the reply frame
+    msgpack_unpacked u;         //  its decoded form
+    mc_reply_t rep;             //  the reply
+} result_t;
+
+static void
+s_free(result_t *r)
+{
+    msgpack_unpacked_destroy(&r->u);
+    msgpack_sbuffer_destroy(&r->frame);
+}
+
+//  body: a JSON-like list of string pairs "k", "v", ..., NULL; "?b" values are booleans.
+static int
+s_call(result_t *r, const char *type, const char *user, const char *role, ...)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+    const char *kv[16];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, role);
+    for (const char *s = va_arg(ap, const char *); s && n < 16; s = va_arg(ap, const char *))
+        kv[n++] = s;
+    va_end(ap);
+    msgpack_pack_map(&pk, n / 2);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        mc_pack_cstr(&pk, kv[i]);
+        if (strcmp(kv[i + 1], "?true") == 0 || strcmp(kv[i + 1], "?false") == 0)
+            kv[i + 1][1] == 't' ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        else
+            mc_pack_cstr(&pk, kv[i + 1]);
+    }
+    char id[MC_ULID_LEN + 1];
+    s_clock += 1000;
+    mc_ulid(id, s_clock);
+    mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = { type, strlen(type) },
+                         .key = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { id, MC_ULID_LEN },
+                         .user = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { "", 0 },
+                         .role = role ? (mc_str_t) { role, strlen(role) } : MC_STR("anonymous"), .time = s_clock };
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, (mc_str_t) { body.data, body.size });
+    msgpack_sbuffer_init(&r->frame);
+    msgpack_unpacked_init(&r->u);
+    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
+    msgpack_sbuffer_destroy(&env);
+    msgpack_sbuffer_destroy(&body);
+    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
+        return -1;
+    return r->rep.status;
+}
+
+static void
+s_field(result_t *r, const char *name, char *out, size_t outsz)
+{
+    mc_str_t v = { "", 0 };
+    mc_map_str(r->rep.body, name, &v);
+    snprintf(out, outsz, "%.*s", (int) v.len, v.ptr);
+}
+
+#define HASH "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+static char s_ann[32];
+
+static void
+test_accounts(void)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "user.register", NULL, NULL, "email", "Ann@Example.com", "name", "Ann",
+                     "password_hash", HASH, NULL), 201);
+    s_field(&r, "id", s_ann, sizeof s_ann);
+    MC_CHECK(mc_map_get(r.rep.body, "password_hash") == NULL);     //  never in a reply
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.register", NULL, NULL, "email", "ANN@example.com", "name", "Again",
+                     "password_hash", HASH, NULL), 409);
+    s_free(&r);
+    //  a plaintext password never reaches the actor: the field is not one it knows
+    ASSERT_EQ(s_call(&r, "user.register", NULL, NULL, "email", "x@example.com", "name", "X",
+                     "password", "secret-secret", "password_hash", HASH, NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.credentials", NULL, NULL, "email", "ann@EXAMPLE.com", NULL), 200);
+    char hash[128];
+    s_field(&r, "password_hash", hash, sizeof hash);
+    ASSERT_STR(hash, HASH);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.update", s_ann, "customer", "name", "Ann B", NULL), 200);
+    char name[32];
+    s_field(&r, "name", name, sizeof name);
+    ASSERT_STR(name, "Ann B");
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.update", s_ann, "customer", "role", "admin", NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.me", NULL, NULL, NULL), 401);
+    s_free(&r);
+}
+
+static void
+test_throttle(void)
+{
+    result_t r;
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?false", NULL), 401);
+        s_free(&r);
+    }
+    //  the sixth attempt is refused even with the right password, and says when to come back
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 429);
+    uint64_t retry = 0;
+    mc_map_uint(r.rep.error, "retry_after", &retry);
+    MC_CHECK(retry > 0 && retry <= 900);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.credentials", NULL, NULL, "email", "ann@example.com", NULL), 429);
+    s_free(&r);
+    s_clock += 15 * 60 * 1000;      //  the window passes
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    s_free(&r);
+}
+
+static int
+s_refresh(const char *token, char *next, size_t nextsz)
+{
+    result_t r;
+    int status = s_call(&r, "session.refresh", NULL, NULL, "refresh_token", token, NULL);
+    if (next)
+        s_field(&r, "refresh_token", next, nextsz);
+    s_free(&r);
+    return status;
+}
+
+static void
+test_refresh_families(void)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    char t1[64], t2[64], t3[64], access[2048];
+    s_field(&r, "refresh_token", t1, sizeof t1);
+    s_field(&r, "access_token", access, sizeof access);
+    MC_CHECK(strlen(access) > 100 && strncmp(access, "eyJ", 3) == 0);
+    s_free(&r);
+    ASSERT_EQ(s_refresh(t1, t2, sizeof t2), 200);
+    MC_CHECK(strcmp(t1, t2) != 0);
+    //  t1 again: reuse; the family dies, so t2 dies with it
+    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
+    ASSERT_EQ(s_refresh(t2, t3, sizeof t3), 401);
+    ASSERT_EQ(s_refresh("made-up-token", NULL, 0), 401);
+
+    //  logout ends a family; a password change ends them all
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    s_field(&r, "refresh_token", t1, sizeof t1);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.logout", NULL, NULL, "refresh_token", t1, NULL), 204);
+    s_free(&r);
+    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    s_field(&r, "refresh_token", t1, sizeof t1);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    s_field(&r, "refresh_token", t2, sizeof t2);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "password_hash", HASH "x", NULL), 204);
+    s_free(&r);
+    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
+    ASSERT_EQ(s_refresh(t2, NULL, 0), 401);
+}
+
+static int
+s_defaults(char *default_id, size_t sz)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "address.list", s_ann, "customer", NULL), 200);
+    const msgpack_object *items = mc_map_get(r.rep.body, "items");
+    int defaults = 0;
+    for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+        bool d = false;
+        mc_map_bool(&items->via.array.ptr[i], "is_default", &d);
+        if (d) {
+            defaults++;
+            mc_str_t id;
+            mc_map_str(&items->via.array.ptr[i], "id", &id);
+            snprintf(default_id, sz, "%.*s", (int) id.len, id.ptr);
+        }
+    }
+    s_free(&r);
+    return defaults;
+}
+
+static void
+test_addresses(void)
+{
+    result_t r;
+    char a1[32], a2[32], def[32];
+    ASSERT_EQ(s_call(&r, "address.create", s_ann, "customer", "name", "Home", "line1", "1 Main St", "city", "Berlin",
+                     "postal_code", "10115", "country", "DE", NULL), 201);
+    s_field(&r, "id", a1, sizeof a1);
+    s_free(&r);
+    ASSERT_EQ(s_defaults(def, sizeof def), 1);
+    ASSERT_STR(def, a1);        //  the first address is the default
+    ASSERT_EQ(s_call(&r, "address.create", s_ann, "customer", "name", "Work", "line1", "2 Side St", "city", "Paris",
+                     "postal_code", "75001", "country", "FR", "is_default", "?true", NULL), 201);
+    s_field(&r, "id", a2, sizeof a2);
+    s_free(&r);
+    ASSERT_EQ(s_defaults(def, sizeof def), 1);
+    ASSERT_STR(def, a2);
+    ASSERT_EQ(s_call(&r, "address.create", s_ann, "customer", "name", "Bad", "line1", "x", "city", "y",
+                     "postal_code", "z", "country", "XX", NULL), 422);
+    s_free(&r);
+    //  someone else's address is as good as missing
+    ASSERT_EQ(s_call(&r, "address.delete", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "customer", "id", a1, NULL), 404);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "address.delete", s_ann, "customer", "id", a2, NULL), 204);
+    s_free(&r);
+    ASSERT_EQ(s_defaults(def, sizeof def), 1);
+    ASSERT_STR(def, a1);        //  the default moved to what is left
+}
+
+static void
+test_keys(void)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "keys.list", NULL, NULL, NULL), 200);
+    const msgpack_object *keys = mc_map_get(r.rep.body, "keys");
+    ASSERT_EQ(keys ? keys->via.array.size : 0, 1);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "keys.rotate", NULL, NULL, NULL), 200);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "keys.list", NULL, NULL, NULL), 200);
+    keys = mc_map_get(r.rep.body, "keys");
+    ASSERT_EQ(keys ? keys->via.array.size : 0, 2);   //  the old key is still published
+    s_free(&r);
+    s_clock += (IDENTITY_ACCESS_TTL_S + 61) * 1000ull;
+    ASSERT_EQ(s_call(&r, "keys.list", NULL, NULL, NULL), 200);
+    keys = mc_map_get(r.rep.body, "keys");
+    ASSERT_EQ(keys ? keys->via.array.size : 0, 1);   //  and gone once its tokens have expired
+    s_free(&r);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/mc-identity-test-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    s_core = mc_core_new(&identity_service, dir, 0, 1u << 30);
+    if (!s_core)
+        return 1;
+    MC_TEST_RUN(test_accounts);
+    MC_TEST_RUN(test_throttle);
+    MC_TEST_RUN(test_refresh_families);
+    MC_TEST_RUN(test_addresses);
+    MC_TEST_RUN(test_keys);
+    mc_core_destroy(&s_core);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return MC_TEST_DONE();
+}
