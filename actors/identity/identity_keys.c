@@ -101,7 +101,7 @@ s_read_pem(const char *path)
 static int
 s_write_private(const char *path, const void *data, size_t len)
 {
-    char tmp[4200];
+    char tmp[4096 + 400];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
@@ -155,7 +155,7 @@ s_generate(identity_keys_t *self)
     EVP_PKEY_free(pkey);
     if (rc)
         return -1;
-    char path[4200];
+    char path[sizeof ((identity_keys_t *) 0)->dir + 320];
     snprintf(path, sizeof path, "%s/%s.pem", self->dir, k.kid);
     if (s_write_private(path, k.pem, strlen(k.pem))) {
         free(k.pem);
@@ -189,7 +189,7 @@ identity_keys_new(const char *data_dir)
         identity_keys_destroy(&self);
         return NULL;
     }
-    char path[4200];
+    char path[sizeof ((identity_keys_t *) 0)->dir + 320];
     //  the refresh secret
     snprintf(path, sizeof path, "%s/refresh.key", self->dir);
     FILE *f = fopen(path, "rb");
@@ -324,7 +324,7 @@ identity_keys_pack(identity_keys_t *self, msgpack_packer *pk, uint64_t now_ms)
 int
 identity_keys_rotate(identity_keys_t *self, uint64_t now_ms)
 {
-    char path[4200], when[32];
+    char path[sizeof ((identity_keys_t *) 0)->dir + 320], when[32];
     snprintf(path, sizeof path, "%s/%s.retired", self->dir, self->keys[0].kid);
     snprintf(when, sizeof when, "%" PRIu64, now_ms);
     if (s_write_private(path, when, strlen(when)))
