@@ -18,8 +18,9 @@ typedef struct {
 //  Starts the key refresher.
 void edge_auth_init(void);
 
-//  Verifies an Authorization header value. 0 with *who filled, or -1 with *why set to a short
-//  reason (never echoing the token).
+//  Verifies an Authorization header value. 0 with *who filled; -1 with *why set to a short
+//  reason (never echoing the token); -2 when no signing key is known yet (identity unreachable
+//  since start), which is the service's fault, not the token's.
 int edge_auth_verify(const char *header, edge_identity_t *who, const char **why);
 
 //  Replaces the key table with a keys.list reply body ({keys: [{kid, n, e, ...}]}). 0 or -1.

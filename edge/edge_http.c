@@ -487,7 +487,13 @@ s_authorize(edge_req_t *q)
     const char *authz = s_header1(q->ri, "Authorization");
     if (authz) {
         const char *why;
-        if (edge_auth_verify(authz, &q->who, &why)) {
+        int rc = edge_auth_verify(authz, &q->who, &why);
+        if (rc == -2) {
+            edge_problem(q->r, 503, "keys_unavailable", "tokens cannot be checked until the identity service answers",
+                         NULL, "Retry-After: 1\r\n");
+            return -1;
+        }
+        if (rc) {
             char hdr[160];
             snprintf(hdr, sizeof hdr, "WWW-Authenticate: Bearer realm=\"mercato\", error=\"invalid_token\"\r\n");
             edge_problem(q->r, 401, "invalid_token", why, NULL, hdr);
