@@ -13,7 +13,13 @@ Environment:
                                 (default /work/main/build/bin)
     MERCATO_E2E_START_TIMEOUT   seconds to wait for the whole system to be ready (default 20)
     MERCATO_E2E_KEEP            keep the temp dir after the run (it is kept anyway on failure)
-    MERCATO_E2E_ADMIN_TOKEN     bearer token sent on catalog writes (CONTRACT 4: writes are admin)
+    MERCATO_E2E_ADMIN_TOKEN     bearer token sent on catalog writes (CONTRACT 4: writes are admin);
+                                unset: the harness logs in as the bootstrap admin once per cluster
+
+Identity (CONTRACT 3): every Cluster runs the catalog and identity actors and sets
+MERCATO_ADMIN_EMAIL / MERCATO_ADMIN_PASSWORD (ADMIN_EMAIL / ADMIN_PASSWORD below) unless the
+caller's env overrides them. cluster.admin_headers() logs in once and caches the bearer token;
+cluster.register_customer() registers and logs in a fresh customer and returns a Principal.
 """
 
 import json
@@ -23,8 +29,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import uuid
 
 import requests
 
@@ -33,6 +41,10 @@ START_TIMEOUT = float(os.environ.get("MERCATO_E2E_START_TIMEOUT", "20"))
 TERM_GRACE = 5.0
 API = "/api/v1"
 SETPRIV = shutil.which("setpriv")
+DEFAULT_ACTORS = ("catalog", "identity")
+ADMIN_EMAIL = "admin@mercato.test"
+ADMIN_PASSWORD = "e2e-Admin-Pass-7f3c9a!"
+TOKEN_REUSE_S = 600.0     # access tokens live 900 s; log in again well before that
 
 
 class HarnessError(RuntimeError):
@@ -129,12 +141,47 @@ class Proc:
             self.name, _tail(self.out_path, lines), self.name, _tail(self.err_path, lines))
 
 
+class Principal:
+    """A user the tests act as: credentials, the last token pair, and the user record."""
+
+    def __init__(self, email, password, name=None, user=None, tokens=None):
+        self.email, self.password, self.name = email, password, name
+        self.user = user or {}
+        self.tokens = tokens or {}
+
+    @property
+    def id(self):
+        return self.user.get("id")
+
+    @property
+    def access_token(self):
+        return self.tokens.get("access_token")
+
+    @property
+    def refresh_token(self):
+        return self.tokens.get("refresh_token")
+
+    def headers(self):
+        return {"Authorization": "Bearer " + self.access_token}
+
+    def __repr__(self):
+        return "<Principal %s id=%s>" % (self.email, self.id)
+
+
+def unique_email(prefix="user"):
+    return "%s-%s@example.test" % (prefix, uuid.uuid4().hex[:12])
+
+
+def strong_password():
+    return "Pw-" + uuid.uuid4().hex[:16] + "-x9!"
+
+
 class Cluster:
-    """broker + one catalog node + edge, in a fresh temp dir."""
+    """broker + one node (catalog and identity actors) + edge, in a fresh temp dir."""
 
     ORDER = ("broker", "node", "edge")
 
-    def __init__(self, actors=("catalog",), env=None, node_id="n1"):
+    def __init__(self, actors=DEFAULT_ACTORS, env=None, node_id="n1"):
         self.actors = list(actors)
         self.node_id = node_id
         self.tmp = tempfile.mkdtemp(prefix="mercato-e2e-")
@@ -143,12 +190,18 @@ class Cluster:
         os.makedirs(self.data_dir)
         os.makedirs(self.log_dir)
         self.env = dict(os.environ)
+        self.env.setdefault("MERCATO_ADMIN_EMAIL", ADMIN_EMAIL)
+        self.env.setdefault("MERCATO_ADMIN_PASSWORD", ADMIN_PASSWORD)
         self.env.update(env or {})
         self.procs = {n: Proc(n, self.log_dir) for n in self.ORDER}
         self.endpoint = None      # broker endpoint, fixed after the first start
         self.port = None          # edge port, from its port file
         self.failed = False       # set by tests on failure: keeps the temp dir
+        self.wait_for_keys = True  # wait_ready() also waits for the JWKS (identity actor)
         self.admin_token = os.environ.get("MERCATO_E2E_ADMIN_TOKEN")
+        self._admin_fixed = bool(self.admin_token)     # from the environment: never refreshed
+        self._admin_at = 0.0
+        self._admin_lock = threading.Lock()
 
     # --- public API -------------------------------------------------------------------------
     @property
@@ -159,8 +212,79 @@ class Cluster:
     def api(self):
         return self.base_url + API
 
+    @property
+    def admin_email(self):
+        return self.env.get("MERCATO_ADMIN_EMAIL")
+
+    @property
+    def admin_password(self):
+        return self.env.get("MERCATO_ADMIN_PASSWORD")
+
+    @admin_password.setter
+    def admin_password(self, value):
+        """For tests that change the admin's password: later logins use the new one."""
+        self.env["MERCATO_ADMIN_PASSWORD"] = value
+
     def admin_headers(self):
-        return {"Authorization": "Bearer " + self.admin_token} if self.admin_token else {}
+        """Authorization for the bootstrap admin: one login per cluster, cached (thread-safe).
+
+        Honours MERCATO_E2E_ADMIN_TOKEN. Without the identity actor (or before the login route
+        exists: 404) there is no admin to log in as and this returns {}."""
+        if self._admin_fixed:
+            return {"Authorization": "Bearer " + self.admin_token}
+        if "identity" not in self.actors or not self.admin_email or self.port is None:
+            return {}
+        with self._admin_lock:
+            if self.admin_token is None or time.monotonic() - self._admin_at > TOKEN_REUSE_S:
+                t0 = time.monotonic()
+                r = requests.post(self.api + "/auth/login", json={
+                    "email": self.admin_email, "password": self.admin_password}, timeout=10)
+                if r.status_code == 404:
+                    return {}
+                if r.status_code != 200:
+                    raise HarnessError("admin login as %s failed: %d %s" % (
+                        self.admin_email, r.status_code, r.text[:500]))
+                self.admin_token = r.json()["access_token"]
+                self._admin_at = t0
+            return {"Authorization": "Bearer " + self.admin_token}
+
+    def login(self, email, password):
+        """POST /auth/login; returns the token reply or raises HarnessError."""
+        r = requests.post(self.api + "/auth/login", json={"email": email, "password": password},
+                          timeout=10)
+        if r.status_code != 200:
+            raise HarnessError("login as %s failed: %d %s" % (email, r.status_code, r.text[:500]))
+        return r.json()
+
+    def register(self, email=None, password=None, name=None):
+        """POST /auth/register (no login); returns a Principal with .user set."""
+        email = email or unique_email()
+        password = password or strong_password()
+        name = name or "E2E " + email.split("@")[0]
+        r = requests.post(self.api + "/auth/register", json={
+            "email": email, "password": password, "name": name}, timeout=10)
+        if r.status_code != 201:
+            raise HarnessError("register %s failed: %d %s" % (email, r.status_code, r.text[:500]))
+        return Principal(email, password, name, user=r.json())
+
+    def register_customer(self, email=None, password=None, name=None):
+        """Register a fresh customer and log it in: a Principal with .user and .tokens."""
+        p = self.register(email, password, name)
+        p.tokens = self.login(p.email, p.password)
+        return p
+
+    def customer_headers(self, **kw):
+        """Authorization headers of a freshly registered customer."""
+        return self.register_customer(**kw).headers()
+
+    def admin_principal(self):
+        """A Principal for the bootstrap admin (a fresh login: its own refresh-token family)."""
+        p = Principal(self.admin_email, self.admin_password, "admin")
+        p.tokens = self.login(p.email, p.password)
+        r = requests.get(self.api + "/users/me", headers=p.headers(), timeout=10)
+        if r.status_code == 200:
+            p.user = r.json()
+        return p
 
     def start_all(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -199,13 +323,22 @@ class Cluster:
             raise KeyError(name)
 
     def wait_ready(self, timeout=START_TIMEOUT):
-        """Wait until GET /readyz is 200 (every service has a live node)."""
+        """Wait until GET /readyz is 200 (every service has a live node) and, with the identity
+        actor, until the edge serves the JWKS (wait_for_keys; test_identity checks separately
+        that readiness already implies it)."""
+        deadline = time.monotonic() + timeout
+
         def ready():
             for p in self.procs.values():
                 if p.popen is not None:
                     self._check_alive(p)
             return requests.get(self.base_url + "/readyz", timeout=1).status_code == 200
         wait_for(ready, timeout, what="GET /readyz == 200")
+        if self.wait_for_keys and "identity" in self.actors:
+            wait_for(lambda: requests.get(self.base_url + "/.well-known/jwks.json",
+                                          timeout=1).status_code == 200,
+                     max(0.1, deadline - time.monotonic()),
+                     what="GET /.well-known/jwks.json == 200")
 
     def kill(self, name):
         """SIGKILL one process (simulated crash)."""
@@ -311,7 +444,7 @@ class ClusterTestCase(unittest.TestCase):
     """
 
     PER_TEST = False
-    ACTORS = ("catalog",)
+    ACTORS = DEFAULT_ACTORS
     cluster = None
 
     @classmethod
@@ -376,6 +509,34 @@ class ClusterTestCase(unittest.TestCase):
         h.update(headers or {})
         kw.setdefault("timeout", 10)
         return self.http.delete(self.url(path), headers=h, **kw)
+
+    def call(self, method, path, body=None, auth=None, headers=None, data=None,
+             content_type="application/json", **kw):
+        """One request with explicit authorization (nothing implicit, unlike post_json):
+        auth is None (anonymous), a Principal, a bearer token string, or a headers dict."""
+        h = {}
+        if body is not None or data is not None:
+            h["Content-Type"] = content_type
+        if isinstance(auth, Principal):
+            h.update(auth.headers())
+        elif isinstance(auth, str):
+            h["Authorization"] = "Bearer " + auth
+        elif isinstance(auth, dict):
+            h.update(auth)
+        h.update(headers or {})
+        if body is not None:
+            data = json.dumps(body)
+        kw.setdefault("timeout", 10)
+        return self.http.request(method, self.url(path), data=data, headers=h, **kw)
+
+    def assertUnauthorized(self, resp, msg=""):
+        """CONTRACT 2: 401 is a problem and carries WWW-Authenticate: Bearer."""
+        self.assertStatus(resp, 401, msg)
+        www = resp.headers.get("WWW-Authenticate", "")
+        self.assertRegex(www, r"^\s*[Bb][Ee][Aa][Rr][Ee][Rr]\b",
+                         "401 without WWW-Authenticate: Bearer (%s); headers %s" % (
+                             msg, dict(resp.headers)))
+        return self.assertProblem(resp, 401)
 
     def assertStatus(self, resp, status, msg=""):
         """assertEqual on the status code that shows the request and response on failure."""

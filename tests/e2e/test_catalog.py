@@ -385,6 +385,36 @@ class TestList(CatalogCase):
                 self.assertProblem(r, r.status_code)
 
 
+class TestWriteAccess(CatalogCase):
+    """CONTRACT 4: catalog writes are admin-only; anonymous 401 (with WWW-Authenticate: Bearer),
+    a customer 403, and neither changes anything."""
+
+    def test_anonymous_and_customer_writes_are_refused(self):
+        p = self.create()
+        customer = self.cluster.customer_headers()
+        pid = self.P + "/" + p["id"]
+        for who, auth in (("anonymous", None), ("customer", customer)):
+            with self.subTest(who=who):
+                body = self.product()
+                rs = [self.call("POST", self.P, body, auth=auth),
+                      self.call("PATCH", pid, {"name": "hijacked"}, auth=auth,
+                                content_type="application/merge-patch+json"),
+                      self.call("DELETE", pid, auth=auth)]
+                for r in rs:
+                    if who == "anonymous":
+                        self.assertUnauthorized(r)
+                    else:
+                        self.assertProblem(r, 403)
+                self.assertNotIn(body["sku"], self.skus(category=body["category"]))
+                self.assertEqual(self.get(pid).json(), p)
+
+    def test_reads_stay_public(self):
+        p = self.create()
+        for path in (self.P, self.P + "/" + p["id"], "/api/v1/categories"):
+            with self.subTest(path=path):
+                self.assertStatus(self.get(path), 200)
+
+
 class TestCategories(CatalogCase):
     def counts(self):
         r = self.get("/api/v1/categories")

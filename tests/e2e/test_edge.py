@@ -117,6 +117,15 @@ class EdgeCase(ClusterTestCase):
         c.send(head.encode("latin-1") + body)
         return c.read(idle=idle)
 
+    def admin(self):
+        """CONTRACT 4: catalog writes are admin-only."""
+        return self.cluster.admin_headers()
+
+    def admin_line(self):
+        """The admin's Authorization as a raw header line (or nothing without a token)."""
+        h = self.admin()
+        return "Authorization: %s\r\n" % h["Authorization"] if h else ""
+
     def assertAlive(self):
         r = self.get("/healthz")
         self.assertStatus(r, 200, "edge still serving")
@@ -127,7 +136,7 @@ class TestProblems(EdgeCase):
         for raw in (b'{"sku": ', b"not json", b'{"a":1}}', b"\xff\xfe{}"):
             with self.subTest(body=raw):
                 r = self.http.post(self.url(P), data=raw, timeout=10,
-                                   headers={"Content-Type": "application/json"})
+                                   headers={"Content-Type": "application/json", **self.admin()})
                 self.assertProblem(r, 400)
 
     def test_wrong_method_is_405(self):
@@ -154,12 +163,13 @@ class TestProblems(EdgeCase):
         for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
             with self.subTest(content_type=ctype):
                 r = self.http.post(self.url(P), data=json.dumps(product()), timeout=10,
-                                   headers={"Content-Type": ctype})
+                                   headers={"Content-Type": ctype, **self.admin()})
                 self.assertProblem(r, 415)
 
     def test_json_with_charset_is_accepted(self):
         r = self.http.post(self.url(P), data=json.dumps(product()).encode(), timeout=10,
-                           headers={"Content-Type": "application/json; charset=utf-8"})
+                           headers={"Content-Type": "application/json; charset=utf-8",
+                                    **self.admin()})
         self.assertStatus(r, 201)
 
     def test_deep_nesting_is_rejected_not_500(self):
@@ -169,7 +179,7 @@ class TestProblems(EdgeCase):
                 nested = opener * depth + "1" + closer * depth
                 body = json.dumps(product())[:-1] + ', "description": ' + nested + "}"
                 r = self.http.post(self.url(P), data=body, timeout=10,
-                                   headers={"Content-Type": "application/json"})
+                                   headers={"Content-Type": "application/json", **self.admin()})
                 self.assertIn(r.status_code, (400, 422), r.text[:300])
                 self.assertProblem(r, r.status_code)
         self.assertAlive()
@@ -178,7 +188,7 @@ class TestProblems(EdgeCase):
         for body in ("[]", "42", '"str"', "null"):
             with self.subTest(body=body):
                 r = self.http.post(self.url(P), data=body, timeout=10,
-                                   headers={"Content-Type": "application/json"})
+                                   headers={"Content-Type": "application/json", **self.admin()})
                 self.assertIn(r.status_code, (400, 422), r.text[:300])
                 self.assertProblem(r, r.status_code)
 
@@ -196,7 +206,7 @@ class TestBodyLimit(EdgeCase):
         self.assertGreater(len(body), MIB)
         c = self.raw()
         head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\n\r\n" % (P, len(body))).encode()
+                "%sContent-Length: %d\r\n\r\n" % (P, self.admin_line(), len(body))).encode()
         sender = threading.Thread(target=c.send, args=(head + body,), daemon=True)
         sender.start()
         resps, _ = c.read(idle=3.0, want=1)
@@ -212,14 +222,14 @@ class TestBodyLimit(EdgeCase):
         body = compact[:-1] + " " * (MIB - len(compact.encode())) + "}"   # whitespace padding
         self.assertEqual(len(body.encode()), MIB)
         r = self.http.post(self.url(P), data=body, timeout=10,
-                           headers={"Content-Type": "application/json"})
+                           headers={"Content-Type": "application/json", **self.admin()})
         self.assertStatus(r, 201, "a body of exactly 1 MiB is within the limit")
 
     def test_declared_5_mib_is_refused_promptly_without_reading(self):
         c = self.raw()
         t0 = time.monotonic()
         c.send(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\n\r\n{\"sku\":" % (P, 5 * MIB)).encode())
+                "%sContent-Length: %d\r\n\r\n{\"sku\":" % (P, self.admin_line(), 5 * MIB)).encode())
         resps, _ = c.read(idle=2.0, total=3.0, want=1)
         elapsed = time.monotonic() - t0
         self.assertTrue(resps, "no response within %.1fs: the edge waits for the 5 MiB body"
@@ -308,7 +318,8 @@ class TestRequestIds(EdgeCase):
     def test_traceparent_accepted(self):
         tp = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
         r = self.http.post(self.url(P), data=json.dumps(product()), timeout=10,
-                           headers={"Content-Type": "application/json", "traceparent": tp})
+                           headers={"Content-Type": "application/json", "traceparent": tp,
+                                    **self.admin()})
         self.assertStatus(r, 201)
         self.assertStatus(self.get(P, headers={"traceparent": tp}), 200)
         # A malformed traceparent is ignored, never an error.

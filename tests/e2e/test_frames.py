@@ -74,7 +74,8 @@ class BrokerFrames(unittest.TestCase):
         """The whole path still works: a product written over HTTP reads back."""
         sku = "F-" + uuid.uuid4().hex[:12]
         r = requests.post(self.cluster.api + "/products", json={
-            "sku": sku, "name": "frame test", "description": "", "category": "frames", "price_cents": 1}, timeout=5)
+            "sku": sku, "name": "frame test", "description": "", "category": "frames", "price_cents": 1},
+            headers=self.cluster.admin_headers(), timeout=5)
         self.assertEqual(r.status_code, 201, r.text)
         g = requests.get(self.cluster.api + "/products/" + r.json()["id"], timeout=5)
         self.assertEqual(g.status_code, 200)
@@ -155,7 +156,9 @@ class NodeFrames(unittest.TestCase):
     sends it whatever it likes."""
 
     def setUp(self):
-        self.cluster = Cluster()        # only for its temp dir, binaries and log capture
+        # Only for its temp dir, binaries and log capture; a catalog-only node, so that its one
+        # READY names catalog.0.
+        self.cluster = Cluster(actors=("catalog",))
         self.addCleanup(self.cluster.cleanup)
         self.ctx = zmq.Context()
         self.addCleanup(self.ctx.destroy, 0)
