@@ -1,5 +1,7 @@
 #include "mc_envelope.h"
 
+#include "mc_util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -171,4 +173,23 @@ mc_reply_error_retry(msgpack_packer *pk, mc_str_t id, int status, const char *co
     mc_pack_kv_cstr(pk, "code", code);
     mc_pack_kv_cstr(pk, "detail", detail);
     mc_pack_kv_uint(pk, "retry_after", retry_after_s);
+}
+
+void
+mc_reply_page(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n, const void *next,
+              size_t nextlen)
+{
+    mc_reply_begin(pk, id, 200, NULL);
+    msgpack_pack_map(pk, 2);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, n);
+    if (items->size)
+        msgpack_sbuffer_write(pk->data, items->data, items->size);
+    mc_pack_cstr(pk, "next_cursor");
+    if (next && nextlen <= 96) {
+        char enc[132];
+        mc_pack_str(pk, enc, mc_b64url_encode(enc, next, nextlen));
+    }
+    else
+        msgpack_pack_nil(pk);
 }

@@ -51,6 +51,12 @@ int mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t
 //  exactly one object (the body). etag may be NULL.
 void mc_reply_begin(msgpack_packer *pk, mc_str_t id, int status, const char *etag);
 
+//  Packs a complete 200 page of a list, {items: [...], next_cursor}: items holds n objects
+//  already packed; next (nextlen bytes) is the raw cursor, sent base64url-encoded, or NULL on
+//  the last page.
+void mc_reply_page(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n,
+                   const void *next, size_t nextlen);
+
 //  One validation complaint.
 typedef struct {
     char field[64];

@@ -238,11 +238,6 @@ s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs
         //  plaintext secret read by the edge never travels on to an actor
         if (f && ((who == FOR_ACTOR && f->http_only) || (who == FOR_HTTP && f->internal)))
             f = NULL;
-        if (who == FOR_HTTP && (!f || !f->http_only)) {
-            if (!f)
-                mc_errors_add(errs, name, "is not a known field");
-            continue;
-        }
         if (!f)
             mc_errors_add(errs, name, "is not a known field");
         else
@@ -259,7 +254,7 @@ s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs
     if (!def->patch)
         for (size_t i = 0; i < def->nfields; i++) {
             const mc_field_t *f = &def->fields[i];
-            bool ours = who == FOR_HTTP ? f->http_only : !f->http_only;
+            bool ours = who == FOR_HTTP ? !f->internal : !f->http_only;
             if (ours && f->required && !mc_map_get(body, f->name))
                 mc_errors_add(errs, f->name, "is required");
         }

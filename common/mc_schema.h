@@ -71,8 +71,8 @@ const mc_field_t *mc_schema_field(const mc_msgdef_t *def, const char *name, size
 //  ones are accepted); every complaint goes to errs. 0 when valid.
 int mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs);
 
-//  Validates what the edge must check in a client's body before it forwards: internal fields
-//  are refused, http_only fields are checked (presence, type, length). 0 when valid.
+//  Validates a client's body as the edge receives it: every field the client may send is
+//  checked (http_only ones included), internal ones are refused. 0 when valid.
 int mc_schema_validate_http(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs);
 
 //  True for an officially assigned ISO 3166-1 alpha-2 code.

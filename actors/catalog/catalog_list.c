@@ -96,23 +96,6 @@ s_bad_cursor(mc_ctx_t *ctx)
     return 400;
 }
 
-static void
-s_reply_page(mc_ctx_t *ctx, msgpack_sbuffer *items, size_t n, const unsigned char *next, size_t nextlen)
-{
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_map(ctx->pk, 2);
-    mc_pack_cstr(ctx->pk, "items");
-    msgpack_pack_array(ctx->pk, n);
-    msgpack_sbuffer_write(ctx->pk->data, items->data, items->size);
-    mc_pack_cstr(ctx->pk, "next_cursor");
-    if (next) {
-        char enc[128];
-        size_t len = mc_b64url_encode(enc, next, nextlen);
-        mc_pack_str(ctx->pk, enc, len);
-    }
-    else
-        msgpack_pack_nil(ctx->pk);
-}
 
 //  Only a price range: walk idx_price, in price order.
 static int
@@ -168,7 +151,7 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
     unsigned char next[1 + sizeof last];
     next[0] = 'p';
     memcpy(next + 1, last, lastlen);
-    s_reply_page(ctx, &items, n, more ? next : NULL, 1 + lastlen);
+    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? next : NULL, 1 + lastlen);
     msgpack_sbuffer_destroy(&items);
     return 200;
 }
@@ -248,7 +231,7 @@ s_by_id(mc_ctx_t *ctx, const catalog_db_t *db, stream_t *streams, size_t ns, con
     unsigned char next[1 + MC_ULID_LEN];
     next[0] = 'i';
     memcpy(next + 1, last, lastlen);
-    s_reply_page(ctx, &items, n, more ? next : NULL, 1 + lastlen);
+    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? next : NULL, 1 + lastlen);
     msgpack_sbuffer_destroy(&items);
     return 200;
 }

@@ -6,6 +6,7 @@
 #include "mc_password.h"
 #include "mc_util.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,13 +60,13 @@ identity_require_user(mc_ctx_t *ctx)
 //  Writes a user record.
 static int
 s_user_put(MDB_txn *txn, const identity_db_t *db, mc_str_t id, mc_str_t email, mc_str_t name, mc_str_t role,
-           mc_str_t created, mc_str_t updated, mc_str_t hash)
+           mc_str_t created, mc_str_t updated, mc_str_t hash, uint64_t version)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 8);
     mc_pack_kv_str(&pk, "id", id.ptr, id.len);
     mc_pack_kv_str(&pk, "email", email.ptr, email.len);
     mc_pack_kv_str(&pk, "name", name.ptr, name.len);
@@ -73,6 +74,7 @@ s_user_put(MDB_txn *txn, const identity_db_t *db, mc_str_t id, mc_str_t email, m
     mc_pack_kv_str(&pk, "created_at", created.ptr, created.len);
     mc_pack_kv_str(&pk, "updated_at", updated.ptr, updated.len);
     mc_pack_kv_str(&pk, "password_hash", hash.ptr, hash.len);
+    mc_pack_kv_uint(&pk, "version", version);
     MDB_val k = { id.len, (void *) id.ptr }, v = { sb.size, sb.data };
     int rc = mdb_put(txn, db->users, &k, &v, 0);
     msgpack_sbuffer_destroy(&sb);
@@ -97,7 +99,7 @@ s_create_user(mc_ctx_t *ctx, MDB_txn *txn, const identity_db_t *db, mc_str_t id,
     mc_rfc3339(now, sizeof now, now_ms);
     mc_str_t ts = { now, strlen(now) };
     *status = 201;
-    return s_user_put(txn, db, id, email, name, role, ts, ts, hash);
+    return s_user_put(txn, db, id, email, name, role, ts, ts, hash, 1);
 }
 
 //  MERCATO_ADMIN_EMAIL / MERCATO_ADMIN_PASSWORD: an admin, unless that email already has a user.
@@ -212,6 +214,14 @@ s_user_not_found(mc_ctx_t *ctx)
     return identity_unauthorized(ctx, "unknown_user", "the signed-in user no longer exists");
 }
 
+static void
+s_etag(char *out, size_t outsz, const msgpack_object *user)
+{
+    uint64_t version = 1;
+    mc_map_uint(user, "version", &version);
+    snprintf(out, outsz, "\"%" PRIu64 "\"", version);
+}
+
 static int
 s_me(mc_ctx_t *ctx)
 {
@@ -222,7 +232,9 @@ s_me(mc_ctx_t *ctx)
     int rc = identity_user_load(ctx->txn, ctx->state, ctx->req->user, &u);
     int status = rc == MDB_NOTFOUND ? s_user_not_found(ctx) : rc ? IDENTITY_FAIL(rc) : 200;
     if (status == 200) {
-        mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+        char etag[32];
+        s_etag(etag, sizeof etag, &u.data);
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
         identity_user_pack_public(ctx->pk, &u.data);
     }
     msgpack_unpacked_destroy(&u);
@@ -247,10 +259,19 @@ s_rewrite(mc_ctx_t *ctx, const mc_str_t *name, const mc_str_t *hash, msgpack_unp
     mc_map_str(m, "role", &role);
     mc_map_str(m, "created_at", &created);
     mc_map_str(m, "password_hash", &old_hash);
-    char now[32];
+    char now[32], etag[32];
+    s_etag(etag, sizeof etag, m);
+    mc_str_t want = ctx->req->if_match;
+    if (want.len && !mc_str_eq(want, "*") && !mc_str_eq(want, etag)) {
+        mc_reply_error(ctx->pk, ctx->req->id, 412, "precondition_failed",
+                       "the profile has changed since the ETag in If-Match", NULL);
+        return 412;
+    }
+    uint64_t version = 1;
+    mc_map_uint(m, "version", &version);
     mc_rfc3339(now, sizeof now, ctx->req->time);
     rc = s_user_put(ctx->txn, db, id, email, name ? *name : old_name, role, created, (mc_str_t) { now, strlen(now) },
-                    hash ? *hash : old_hash);
+                    hash ? *hash : old_hash, version + 1);
     return rc ? IDENTITY_FAIL(rc) : 0;
 }
 
@@ -366,18 +387,7 @@ s_user_list(mc_ctx_t *ctx)
         msgpack_sbuffer_destroy(&items);
         return IDENTITY_FAIL(rc);
     }
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_map(ctx->pk, 2);
-    mc_pack_cstr(ctx->pk, "items");
-    msgpack_pack_array(ctx->pk, n);
-    msgpack_sbuffer_write(ctx->pk->data, items.data, items.size);
-    mc_pack_cstr(ctx->pk, "next_cursor");
-    if (more) {
-        char enc[64];
-        mc_pack_str(ctx->pk, enc, mc_b64url_encode(enc, last, strlen(last)));
-    }
-    else
-        msgpack_pack_nil(ctx->pk);
+    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? last : NULL, strlen(last));
     msgpack_sbuffer_destroy(&items);
     return 200;
 }

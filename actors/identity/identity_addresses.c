@@ -29,10 +29,12 @@ s_pack(msgpack_packer *pk, const msgpack_object *a, bool is_default)
     mc_pack_kv_bool(pk, "is_default", is_default);
 }
 
-//  Sets is_default on the user's addresses: true only on keep (which may be empty for none).
-//  Returns the number of addresses seen, or a negative LMDB error.
+//  With change, sets is_default on the user's addresses: true only on keep (which may be empty
+//  for none); without, only counts them. Returns the number of addresses seen, or a negative
+//  LMDB error; newest (may be NULL) receives the id of the newest one.
 static long
-s_set_default(MDB_txn *txn, const identity_db_t *db, mc_str_t user, mc_str_t keep, char *newest, size_t newestsz)
+s_set_default(MDB_txn *txn, const identity_db_t *db, mc_str_t user, bool change, mc_str_t keep, char *newest,
+              size_t newestsz)
 {
     char prefix[96];
     size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) user.len, user.ptr) + 1;
@@ -55,7 +57,7 @@ s_set_default(MDB_txn *txn, const identity_db_t *db, mc_str_t user, mc_str_t kee
         bool is_default = false;
         if (mc_msgpack_unpack(&u, v.mv_data, v.mv_size) == 0)
             mc_map_bool(&u.data, "is_default", &is_default);
-        if (is_default != want) {
+        if (change && is_default != want) {
             msgpack_sbuffer sb;
             msgpack_sbuffer_init(&sb);
             msgpack_packer pk;
@@ -85,7 +87,7 @@ identity_address_create(mc_ctx_t *ctx)
     mc_str_t user = ctx->req->user, id = ctx->req->id;
     bool want_default = false;
     mc_map_bool(b, "is_default", &want_default);
-    long existing = s_set_default(ctx->txn, db, user, want_default ? id : (mc_str_t) { "", 0 }, NULL, 0);
+    long existing = s_set_default(ctx->txn, db, user, want_default, id, NULL, 0);
     if (existing < 0)
         return (int) existing;
     if (existing >= 100) {
@@ -171,18 +173,7 @@ identity_address_list(mc_ctx_t *ctx)
         msgpack_sbuffer_destroy(&items);
         return IDENTITY_FAIL(rc);
     }
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_map(ctx->pk, 2);
-    mc_pack_cstr(ctx->pk, "items");
-    msgpack_pack_array(ctx->pk, n);
-    msgpack_sbuffer_write(ctx->pk->data, items.data, items.size);
-    mc_pack_cstr(ctx->pk, "next_cursor");
-    if (more) {
-        char enc[96];
-        mc_pack_str(ctx->pk, enc, mc_b64url_encode(enc, last, strlen(last)));
-    }
-    else
-        msgpack_pack_nil(ctx->pk);
+    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? last : NULL, strlen(last));
     msgpack_sbuffer_destroy(&items);
     return 200;
 }
@@ -216,9 +207,9 @@ identity_address_delete(mc_ctx_t *ctx)
     if (was_default) {
         //  the newest remaining address takes over
         char newest[64] = "";
-        long seen = s_set_default(ctx->txn, db, ctx->req->user, (mc_str_t) { "", 0 }, newest, sizeof newest);
+        long seen = s_set_default(ctx->txn, db, ctx->req->user, false, (mc_str_t) { "", 0 }, newest, sizeof newest);
         if (seen > 0)
-            seen = s_set_default(ctx->txn, db, ctx->req->user, (mc_str_t) { newest, strlen(newest) }, NULL, 0);
+            seen = s_set_default(ctx->txn, db, ctx->req->user, true, (mc_str_t) { newest, strlen(newest) }, NULL, 0);
         if (seen < 0)
             return (int) seen;
     }

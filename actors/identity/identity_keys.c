@@ -15,6 +15,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,40 @@ struct _identity_keys_t {
     key_t_ keys[KEYS_MAX];          //  signing key first, then retired ones
     size_t count;                   //  keys loaded
     unsigned char refresh[32];      //  refresh-token secret
+    pthread_t spare_thread;         //  makes the next key in the background
+    bool spare_running;             //  spare_thread has been started and not joined
+    EVP_PKEY *spare;                //  the next signing key, made ahead of a rotation
 };
+
+//  RSA key generation takes from tens of milliseconds to seconds: long enough for the actor to
+//  miss its heartbeats. So the next key is always made ahead, on another thread.
+static void *
+s_spare_main(void *arg)
+{
+    identity_keys_t *self = arg;
+    self->spare = EVP_RSA_gen(2048);
+    return NULL;
+}
+
+static void
+s_spare_start(identity_keys_t *self)
+{
+    self->spare = NULL;
+    self->spare_running = pthread_create(&self->spare_thread, NULL, s_spare_main, self) == 0;
+}
+
+//  The spare key, waiting for it if it is not ready; a fresh one if there is no spare thread.
+static EVP_PKEY *
+s_spare_take(identity_keys_t *self)
+{
+    if (!self->spare_running)
+        return EVP_RSA_gen(2048);
+    pthread_join(self->spare_thread, NULL);
+    self->spare_running = false;
+    EVP_PKEY *pkey = self->spare;
+    self->spare = NULL;
+    return pkey ? pkey : EVP_RSA_gen(2048);
+}
 
 static int
 s_b64_bn(EVP_PKEY *pkey, const char *name, char *out, size_t outsz)
@@ -147,7 +181,8 @@ s_add(identity_keys_t *self, EVP_PKEY *pkey, uint64_t retired_ms)
 static int
 s_generate(identity_keys_t *self)
 {
-    EVP_PKEY *pkey = EVP_RSA_gen(2048);
+    EVP_PKEY *pkey = s_spare_take(self);
+    s_spare_start(self);
     if (!pkey)
         return -1;
     key_t_ k = { 0 };
@@ -255,6 +290,8 @@ identity_keys_new(const char *data_dir)
     }
     if (d)
         closedir(d);
+    if (!self->spare_running)
+        s_spare_start(self);
     return self;
 }
 
@@ -264,6 +301,9 @@ identity_keys_destroy(identity_keys_t **self_p)
     identity_keys_t *self = *self_p;
     if (!self)
         return;
+    if (self->spare_running)
+        pthread_join(self->spare_thread, NULL);
+    EVP_PKEY_free(self->spare);
     for (size_t i = 0; i < self->count; i++)
         free(self->keys[i].pem);
     OPENSSL_cleanse(self->refresh, sizeof self->refresh);
