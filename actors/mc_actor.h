@@ -22,6 +22,9 @@ typedef struct {
     void *state;                //  the service's own state (database handles)
     msgpack_packer *pk;         //  the reply is packed here (mc_reply_begin / mc_reply_error)
     bool commit;                //  commit even though the reply is an error (a recorded failure)
+    MDB_dbi outbox;             //  where events go (mc_outbox_append), in the same transaction
+    unsigned events;            //  events this message has caused so far
+    const char *service;        //  the service's name, for event sources
 } mc_ctx_t;
 
 //  Returns the status it replied with, or a negative LMDB error code.
@@ -52,6 +55,10 @@ void mc_core_destroy(mc_core_t **self_p);
 //  -1 when the frame gets none (unparseable, or past its deadline at now_ms).
 int mc_core_handle(mc_core_t *self, const void *frame, size_t len, uint64_t now_ms,
                    msgpack_sbuffer *out);
+
+//  The environment and its outbox, for the relay's tests and tools.
+MDB_env *mc_core_env(mc_core_t *self);
+MDB_dbi mc_core_outbox(mc_core_t *self);
 
 //  Counters for metrics and logs.
 typedef struct {

@@ -9,6 +9,7 @@ struct _mc_core_t {
     const mc_service_t *service;    //  handlers
     mc_store_t *store;              //  the LMDB environment
     void *state;                    //  the service's database handles
+    MDB_dbi outbox;                 //  domain events waiting for the relay
     mc_core_stats_t stats;          //  counters
 };
 
@@ -22,7 +23,8 @@ mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, s
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s/%u", data_dir, service->name, shard);
     self->store = mc_store_new(dir, map_max);
-    if (!self->store || service->open(self->store, data_dir, &self->state)) {
+    if (!self->store || mc_store_dbi(self->store, "outbox", MDB_CREATE, &self->outbox)
+    ||  service->open(self->store, data_dir, &self->state)) {
         mc_error("service open failed", "\"service\":\"%s\",\"dir\":\"%s\"", service->name, dir);
         mc_core_destroy(&self);
     }
@@ -40,6 +42,18 @@ mc_core_destroy(mc_core_t **self_p)
     mc_store_destroy(&self->store);
     free(self);
     *self_p = NULL;
+}
+
+MDB_env *
+mc_core_env(mc_core_t *self)
+{
+    return mc_store_env(self->store);
+}
+
+MDB_dbi
+mc_core_outbox(mc_core_t *self)
+{
+    return self->outbox;
 }
 
 mc_core_stats_t
@@ -65,7 +79,8 @@ s_run(mc_core_t *self, const mc_handler_t *h, const mc_request_t *req, msgpack_p
     int rc = h->write ? mc_store_begin(self->store, &txn) : mc_store_read(self->store, &txn);
     if (rc)
         return rc;
-    mc_ctx_t ctx = { .req = req, .txn = txn, .state = self->state, .pk = pk };
+    mc_ctx_t ctx = { .req = req, .txn = txn, .state = self->state, .pk = pk, .outbox = self->outbox,
+                     .service = self->service->name };
     int status = h->fn(&ctx);
     if (!h->write) {
         mc_store_read_end(self->store, txn);

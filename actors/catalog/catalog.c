@@ -2,6 +2,7 @@
 
 #include "catalog_index.h"
 #include "catalog_list.h"
+#include "mc_outbox.h"
 #include "mc_util.h"
 
 #include <stdio.h>
@@ -102,6 +103,23 @@ s_conflict_sku(mc_ctx_t *ctx)
     return 409;
 }
 
+//  product.created / product.updated: the product as the API shows it (created also carries
+//  initial_stock, from which inventory opens the stock record).
+static int
+s_event(mc_ctx_t *ctx, const char *type, const catalog_product_t *p, const int64_t *initial_stock)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    catalog_product_pack_open(&pk, p, initial_stock ? 1 : 0);
+    if (initial_stock)
+        mc_pack_kv_int(&pk, "initial_stock", *initial_stock);
+    int rc = mc_outbox_append(ctx, "product", p->id, type, (mc_str_t) { sb.data, sb.size });
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
 static mc_str_t
 s_opt(const msgpack_object *body, const char *key, mc_str_t fallback)
 {
@@ -142,7 +160,9 @@ s_create(mc_ctx_t *ctx)
     p.created_at = p.updated_at = (mc_str_t) { now, strlen(now) };
     if (s_sku_taken(ctx, p.sku, id, &rc))
         return s_conflict_sku(ctx);
-    if (rc || (rc = catalog_index_put(ctx->txn, db, &p)))
+    int64_t stock = 0;
+    mc_map_int(b, "initial_stock", &stock);
+    if (rc || (rc = catalog_index_put(ctx->txn, db, &p)) || (rc = s_event(ctx, "product.created", &p, &stock)))
         return LMDB_FAIL(rc);
     return s_store_and_reply(ctx, &p, 1, 201);
 }
@@ -230,7 +250,8 @@ s_update(mc_ctx_t *ctx)
     if (s_sku_taken(ctx, p.sku, p.id, &rc))
         status = s_conflict_sku(ctx);
     else
-    if (rc || (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = catalog_index_put(ctx->txn, db, &p)))
+    if (rc || (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = catalog_index_put(ctx->txn, db, &p))
+    ||  (rc = s_event(ctx, "product.updated", &p, NULL)))
         status = LMDB_FAIL(rc);
     else
         status = s_store_and_reply(ctx, &p, version + 1, 200);
@@ -248,14 +269,27 @@ s_delete(mc_ctx_t *ctx)
     uint64_t version;
     int rc = s_load_for_write(ctx, &u, &old, &version);
     if (rc == 0) {
-        MDB_val k = { old.id.len, (void *) old.id.ptr };
-        if ((rc = catalog_index_del(ctx->txn, db, &old)) || (rc = mdb_del(ctx->txn, db->products, &k, NULL)))
+        //  the event is packed before the delete: LMDB values live until the next write
+        msgpack_sbuffer ev;
+        msgpack_sbuffer_init(&ev);
+        msgpack_packer epk;
+        msgpack_packer_init(&epk, &ev, msgpack_sbuffer_write);
+        msgpack_pack_map(&epk, 2);
+        mc_pack_kv_str(&epk, "id", old.id.ptr, old.id.len);
+        mc_pack_kv_str(&epk, "sku", old.sku.ptr, old.sku.len);
+        char idbuf[64];
+        snprintf(idbuf, sizeof idbuf, "%.*s", (int) old.id.len, old.id.ptr);
+        mc_str_t id = { idbuf, strlen(idbuf) };
+        MDB_val k = { id.len, idbuf };
+        if ((rc = mc_outbox_append(ctx, "product", id, "product.deleted", (mc_str_t) { ev.data, ev.size }))
+        ||  (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = mdb_del(ctx->txn, db->products, &k, NULL)))
             rc = LMDB_FAIL(rc);
         else {
             mc_reply_begin(ctx->pk, ctx->req->id, 204, NULL);
             msgpack_pack_nil(ctx->pk);
             rc = 204;
         }
+        msgpack_sbuffer_destroy(&ev);
     }
     msgpack_unpacked_destroy(&u);
     return rc;

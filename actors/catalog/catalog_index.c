@@ -64,7 +64,13 @@ s_kv(msgpack_packer *pk, const char *key, mc_str_t v)
 void
 catalog_product_pack(msgpack_packer *pk, const catalog_product_t *p)
 {
-    msgpack_pack_map(pk, 11);
+    catalog_product_pack_open(pk, p, 0);
+}
+
+void
+catalog_product_pack_open(msgpack_packer *pk, const catalog_product_t *p, size_t extra)
+{
+    msgpack_pack_map(pk, 11 + extra);
     s_kv(pk, "id", p->id);
     s_kv(pk, "sku", p->sku);
     s_kv(pk, "name", p->name);

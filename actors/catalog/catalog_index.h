@@ -27,6 +27,9 @@ int catalog_product_decode(const MDB_val *val, msgpack_unpacked *u, catalog_prod
 //  Packs p as the public product map.
 void catalog_product_pack(msgpack_packer *pk, const catalog_product_t *p);
 
+//  Packs p's fields in a map that has room for `extra` more members, which the caller packs next.
+void catalog_product_pack_open(msgpack_packer *pk, const catalog_product_t *p, size_t extra);
+
 //  Adds or removes every index entry of p. 0 or an LMDB error.
 int catalog_index_put(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p);
 int catalog_index_del(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p);

@@ -2,6 +2,7 @@
     transaction, reply), without sockets. */
 #include "catalog.h"
 #include "catalog_list.h"
+#include "mc_outbox.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
@@ -291,6 +292,103 @@ test_list_cost_is_independent_of_catalog_size(void)
         fprintf(stderr, "walking 60 rare lamps took %" PRIu64 " reads\n", walk);
 }
 
+//  Every event in the outbox after sequence `after`, decoded into u (an array).
+static const msgpack_object *
+s_events(uint64_t after, msgpack_sbuffer *sb, msgpack_unpacked *u)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_unpacked_init(u);
+    mc_outbox_read(mc_core_env(s_core), mc_core_outbox(s_core), after, 100000, sb);
+    return mc_msgpack_unpack(u, sb->data, sb->size) == 0 ? &u->data : NULL;
+}
+
+static uint64_t
+s_last_seq(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    const msgpack_object *all = s_events(0, &sb, &u);
+    uint64_t seq = 0;
+    if (all && all->via.array.size)
+        mc_map_uint(&all->via.array.ptr[all->via.array.size - 1], "seq", &seq);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return seq;
+}
+
+static void
+test_events(void)
+{
+    uint64_t start = s_last_seq();
+    char id[MC_ULID_LEN + 1];
+    msgpack_sbuffer body = s_product("EV-1", "Event Lamp", "bright", "events", 1234, false);
+    //  initial_stock travels in the event, not in the product
+    msgpack_sbuffer_clear(&body);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    mc_pack_kv_cstr(&pk, "sku", "EV-1");
+    mc_pack_kv_cstr(&pk, "name", "Event Lamp");
+    mc_pack_kv_cstr(&pk, "description", "bright");
+    mc_pack_kv_cstr(&pk, "category", "events");
+    mc_pack_kv_int(&pk, "price_cents", 1234);
+    mc_pack_kv_int(&pk, "initial_stock", 40);
+    result_t r;
+    ASSERT_EQ(s_call(&r, "product.create", NULL, &body, NULL), 201);
+    mc_str_t sid;
+    mc_map_str(r.rep.body, "id", &sid);
+    snprintf(id, sizeof id, "%.*s", (int) sid.len, sid.ptr);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "product.create", NULL, &body, NULL), 409);     //  refused: no event
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+    msgpack_sbuffer patch;
+    msgpack_sbuffer_init(&patch);
+    msgpack_packer_init(&pk, &patch, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_int(&pk, "price_cents", 999);
+    ASSERT_EQ(s_call(&r, "product.update", id, &patch, NULL), 200);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&patch);
+    ASSERT_EQ(s_call(&r, "product.delete", id, NULL, NULL), 204);
+    s_free(&r);
+
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    const msgpack_object *ev = s_events(start, &sb, &u);
+    ASSERT_EQ(ev ? ev->via.array.size : 0, 3);
+    static const char *types[] = { "product.created", "product.updated", "product.deleted" };
+    uint64_t last = start;
+    for (uint32_t i = 0; ev && i < ev->via.array.size && i < 3; i++) {
+        const msgpack_object *e = &ev->via.array.ptr[i];
+        mc_str_t type, agg, agg_id, eid, source;
+        uint64_t seq = 0;
+        mc_map_str(e, "type", &type);
+        mc_map_str(e, "aggregate", &agg);
+        mc_map_str(e, "aggregate_id", &agg_id);
+        mc_map_str(e, "id", &eid);
+        mc_map_str(e, "source", &source);
+        mc_map_uint(e, "seq", &seq);
+        MC_CHECK(mc_str_eq(type, types[i]));
+        MC_CHECK(mc_str_eq(agg, "product"));
+        MC_CHECK(mc_str_eq(agg_id, id));
+        MC_CHECK(mc_str_eq(source, "/mercato/catalog"));
+        MC_CHECK(eid.len == MC_ULID_LEN + 2 && eid.ptr[MC_ULID_LEN] == '-');
+        MC_CHECK(seq > last);
+        last = seq;
+    }
+    if (ev && ev->via.array.size == 3) {
+        const msgpack_object *created = mc_map_get(&ev->via.array.ptr[0], "data");
+        int64_t stock = 0, price = 0;
+        ASSERT_EQ(mc_map_int(created, "initial_stock", &stock), 0);
+        ASSERT_EQ(stock, 40);
+        mc_map_int(mc_map_get(&ev->via.array.ptr[1], "data"), "price_cents", &price);
+        ASSERT_EQ(price, 999);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 test_storage_full(void)
 {
@@ -337,6 +435,7 @@ main(void)
     MC_TEST_RUN(test_crud);
     MC_TEST_RUN(test_lists);
     MC_TEST_RUN(test_list_cost_is_independent_of_catalog_size);
+    MC_TEST_RUN(test_events);
     MC_TEST_RUN(test_storage_full);
     mc_core_destroy(&s_core);
     char cmd[256];

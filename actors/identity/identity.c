@@ -3,6 +3,7 @@
 #include "identity_db.h"
 #include "mc_config.h"
 #include "mc_log.h"
+#include "mc_outbox.h"
 #include "mc_password.h"
 #include "mc_util.h"
 
@@ -200,8 +201,23 @@ s_register(mc_ctx_t *ctx)
     msgpack_unpacked_init(&u);
     rc = identity_user_load(ctx->txn, db, ctx->req->id, &u);
     if (!rc) {
+        //  user.registered: the public fields only, never the hash
+        static const char *fields[] = { "email", "name", "role", "created_at" };
+        msgpack_sbuffer ev;
+        msgpack_sbuffer_init(&ev);
+        msgpack_packer epk;
+        msgpack_packer_init(&epk, &ev, msgpack_sbuffer_write);
+        msgpack_pack_map(&epk, 5);
+        mc_pack_kv_str(&epk, "user_id", ctx->req->id.ptr, ctx->req->id.len);
+        for (size_t i = 0; i < 4; i++) {
+            mc_str_t v = { "", 0 };
+            mc_map_str(&u.data, fields[i], &v);
+            mc_pack_kv_str(&epk, fields[i], v.ptr, v.len);
+        }
         mc_reply_begin(ctx->pk, ctx->req->id, 201, NULL);
         identity_user_pack_public(ctx->pk, &u.data);
+        rc = mc_outbox_append(ctx, "user", ctx->req->id, "user.registered", (mc_str_t) { ev.data, ev.size });
+        msgpack_sbuffer_destroy(&ev);
     }
     msgpack_unpacked_destroy(&u);
     return rc ? IDENTITY_FAIL(rc) : 201;

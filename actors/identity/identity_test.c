@@ -2,6 +2,7 @@
     throttle, refresh-token families, password changes, addresses, keys. */
 #include "identity.h"
 #include "identity_keys.h"
+#include "mc_outbox.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
@@ -106,6 +107,33 @@ test_accounts(void)
     s_free(&r);
     ASSERT_EQ(s_call(&r, "user.me", NULL, NULL, NULL), 401);
     s_free(&r);
+}
+
+static void
+test_registered_event(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    mc_outbox_read(mc_core_env(s_core), mc_core_outbox(s_core), 0, 100, &sb);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_msgpack_unpack(&u, sb.data, sb.size), 0);
+    //  one registration succeeded: one event, and no hash or password anywhere in it
+    ASSERT_EQ(u.data.via.array.size, 1);
+    MC_CHECK(memmem(sb.data, sb.size, "argon2", 6) == NULL);
+    MC_CHECK(memmem(sb.data, sb.size, "password", 8) == NULL);
+    if (u.data.via.array.size == 1) {
+        const msgpack_object *e = &u.data.via.array.ptr[0];
+        mc_str_t type, user_id, email;
+        mc_map_str(e, "type", &type);
+        mc_map_str(mc_map_get(e, "data"), "user_id", &user_id);
+        mc_map_str(mc_map_get(e, "data"), "email", &email);
+        MC_CHECK(mc_str_eq(type, "user.registered"));
+        MC_CHECK(mc_str_eq(user_id, s_ann));
+        MC_CHECK(mc_str_eq(email, "Ann@Example.com"));
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void
@@ -257,6 +285,7 @@ main(void)
     if (!s_core)
         return 1;
     MC_TEST_RUN(test_accounts);
+    MC_TEST_RUN(test_registered_event);
     MC_TEST_RUN(test_throttle);
     MC_TEST_RUN(test_refresh_families);
     MC_TEST_RUN(test_addresses);
