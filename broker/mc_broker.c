@@ -293,6 +293,17 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
         else {
             if (w)      //  a second READY means the worker restarted its session
                 s_worker_delete(self, w, false);
+            //  the same node serving the same service from a new socket has restarted: its old
+            //  session is dead, so stop routing to it now rather than when its heartbeats run out
+            service_t *existing = node && *node ? zhashx_lookup(self->services, service) : NULL;
+            for (worker_t *old = existing ? zlistx_first(existing->workers) : NULL; old; ) {
+                worker_t *next = zlistx_next(existing->workers);
+                if (streq(old->node_id, node)) {
+                    mc_info("worker replaced", "\"service\":\"%s\",\"node\":\"%s\"", service, node);
+                    s_worker_delete(self, old, true);
+                }
+                old = next;
+            }
             w = calloc(1, sizeof *w);
             w->key = strdup(key);
             w->address = zframe_dup(sender);

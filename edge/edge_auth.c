@@ -107,7 +107,7 @@ edge_auth_load(const msgpack_object *body)
     }
     msgpack_sbuffer json;
     msgpack_sbuffer_init(&json);
-    edge_json_write(&json, body);
+    mc_json_write(&json, body);
     msgpack_sbuffer_write(&json, "", 1);
     pthread_rwlock_wrlock(&s_lock);
     for (size_t i = 0; i < s_count; i++)
@@ -141,7 +141,7 @@ s_refresher(void *arg)
         bool empty = s_count == 0;
         pthread_rwlock_unlock(&s_lock);
         //  until the identity service has answered once, ask often
-        s_refresh_throttled(empty ? 200 : 30000);
+        s_refresh_throttled(empty ? 200 : 10000);
         struct timespec ts = { 0, 200 * 1000000L };
         nanosleep(&ts, NULL);
     }
@@ -154,6 +154,21 @@ edge_auth_init(void)
     pthread_t t;
     pthread_create(&t, NULL, s_refresher, NULL);
     pthread_detach(t);
+}
+
+void
+edge_auth_refresh(void)
+{
+    s_refresh_throttled(0);
+}
+
+bool
+edge_auth_ready(void)
+{
+    pthread_rwlock_rdlock(&s_lock);
+    bool ready = s_count > 0;
+    pthread_rwlock_unlock(&s_lock);
+    return ready;
 }
 
 bool
@@ -231,7 +246,7 @@ s_signature_ok(const char *kid, const char *input, size_t ilen, const char *sig6
         }
         //  a kid we do not know may be a key rotated in a moment ago
         if (attempt == 0)
-            s_refresh_throttled(1000);
+            s_refresh_throttled(100);
     }
     *why = "unknown key";
     return false;

@@ -355,7 +355,7 @@ s_answer(edge_req_t *q, zframe_t *frame)
         else {
             msgpack_sbuffer json;
             msgpack_sbuffer_init(&json);
-            edge_json_write(&json, rep.body);
+            mc_json_write(&json, rep.body);
             edge_respond(r, rep.status, "application/json", headers, json.data, json.size);
             msgpack_sbuffer_destroy(&json);
         }
@@ -524,6 +524,9 @@ s_serve(edge_req_t *q, const char *json, size_t jlen)
             edge_identity_flow(q, (mc_str_t) { body.data, body.size });
         else
             edge_request_forward(q, (mc_str_t) { body.data, body.size });
+        //  publish a new signing key at once rather than at the next periodic refresh
+        if (q->r->status == 200 && strcmp(q->route->msg->type, "keys.rotate") == 0)
+            edge_auth_refresh();
     }
     msgpack_sbuffer_destroy(&body);
 }

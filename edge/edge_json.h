@@ -5,6 +5,7 @@
 #ifndef EDGE_JSON_H
 #define EDGE_JSON_H
 
+#include "mc_json.h"
 #include "mc_msgpack.h"
 
 #define EDGE_JSON_DEPTH 32
@@ -17,10 +18,5 @@
 //  Parses len bytes of JSON into one msgpack map in out. err receives a short reason.
 int edge_json_to_msgpack(const char *buf, size_t len, msgpack_sbuffer *out, char *err, size_t errsz);
 
-//  Appends o as JSON text to out.
-void edge_json_write(msgpack_sbuffer *out, const msgpack_object *o);
-
-//  Appends s as a JSON string (quoted, escaped).
-void edge_json_write_str(msgpack_sbuffer *out, const char *s, size_t len);
 
 #endif

@@ -21,7 +21,7 @@ s_roundtrip(const char *json, const char *expect)
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     ASSERT_EQ(mc_msgpack_unpack(&u, mp.data, mp.size), 0);
-    edge_json_write(&back, &u.data);
+    mc_json_write(&back, &u.data);
     msgpack_sbuffer_write(&back, "", 1);
     ASSERT_STR(back.data, expect);
     msgpack_unpacked_destroy(&u);

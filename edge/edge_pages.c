@@ -106,6 +106,10 @@ s_readyz(edge_reply_t *r)
     if (!live)
         edge_problem(r, 503, "broker_unavailable", "the broker does not answer", NULL, "Retry-After: 1\r\n");
     else
+    if (!m && !edge_auth_ready())
+        edge_problem(r, 503, "keys_unavailable", "the token signing keys have not been loaded yet", NULL,
+                     "Retry-After: 1\r\n");
+    else
     if (m) {
         char detail[1200];
         snprintf(detail, sizeof detail, "no live node for: %s", missing);

@@ -124,24 +124,24 @@ edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
     char type[160];
     snprintf(type, sizeof type, "urn:mercato:problem:%s", code);
     msgpack_sbuffer_write(&b, "{\"type\":", 8);
-    edge_json_write_str(&b, type, strlen(type));
+    mc_json_write_str(&b, type, strlen(type));
     msgpack_sbuffer_write(&b, ",\"title\":", 9);
     const char *title = s_title(status);
-    edge_json_write_str(&b, title, strlen(title));
+    mc_json_write_str(&b, title, strlen(title));
     char st[32];
     int n = snprintf(st, sizeof st, ",\"status\":%d", status);
     msgpack_sbuffer_write(&b, st, (size_t) n);
     msgpack_sbuffer_write(&b, ",\"detail\":", 10);
-    edge_json_write_str(&b, detail, strlen(detail));
+    mc_json_write_str(&b, detail, strlen(detail));
     msgpack_sbuffer_write(&b, ",\"code\":", 8);
-    edge_json_write_str(&b, code, strlen(code));
+    mc_json_write_str(&b, code, strlen(code));
     msgpack_sbuffer_write(&b, ",\"instance\":", 12);
     char instance[128];
     snprintf(instance, sizeof instance, "urn:mercato:request:%s", r->request_id);
-    edge_json_write_str(&b, instance, strlen(instance));
+    mc_json_write_str(&b, instance, strlen(instance));
     if (errors && errors->type == MSGPACK_OBJECT_ARRAY) {
         msgpack_sbuffer_write(&b, ",\"errors\":", 10);
-        edge_json_write(&b, errors);
+        mc_json_write(&b, errors);
     }
     msgpack_sbuffer_write(&b, "}", 1);
     edge_respond(r, status, "application/problem+json", extra_headers, b.data, b.size);
