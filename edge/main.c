@@ -92,7 +92,8 @@ main(int argc, char **argv)
     edge_pages_init(config.docs_dir);
 
     char listen[64], threads[16];
-    snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+    //  loopback unless told otherwise (a container publishes its port from 0.0.0.0)
+    snprintf(listen, sizeof listen, "%s:%s", mc_config_env("MERCATO_HTTP_BIND", "127.0.0.1"), port);
     //  one thread per keep-alive connection: size it above the connections we accept
     snprintf(threads, sizeof threads, "%ld", mc_config_env_long("MERCATO_HTTP_THREADS", 256, 4, 4096));
     const char *options[] = {
