@@ -3,7 +3,8 @@
     usage: catalog-seed DATA_DIR N [CATEGORIES]
     Runs the real product.create handler, many products per transaction (a bulk load has no
     client waiting on each write), so the indexes are exactly what the live actor builds.
-    Product i: sku "SEED-<i>", category "cat-<i % CATEGORIES>", price 100 + (i * 7919) % 100000. */
+    Product i: sku "SEED-<i>", category "cat-<i % CATEGORIES>", price 100 + (i * 7919) % 100000.
+    Each product also leaves its product.created event in the outbox, as the actor would. */
 #include "catalog.h"
 #include "mc_util.h"
 
@@ -27,6 +28,10 @@ main(int argc, char **argv)
     mc_store_t *store = mc_store_new(dir, (size_t) 64 << 30);
     void *state = NULL;
     if (!store || catalog_service.open(store, argv[1], &state))
+        return 1;
+    //  the same outbox the actor writes to: a seeded catalog also leaves its product.created events
+    MDB_dbi outbox;
+    if (mc_store_dbi(store, "outbox", MDB_CREATE, &outbox))
         return 1;
     //  a bulk transaction cannot grow the map half way: make room for it first
     for (int i = 0; i < 5; i++)
@@ -73,7 +78,8 @@ main(int argc, char **argv)
         msgpack_sbuffer_clear(&out);
         msgpack_packer rp;
         msgpack_packer_init(&rp, &out, msgpack_sbuffer_write);
-        mc_ctx_t ctx = { .req = &decoded, .txn = txn, .state = state, .pk = &rp };
+        mc_ctx_t ctx = { .req = &decoded, .txn = txn, .state = state, .pk = &rp, .outbox = outbox,
+                         .service = "catalog" };
         int status = create->fn(&ctx);
         msgpack_unpacked_destroy(&u);
         if (status != 201 && status != 409) {
