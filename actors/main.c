@@ -4,15 +4,17 @@
     Each actor is a thread with its own LMDB environment under DIR/<service>/<shard>/. An actor
     that stops on its own is restarted, one for one, with a doubling backoff. */
 #include "mc_actor.h"
+#include "mc_consumer.h"
 #include "mc_config.h"
 #include "mc_log.h"
 #include "mc_util.h"
 #include "catalog/catalog.h"
 #include "identity/identity.h"
+#include "inventory/inventory.h"
 
 #include <unistd.h>
 
-static const mc_service_t *s_services[] = { &catalog_service, &identity_service };
+static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service };
 
 typedef struct {
     mc_actor_args_t args;       //  how to start it
@@ -36,7 +38,7 @@ main(int argc, char **argv)
     mc_log_init("node");
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
-    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity");
+    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory");
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;
@@ -84,6 +86,18 @@ main(int argc, char **argv)
     }
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
+    //  inventory learns of new products from product.created, read from Kafka like anyone else
+    zactor_t *consumers[4] = { NULL };
+    mc_consumer_args_t consumer_args[4];
+    size_t nconsumers = 0;
+    for (size_t i = 0; i < count && nconsumers < 4; i++)
+        if (children[i].args.service == &inventory_service && children[i].args.shard == 0) {
+            consumer_args[nconsumers] = (mc_consumer_args_t) {
+                .service = "inventory", .shards = 1, .topic = "product.events", .message_type = "stock.event",
+                .data_dir = data, .broker = broker };
+            consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
+            nconsumers++;
+        }
     mc_info("node started", "\"node\":\"%s\",\"broker\":\"%s\",\"actors\":\"%s\"", node, broker, actors);
 
     while (!zsys_interrupted) {
@@ -112,6 +126,8 @@ main(int argc, char **argv)
         }
     }
     mc_info("node stopping", NULL);
+    for (size_t i = 0; i < nconsumers; i++)
+        zactor_destroy(&consumers[i]);
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
     free(list);

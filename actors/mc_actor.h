@@ -23,6 +23,8 @@ typedef struct {
     msgpack_packer *pk;         //  the reply is packed here (mc_reply_begin / mc_reply_error)
     bool commit;                //  commit even though the reply is an error (a recorded failure)
     MDB_dbi outbox;             //  where events go (mc_outbox_append), in the same transaction
+    MDB_dbi outbox_seq;         //  the last sequence used, which must keep rising once the relay
+                                //  has emptied the outbox
     unsigned events;            //  events this message has caused so far
     const char *service;        //  the service's name, for event sources
 } mc_ctx_t;

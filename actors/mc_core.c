@@ -10,6 +10,7 @@ struct _mc_core_t {
     mc_store_t *store;              //  the LMDB environment
     void *state;                    //  the service's database handles
     MDB_dbi outbox;                 //  domain events waiting for the relay
+    MDB_dbi outbox_seq;             //  the outbox's last sequence
     mc_core_stats_t stats;          //  counters
 };
 
@@ -24,6 +25,7 @@ mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, s
     snprintf(dir, sizeof dir, "%s/%s/%u", data_dir, service->name, shard);
     self->store = mc_store_new(dir, map_max);
     if (!self->store || mc_store_dbi(self->store, "outbox", MDB_CREATE, &self->outbox)
+    ||  mc_store_dbi(self->store, "outbox_seq", MDB_CREATE, &self->outbox_seq)
     ||  service->open(self->store, data_dir, &self->state)) {
         mc_error("service open failed", "\"service\":\"%s\",\"dir\":\"%s\"", service->name, dir);
         mc_core_destroy(&self);
@@ -80,7 +82,7 @@ s_run(mc_core_t *self, const mc_handler_t *h, const mc_request_t *req, msgpack_p
     if (rc)
         return rc;
     mc_ctx_t ctx = { .req = req, .txn = txn, .state = self->state, .pk = pk, .outbox = self->outbox,
-                     .service = self->service->name };
+                     .outbox_seq = self->outbox_seq, .service = self->service->name };
     int status = h->fn(&ctx);
     if (!h->write) {
         mc_store_read_end(self->store, txn);

@@ -23,18 +23,19 @@ mc_outbox_seq(const MDB_val *key)
 int
 mc_outbox_append(mc_ctx_t *ctx, const char *aggregate, mc_str_t aggregate_id, const char *type, mc_str_t data)
 {
-    //  the next sequence follows the last one in this transaction's view
+    //  the next sequence follows the last one ever used: the relay empties the outbox, and a
+    //  number used before would sort behind its reading position
+    MDB_val sk = { 4, "last" }, sv;
+    int rc = mdb_get(ctx->txn, ctx->outbox_seq, &sk, &sv);
+    uint64_t seq = rc == 0 && sv.mv_size == 8 ? mc_outbox_seq(&sv) + 1 : 1;
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->outbox, &cur);
-    if (rc)
+    if ((rc = mdb_cursor_open(ctx->txn, ctx->outbox, &cur)))
         return rc;
     MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    uint64_t seq = rc == 0 ? mc_outbox_seq(&k) + 1 : 1;
-    if (rc && rc != MDB_NOTFOUND) {
-        mdb_cursor_close(cur);
-        return rc;
-    }
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && mc_outbox_seq(&k) >= seq)
+        seq = mc_outbox_seq(&k) + 1;
     const mc_request_t *req = ctx->req;
     char id[96], source[64];
     snprintf(id, sizeof id, "%.*s-%u", (int) req->id.len, req->id.ptr, ctx->events++);
@@ -63,7 +64,10 @@ mc_outbox_append(mc_ctx_t *ctx, const char *aggregate, mc_str_t aggregate_id, co
     rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
     mdb_cursor_close(cur);
     msgpack_sbuffer_destroy(&sb);
-    return rc;
+    if (rc)
+        return rc;
+    MDB_val last = { 8, key };
+    return mdb_put(ctx->txn, ctx->outbox_seq, &sk, &last, 0);
 }
 
 long

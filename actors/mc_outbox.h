@@ -1,7 +1,8 @@
 /*  mc_outbox: domain events written in the same LMDB transaction as the change they describe.
 
     Each actor environment has a named database "outbox": key an 8-byte big-endian sequence
-    (appended with MDB_APPEND), value one event as a msgpack map:
+    (appended with MDB_APPEND; the last one used is kept in "outbox_seq", so numbers keep rising
+    after the relay has emptied the outbox), value one event as a msgpack map:
       id            stable event id, the CloudEvents ce_id: "<message id>-<n>", n counting the
                     events one message caused, so a replayed message makes the same ids
       aggregate     "product", "user"...: the topic is "<aggregate>.events"

@@ -35,7 +35,7 @@ typedef struct {
 } mc_msgdef_t;
 
 typedef enum { MC_ACCESS_PUBLIC, MC_ACCESS_CUSTOMER, MC_ACCESS_OWNER, MC_ACCESS_ADMIN } mc_access_t;
-typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER } mc_keyrule_t;
+typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER, MC_KEY_FIELD } mc_keyrule_t;
 //  Routes whose passwords the edge handles before the actor sees the message.
 typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD } mc_flow_t;
 
@@ -53,6 +53,7 @@ typedef struct {
     bool etag;              //  reply carries an ETag; honours If-Match
     const char *location;   //  Location prefix for 201 replies, or NULL
     mc_flow_t flow;         //  password handling at the edge
+    const char *key_field;  //  MC_KEY_FIELD: the body (or query) member holding the routing key
 } mc_route_t;
 
 extern const mc_route_t mc_routes[];

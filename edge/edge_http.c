@@ -381,6 +381,18 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
     else
     if (route->key == MC_KEY_USER)
         key = (mc_str_t) { q->who.sub, strlen(q->who.sub) };
+    char field[96] = "";
+    if (route->key == MC_KEY_FIELD && route->key_field) {
+        //  the entity is named in the body (a query parameter): it decides the shard
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        mc_str_t v;
+        if (mc_msgpack_unpack(&u, body.ptr, body.len) == 0 && mc_map_str(&u.data, route->key_field, &v) == 0
+        &&  v.len < sizeof field)
+            snprintf(field, sizeof field, "%.*s", (int) v.len, v.ptr);
+        msgpack_unpacked_destroy(&u);
+        key = (mc_str_t) { field, strlen(field) };
+    }
     mc_request_t req = {
         .id = { id, MC_ULID_LEN },
         .type = { type, strlen(type) },

@@ -15,7 +15,7 @@ FLOWS = {None: "MC_FLOW_NONE", "register": "MC_FLOW_REGISTER", "login": "MC_FLOW
          "password": "MC_FLOW_PASSWORD"}
 ACCESS = {"public": "MC_ACCESS_PUBLIC", "customer": "MC_ACCESS_CUSTOMER", "owner": "MC_ACCESS_OWNER",
           "admin": "MC_ACCESS_ADMIN"}
-KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user": "MC_KEY_USER"}
+KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user": "MC_KEY_USER", "field": "MC_KEY_FIELD"}
 INT64_MAX = 2**63 - 1
 
 ERRORS = {400: "malformed request", 401: "missing, invalid or expired token", 403: "role not allowed",
@@ -210,12 +210,13 @@ def main():
     for svc in services:
         for r in svc["routes"]:
             nroutes += 1
-            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s }," % (
+            key, _, key_field = (r.get("key") or "").partition(":")
+            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s }," % (
                 c_str(r["method"]), c_str(r["path"]), index[(svc["service"], r["message"])],
-                svc.get("shards", 1), ACCESS[r["access"]], KEYS[r.get("key")], r["status"],
+                svc.get("shards", 1), ACCESS[r["access"]], KEYS[key or None], r["status"],
                 c_bool(r.get("query")), c_bool(r["method"] in ("POST", "PUT", "PATCH")),
                 c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location")),
-                FLOWS[r.get("flow")]))
+                FLOWS[r.get("flow")], c_str(key_field or None)))
     lines.append("};")
     lines.append(f"const size_t mc_routes_count = {nroutes};")
     api = json.dumps(openapi(services), indent=1)

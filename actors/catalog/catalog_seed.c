@@ -30,8 +30,8 @@ main(int argc, char **argv)
     if (!store || catalog_service.open(store, argv[1], &state))
         return 1;
     //  the same outbox the actor writes to: a seeded catalog also leaves its product.created events
-    MDB_dbi outbox;
-    if (mc_store_dbi(store, "outbox", MDB_CREATE, &outbox))
+    MDB_dbi outbox, outbox_seq;
+    if (mc_store_dbi(store, "outbox", MDB_CREATE, &outbox) || mc_store_dbi(store, "outbox_seq", MDB_CREATE, &outbox_seq))
         return 1;
     //  a bulk transaction cannot grow the map half way: make room for it first
     for (int i = 0; i < 5; i++)
@@ -79,7 +79,7 @@ main(int argc, char **argv)
         msgpack_packer rp;
         msgpack_packer_init(&rp, &out, msgpack_sbuffer_write);
         mc_ctx_t ctx = { .req = &decoded, .txn = txn, .state = state, .pk = &rp, .outbox = outbox,
-                         .service = "catalog" };
+                         .outbox_seq = outbox_seq, .service = "catalog" };
         int status = create->fn(&ctx);
         msgpack_unpacked_destroy(&u);
         if (status != 201 && status != 409) {

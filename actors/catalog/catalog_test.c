@@ -390,6 +390,22 @@ test_events(void)
 }
 
 static void
+test_sequence_rises_after_the_relay_empties_the_outbox(void)
+{
+    uint64_t last = s_last_seq();
+    MC_CHECK(last > 0);
+    //  what the relay does once Kafka has everything
+    MDB_txn *txn;
+    ASSERT_EQ(mdb_txn_begin(mc_core_env(s_core), NULL, 0, &txn), 0);
+    ASSERT_EQ(mdb_drop(txn, mc_core_outbox(s_core), 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    ASSERT_EQ(s_last_seq(), 0);
+    ASSERT_EQ(s_create(NULL, "SEQ-1", "Sequence", "", "seq", 1, false), 201);
+    //  a reader positioned after `last` must see it
+    ASSERT_EQ(s_last_seq(), last + 1);
+}
+
+static void
 test_storage_full(void)
 {
     //  a 1 MiB ceiling: the map grows from 128 KiB until it cannot, then writes are refused with
@@ -436,6 +452,7 @@ main(void)
     MC_TEST_RUN(test_lists);
     MC_TEST_RUN(test_list_cost_is_independent_of_catalog_size);
     MC_TEST_RUN(test_events);
+    MC_TEST_RUN(test_sequence_rises_after_the_relay_empties_the_outbox);
     MC_TEST_RUN(test_storage_full);
     mc_core_destroy(&s_core);
     char cmd[256];

@@ -20,10 +20,18 @@ Identity (CONTRACT 3): every Cluster runs the catalog and identity actors and se
 MERCATO_ADMIN_EMAIL / MERCATO_ADMIN_PASSWORD (ADMIN_EMAIL / ADMIN_PASSWORD below) unless the
 caller's env overrides them. cluster.admin_headers() logs in once and caches the bearer token;
 cluster.register_customer() registers and logs in a fresh customer and returns a Principal.
+
+Events (CONTRACT 8): Cluster(kafka=True) (or ClusterTestCase.KAFKA = True) also runs
+mercato-kafka-dev (librdkafka's in-memory mock cluster; its address in a bootstrap file in the temp
+dir, exposed as cluster.kafka_bootstrap) and mercato-relay (outbox -> Kafka). Both are ordinary
+processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten bootstrap file,
+an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
+because one of those two was killed on purpose.
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,10 +49,12 @@ START_TIMEOUT = float(os.environ.get("MERCATO_E2E_START_TIMEOUT", "20"))
 TERM_GRACE = 5.0
 API = "/api/v1"
 SETPRIV = shutil.which("setpriv")
-DEFAULT_ACTORS = ("catalog", "identity")
+DEFAULT_ACTORS = ("catalog", "identity", "inventory")
 ADMIN_EMAIL = "admin@mercato.test"
 ADMIN_PASSWORD = "e2e-Admin-Pass-7f3c9a!"
 TOKEN_REUSE_S = 600.0     # access tokens live 900 s; log in again well before that
+KAFKA_PROCS = ("kafka", "relay")
+BOOTSTRAP_RE = re.compile(r"^[^\s:]+:\d+$")
 
 
 class HarnessError(RuntimeError):
@@ -86,12 +96,14 @@ class Proc:
         self.logdir = logdir
         self.popen = None
         self.starts = 0
+        self.killed = False       # set by kill(), cleared by start(): down on purpose
         self.out_path = os.path.join(logdir, name + ".out")
         self.err_path = os.path.join(logdir, name + ".err")
 
     def start(self, argv, env):
         assert not self.alive(), "%s already running" % self.name
         self.starts += 1
+        self.killed = False
         # Append so the logs of a killed incarnation survive its restart.
         out = open(self.out_path, "ab")
         err = open(self.err_path, "ab")
@@ -119,6 +131,7 @@ class Proc:
         """SIGKILL, as a crash would; waits until the process is gone."""
         if self.popen is None:
             return
+        self.killed = True
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGKILL)
         self.popen.wait()
@@ -177,12 +190,16 @@ def strong_password():
 
 
 class Cluster:
-    """broker + one node (catalog and identity actors) + edge, in a fresh temp dir."""
+    """broker + one node (catalog and identity actors) + edge, in a fresh temp dir; with
+    kafka=True also mercato-kafka-dev and mercato-relay."""
 
     ORDER = ("broker", "node", "edge")
+    KAFKA_ORDER = ("kafka", "broker", "node", "edge", "relay")
 
-    def __init__(self, actors=DEFAULT_ACTORS, env=None, node_id="n1"):
+    def __init__(self, actors=DEFAULT_ACTORS, env=None, node_id="n1", kafka=False):
         self.actors = list(actors)
+        self.kafka = bool(kafka)
+        self.order = self.KAFKA_ORDER if self.kafka else self.ORDER
         self.node_id = node_id
         self.tmp = tempfile.mkdtemp(prefix="mercato-e2e-")
         self.data_dir = os.path.join(self.tmp, "data")
@@ -193,8 +210,10 @@ class Cluster:
         self.env.setdefault("MERCATO_ADMIN_EMAIL", ADMIN_EMAIL)
         self.env.setdefault("MERCATO_ADMIN_PASSWORD", ADMIN_PASSWORD)
         self.env.update(env or {})
-        self.procs = {n: Proc(n, self.log_dir) for n in self.ORDER}
+        self.procs = {n: Proc(n, self.log_dir) for n in self.order}
         self.endpoint = None      # broker endpoint, fixed after the first start
+        self.bootstrap_file = os.path.join(self.data_dir, "kafka.bootstrap") if self.kafka else None
+        self.kafka_bootstrap = None   # "127.0.0.1:NNNNN" of the running mercato-kafka-dev
         self.port = None          # edge port, from its port file
         self.failed = False       # set by tests on failure: keeps the temp dir
         self.wait_for_keys = True  # wait_ready() also waits for the JWKS (identity actor)
@@ -289,9 +308,13 @@ class Cluster:
     def start_all(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
         try:
-            for name in self.ORDER:
-                self.start(name, timeout=max(0.1, deadline - time.monotonic()))
+            for name in self.order:
+                if name != "relay":
+                    self.start(name, timeout=max(0.1, deadline - time.monotonic()))
             self.wait_ready(timeout=max(0.1, deadline - time.monotonic()))
+            if "relay" in self.procs:
+                # After readiness: the node has created the actor environments it reads.
+                self.start("relay", timeout=max(0.1, deadline - time.monotonic()))
         except Exception as e:
             self.stop_all()
             self.failed = True
@@ -319,6 +342,19 @@ class Cluster:
             wait_for(lambda: self._check_alive(p) and
                      requests.get(self.base_url + "/healthz", timeout=1).status_code == 200,
                      timeout, what="edge /healthz == 200")
+        elif name == "kafka" and self.kafka:
+            _unlink(self.bootstrap_file)
+            self.kafka_bootstrap = None
+            p.start([self._bin("mercato-kafka-dev"), "--bootstrap-file", self.bootstrap_file],
+                    self.env)
+            self.kafka_bootstrap = wait_for(
+                lambda: self._check_alive(p) and _bootstrap(self.bootstrap_file), timeout,
+                what="kafka-dev bootstrap file")
+        elif name == "relay" and self.kafka:
+            p.start([self._bin("mercato-relay"), "--data", self.data_dir,
+                     "--bootstrap-file", self.bootstrap_file], self.env)
+            # The relay announces nothing (it never waits for Kafka); it just has to stay up.
+            self._check_alive(p)
         else:
             raise KeyError(name)
 
@@ -330,7 +366,7 @@ class Cluster:
 
         def ready():
             for p in self.procs.values():
-                if p.popen is not None:
+                if p.popen is not None and not (p.name in KAFKA_PROCS and p.killed):
                     self._check_alive(p)
             return requests.get(self.base_url + "/readyz", timeout=1).status_code == 200
         wait_for(ready, timeout, what="GET /readyz == 200")
@@ -353,7 +389,7 @@ class Cluster:
     def stop_all(self):
         """SIGTERM every process (edge first), SIGKILL stragglers. Returns {name: exit code}."""
         codes = {}
-        for name in reversed(self.ORDER):
+        for name in reversed(self.order):
             try:
                 codes[name] = self.procs[name].stop()
             except Exception as e:  # noqa: BLE001 - keep tearing down the others
@@ -429,6 +465,12 @@ def _read_file(path):
     return s or None
 
 
+def _bootstrap(path):
+    """The address in a bootstrap file once it is complete ("host:port"), else None."""
+    s = _read_file(path)
+    return s if s and BOOTSTRAP_RE.match(s) else None
+
+
 def _unlink(path):
     try:
         os.unlink(path)
@@ -445,18 +487,19 @@ class ClusterTestCase(unittest.TestCase):
 
     PER_TEST = False
     ACTORS = DEFAULT_ACTORS
+    KAFKA = False             # also run mercato-kafka-dev and mercato-relay
     cluster = None
 
     @classmethod
     def setUpClass(cls):
         if not cls.PER_TEST:
-            cls.cluster = Cluster(actors=cls.ACTORS)
+            cls.cluster = Cluster(actors=cls.ACTORS, kafka=cls.KAFKA)
             cls.addClassCleanup(cls.cluster.cleanup)
             cls.cluster.start_all()
 
     def setUp(self):
         if self.PER_TEST:
-            self.cluster = Cluster(actors=self.ACTORS)
+            self.cluster = Cluster(actors=self.ACTORS, kafka=self.KAFKA)
             # Only stop here; run() decides whether the logs are kept, after the outcome is known.
             self.addCleanup(self.cluster.stop_all)
             self.cluster.start_all()

@@ -13,7 +13,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import strong_password, unique_email  # noqa: E402
+from harness import strong_password, unique_email, wait_for  # noqa: E402
 from identity_support import API, IdentityCase, jwks_by_kid  # noqa: E402
 
 WHO = ("anonymous", "customer_a", "customer_b", "admin")
@@ -51,6 +51,14 @@ MATRIX = [
     ("PATCH", "/api/v1/products/{product}", row(401, 403, 403, 200)),
     ("DELETE", "/api/v1/products/{product}", row(401, 403, 403, 204)),
     ("GET", "/api/v1/categories", PUBLIC_200),
+    # CONTRACT 5: stock reads are public, changes and lists are for admins. {stock} is a product
+    # whose stock record inventory made from its product.created event.
+    ("GET", "/api/v1/inventory/check", PUBLIC_200),
+    ("GET", "/api/v1/inventory", row(401, 403, 403, 200)),
+    ("GET", "/api/v1/inventory/{stock}", PUBLIC_200),
+    ("PUT", "/api/v1/inventory/{stock}", row(401, 403, 403, 200)),
+    ("POST", "/api/v1/inventory/{stock}/adjustments", row(401, 403, 403, 200)),
+    ("GET", "/api/v1/inventory/{stock}/history", row(401, 403, 403, 200)),
     # CONTRACT 2 and 3: operational and discovery endpoints are public.
     ("GET", "/.well-known/jwks.json", PUBLIC_200),
     ("GET", "/healthz", PUBLIC_200),
@@ -69,6 +77,8 @@ def address(**over):
 
 
 class TestAuthorizationMatrix(IdentityCase):
+    KAFKA = True        # stock records come from product.created, through Kafka
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -89,6 +99,19 @@ class TestAuthorizationMatrix(IdentityCase):
         r = self.call("POST", API + "/products", body, auth=self.admin())
         self.assertStatus(r, 201, "fixture: admin creates a product")
         return r.json()
+
+    def new_stocked_product(self):
+        body = {"sku": "AZS-" + uuid.uuid4().hex[:12], "name": "Matrix stock", "description": "authz",
+                "category": "authz-stock", "price_cents": 500, "initial_stock": 10}
+        r = self.call("POST", API + "/products", body, auth=self.admin())
+        self.assertStatus(r, 201, "fixture: admin creates a stocked product")
+        pid = r.json()["id"]
+        wait_for(lambda: self.get(API + "/inventory/" + pid).status_code == 200, 20,
+                 what="the stock record of %s" % pid)
+        return pid
+
+    def stock_state(self, pid):
+        return self.get(API + "/inventory/" + pid).json()
 
     def product_state(self, pid):
         r = self.get(API + "/products/" + pid)
@@ -166,6 +189,23 @@ class TestAuthorizationMatrix(IdentityCase):
                 def after(r, prod=prod):
                     self.assertEqual(self.product_state(prod["id"]), (200, prod),
                                      "a refused %s changed the product" % method)
+
+        elif "{stock}" in template:
+            pid = self.new_stocked_product()
+            path = template.replace("{stock}", pid)
+            if method == "PUT":
+                body = {"on_hand": 50}
+            elif method == "POST":
+                body = {"delta": 1, "reason": "matrix"}
+            if method in ("PUT", "POST") and expected >= 400:
+                before = self.stock_state(pid)
+
+                def after(r, pid=pid, before=before):
+                    self.assertEqual(self.stock_state(pid), before, "a refused %s changed the stock" % method)
+        elif template == "/api/v1/inventory/check":
+            path = template + "?product_id=%s&quantity=1" % self.new_stocked_product()
+        elif template == "/api/v1/inventory":
+            path = template + "?low_stock=true"
 
         ctype = "application/merge-patch+json" if "{product}" in template and \
             method == "PATCH" else "application/json"

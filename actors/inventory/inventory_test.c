@@ -1,0 +1,184 @@
+/*  Inventory handlers through the actor core: stock born from product.created, redelivery,
+    adjustments that would break on_hand >= reserved, low-stock crossings, history. */
+#include "inventory.h"
+#include "mc_outbox.h"
+#include "mc_test.h"
+#include "mc_util.h"
+
+static mc_core_t *s_core;
+static uint64_t s_clock = 1800000000000ull;
+
+typedef struct {
+    msgpack_sbuffer frame;      //  the reply frame
+    msgpack_unpacked u;         //  its decoded form
+    mc_reply_t rep;             //  the reply
+} result_t;
+
+static void
+s_free(result_t *r)
+{
+    msgpack_unpacked_destroy(&r->u);
+    msgpack_sbuffer_destroy(&r->frame);
+}
+
+static int
+s_call(result_t *r, const char *type, const char *key, const char *id, const msgpack_sbuffer *body)
+{
+    char mid[MC_ULID_LEN + 1];
+    mc_ulid(mid, ++s_clock);
+    mc_request_t req = { .id = id ? (mc_str_t) { id, strlen(id) } : (mc_str_t) { mid, MC_ULID_LEN },
+                         .type = { type, strlen(type) }, .key = { key, strlen(key) }, .role = MC_STR("admin"),
+                         .time = s_clock };
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
+    msgpack_sbuffer_init(&r->frame);
+    msgpack_unpacked_init(&r->u);
+    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
+    msgpack_sbuffer_destroy(&env);
+    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
+        return -1;
+    return r->rep.status;
+}
+
+static int
+s_event(const char *event_id, const char *product, int64_t stock)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mc_pack_kv_cstr(&pk, "event_id", event_id);
+    mc_pack_kv_cstr(&pk, "type", "product.created");
+    mc_pack_kv_cstr(&pk, "product_id", product);
+    mc_pack_kv_int(&pk, "initial_stock", stock);
+    result_t r;
+    int status = s_call(&r, "stock.event", product, event_id, &b);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return status;
+}
+
+static int64_t
+s_int(const char *product, const char *field)
+{
+    result_t r;
+    int64_t v = -1;
+    if (s_call(&r, "stock.get", product, NULL, NULL) == 200)
+        mc_map_int(r.rep.body, field, &v);
+    s_free(&r);
+    return v;
+}
+
+static int
+s_adjust(const char *product, int64_t delta)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_int(&pk, "delta", delta);
+    mc_pack_kv_cstr(&pk, "reason", "test");
+    result_t r;
+    int status = s_call(&r, "stock.adjust", product, NULL, &b);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return status;
+}
+
+//  How many events of type the outbox holds.
+static int
+s_events(const char *type)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    mc_outbox_read(mc_core_env(s_core), mc_core_outbox(s_core), 0, 100000, &sb);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int n = 0;
+    if (mc_msgpack_unpack(&u, sb.data, sb.size) == 0)
+        for (uint32_t i = 0; i < u.data.via.array.size; i++) {
+            mc_str_t t;
+            n += mc_map_str(&u.data.via.array.ptr[i], "type", &t) == 0 && mc_str_eq(t, type);
+        }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static void
+test_stock_from_events(void)
+{
+    ASSERT_EQ(s_event("E1-0", "P1", 120), 200);
+    ASSERT_EQ(s_int("P1", "on_hand"), 120);
+    ASSERT_EQ(s_int("P1", "low_stock_threshold"), 12);     //  10% of 120
+    //  the same event again (a redelivery) changes nothing
+    ASSERT_EQ(s_event("E1-0", "P1", 999), 200);
+    ASSERT_EQ(s_int("P1", "on_hand"), 120);
+    ASSERT_EQ(s_event("E2-0", "P2", 3), 200);
+    ASSERT_EQ(s_int("P2", "low_stock_threshold"), 5);      //  at least 5
+    ASSERT_EQ(s_int("P9", "on_hand"), -1);                 //  never created
+}
+
+static void
+test_adjustments_and_low_stock(void)
+{
+    ASSERT_EQ(s_adjust("P1", -121), 409);                  //  would go below what is reserved (0)
+    ASSERT_EQ(s_int("P1", "on_hand"), 120);
+    int before = s_events("inventory.low_stock");
+    ASSERT_EQ(s_adjust("P1", -100), 200);                  //  20 left: above 12
+    ASSERT_EQ(s_events("inventory.low_stock"), before);
+    ASSERT_EQ(s_adjust("P1", -10), 200);                   //  10: crosses into low
+    ASSERT_EQ(s_events("inventory.low_stock"), before + 1);
+    ASSERT_EQ(s_adjust("P1", -1), 200);                    //  still low: no second alert
+    ASSERT_EQ(s_events("inventory.low_stock"), before + 1);
+    ASSERT_EQ(s_adjust("P1", +50), 200);                   //  back above
+    ASSERT_EQ(s_adjust("P1", -50), 200);                   //  a new crossing, a new alert
+    ASSERT_EQ(s_events("inventory.low_stock"), before + 2);
+    ASSERT_EQ(s_adjust("P9", 1), 404);
+
+    result_t r;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_int(&pk, "limit", 2);
+    ASSERT_EQ(s_call(&r, "stock.history", "P1", NULL, &b), 200);
+    const msgpack_object *items = mc_map_get(r.rep.body, "items");
+    ASSERT_EQ(items ? items->via.array.size : 0, 2);
+    mc_str_t next;
+    MC_CHECK(mc_map_str(r.rep.body, "next_cursor", &next) == 0);  //  6 changes: more pages
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    msgpack_sbuffer_init(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_bool(&pk, "low_stock", true);
+    ASSERT_EQ(s_call(&r, "stock.list", "", NULL, &b), 200);
+    items = mc_map_get(r.rep.body, "items");
+    ASSERT_EQ(items ? items->via.array.size : 0, 2);       //  P1 (low again) and P2 (born low)
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/mc-inventory-test-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    s_core = mc_core_new(&inventory_service, dir, 0, 1u << 30);
+    if (!s_core)
+        return 1;
+    MC_TEST_RUN(test_stock_from_events);
+    MC_TEST_RUN(test_adjustments_and_low_stock);
+    mc_core_destroy(&s_core);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return MC_TEST_DONE();
+}

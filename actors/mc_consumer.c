@@ -1,0 +1,264 @@
+#include "mc_consumer.h"
+
+#include "mc_config.h"
+#include "mc_envelope.h"
+#include "mc_log.h"
+#include "mc_proto.h"
+#include "mc_util.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+typedef struct {
+    mc_consumer_args_t args;    //  configuration
+    char bootstrap[512];        //  the list in use
+    rd_kafka_t *rk;             //  the consumer, or NULL while there is no bootstrap
+    zsock_t *broker;            //  DEALER to the broker, as a client
+    uint64_t seq;               //  request ids
+    uint64_t consumed, malformed;   //  counters
+} consumer_t;
+
+static void
+s_read_bootstrap(consumer_t *self, char *out, size_t outsz)
+{
+    const char *env = mc_config_env("MERCATO_KAFKA_BROKERS", NULL);
+    out[0] = 0;
+    if (env) {
+        snprintf(out, outsz, "%s", env);
+        return;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/kafka.bootstrap", self->args.data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(out, (int) outsz, f))
+            out[0] = 0;
+        fclose(f);
+    }
+    out[strcspn(out, "\r\n")] = 0;
+}
+
+static void
+s_connect_kafka(consumer_t *self)
+{
+    char now[512];
+    s_read_bootstrap(self, now, sizeof now);
+    if (!*now || streq(now, self->bootstrap))
+        return;
+    if (self->rk) {
+        rd_kafka_consumer_close(self->rk);
+        rd_kafka_destroy(self->rk);
+        self->rk = NULL;
+    }
+    snprintf(self->bootstrap, sizeof self->bootstrap, "%s", now);
+    char err[512], group[128];
+    snprintf(group, sizeof group, "mercato-%s", self->args.service);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", now, err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "group.id", group, err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof err)
+    //  a short session: a group rejoin otherwise waits for the whole timeout
+    ||  rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "heartbeat.interval.ms", "500", err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err)) {
+        mc_error("kafka consumer configuration refused", "\"error\":\"%s\"", err);
+        rd_kafka_conf_destroy(conf);
+        return;
+    }
+    self->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!self->rk) {
+        mc_error("cannot create the kafka consumer", "\"error\":\"%s\"", err);
+        return;
+    }
+    rd_kafka_poll_set_consumer(self->rk);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, self->args.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(self->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    mc_info("consuming", "\"service\":\"%s\",\"topic\":\"%s\",\"bootstrap\":\"%s\"", self->args.service,
+            self->args.topic, now);
+}
+
+static bool
+s_header(const rd_kafka_message_t *msg, const char *name, char *out, size_t outsz)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *value;
+    size_t size;
+    out[0] = 0;
+    if (rd_kafka_message_headers(msg, &h) || rd_kafka_header_get_last(h, name, &value, &size) || size >= outsz)
+        return false;
+    memcpy(out, value, size);
+    out[size] = 0;
+    return true;
+}
+
+//  Sends the envelope and waits for the actor's status. Returns the status, or 0 on no answer.
+static int
+s_deliver(consumer_t *self, const char *service, msgpack_sbuffer *env)
+{
+    char rid[24];
+    snprintf(rid, sizeof rid, "%" PRIu64, ++self->seq);
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, MC_CLIENT);
+    zmsg_addmem(msg, "\x01", 1);
+    zmsg_addstr(msg, service);
+    zmsg_addstr(msg, rid);
+    zmsg_addmem(msg, env->data, env->size);
+    zmsg_send(&msg, self->broker);
+    uint64_t deadline = mc_mono_ms() + 5000;
+    while (mc_mono_ms() < deadline && !zsys_interrupted) {
+        zsock_set_rcvtimeo(self->broker, 200);
+        zmsg_t *reply = zmsg_recv(self->broker);
+        if (!reply)
+            continue;
+        int status = 0;
+        if (zmsg_size(reply) == 5) {
+            zmsg_first(reply);                  //  protocol
+            zframe_t *kind = zmsg_next(reply);
+            zmsg_next(reply);                   //  service
+            zframe_t *got = zmsg_next(reply);
+            zframe_t *payload = zmsg_next(reply);
+            if (got && zframe_streq(got, rid)) {
+                msgpack_unpacked u;
+                msgpack_unpacked_init(&u);
+                mc_reply_t rep;
+                if (mc_proto_is(kind, MC_C_REPLY) && payload
+                &&  mc_reply_decode(&u, zframe_data(payload), zframe_size(payload), &rep) == 0)
+                    status = rep.status;
+                msgpack_unpacked_destroy(&u);
+                zmsg_destroy(&reply);
+                return status ? status : -1;
+            }
+        }
+        zmsg_destroy(&reply);
+    }
+    return 0;
+}
+
+//  Handles one record; true when its offset may be committed.
+static bool
+s_handle(consumer_t *self, const rd_kafka_message_t *msg)
+{
+    char ce_id[100], ce_type[80], corr[80] = "", key[80];
+    json_t *data = NULL;
+    if (!msg->key || msg->key_len >= sizeof key || !s_header(msg, "ce_id", ce_id, sizeof ce_id)
+    ||  strlen(ce_id) > 64 || !s_header(msg, "ce_type", ce_type, sizeof ce_type)
+    ||  !(data = json_loadb(msg->payload, msg->len, 0, NULL)) || !json_is_object(data)) {
+        self->malformed++;
+        mc_warn("malformed record skipped", "\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64
+                ",\"malformed_total\":%" PRIu64, rd_kafka_topic_name(msg->rkt), msg->partition,
+                (int64_t) msg->offset, self->malformed);
+        json_decref(data);
+        return true;
+    }
+    s_header(msg, "ce_correlationid", corr, sizeof corr);
+    memcpy(key, msg->key, msg->key_len);
+    key[msg->key_len] = 0;
+    json_t *stock = json_object_get(data, "initial_stock");
+    msgpack_sbuffer body, env;
+    msgpack_sbuffer_init(&body);
+    msgpack_sbuffer_init(&env);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, json_is_integer(stock) ? 4 : 3);
+    mc_pack_kv_cstr(&pk, "event_id", ce_id);
+    mc_pack_kv_cstr(&pk, "type", ce_type);
+    mc_pack_kv_cstr(&pk, "product_id", key);
+    if (json_is_integer(stock))
+        mc_pack_kv_int(&pk, "initial_stock", json_integer_value(stock));
+    json_decref(data);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
+    uint64_t now = mc_now_ms();
+    //  the event's id is the message id: the actor's dedupe key, and the same on every redelivery
+    mc_request_t req = { .id = { ce_id, strlen(ce_id) }, .type = { self->args.message_type, strlen(self->args.message_type) },
+                         .key = { key, strlen(key) }, .corr = { corr, strlen(corr) },
+                         .cause = { ce_id, strlen(ce_id) }, .reply = MC_STR("consumer"), .role = MC_STR("system"),
+                         .deadline = now + 5000, .time = ts > 0 ? (uint64_t) ts : now };
+    mc_request_encode(&env, &req, (mc_str_t) { body.data, body.size });
+    char service[96];
+    unsigned shard = self->args.shards > 1 ? mc_fnv1a32(key, strlen(key)) % self->args.shards : 0;
+    snprintf(service, sizeof service, "%s.%u", self->args.service, shard);
+    int status = s_deliver(self, service, &env);
+    msgpack_sbuffer_destroy(&body);
+    msgpack_sbuffer_destroy(&env);
+    if (status == 200) {
+        self->consumed++;
+        return true;
+    }
+    if (status >= 400 && status < 500) {
+        //  the actor refuses it for good: retrying would block the partition forever
+        self->malformed++;
+        mc_warn("record refused by the service, skipped", "\"service\":\"%s\",\"ce_id\":\"%s\",\"status\":%d",
+                service, ce_id, status);
+        return true;
+    }
+    return false;
+}
+
+void
+mc_consumer(zsock_t *pipe, void *args)
+{
+    consumer_t self = { .args = *(mc_consumer_args_t *) args };
+    self.broker = zsock_new(ZMQ_DEALER);
+    mc_proto_socket_setup(self.broker);
+    zsock_connect(self.broker, "%s", self.args.broker);
+    zsock_signal(pipe, 0);
+    uint64_t checked_at = 0;
+    rd_kafka_message_t *pending = NULL;     //  a record not yet handled, kept across retries
+    uint64_t retry_at = 0, backoff = 100;
+    while (true) {
+        if (zsock_events(pipe) & ZMQ_POLLIN) {
+            char *cmd = zstr_recv(pipe);
+            bool term = !cmd || streq(cmd, "$TERM");
+            free(cmd);
+            if (term)
+                break;
+        }
+        uint64_t now = mc_mono_ms();
+        if (now - checked_at >= 1000) {
+            if (!pending)
+                s_connect_kafka(&self);
+            checked_at = now;
+        }
+        if (!self.rk) {
+            zclock_sleep(100);
+            continue;
+        }
+        if (!pending)
+            pending = rd_kafka_consumer_poll(self.rk, 100);
+        if (!pending)
+            continue;
+        if (pending->err) {
+            if (pending->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                mc_warn("kafka consumer", "\"error\":\"%s\"", rd_kafka_message_errstr(pending));
+            rd_kafka_message_destroy(pending);
+            pending = NULL;
+            continue;
+        }
+        if (now < retry_at) {
+            zclock_sleep(20);
+            continue;
+        }
+        if (s_handle(&self, pending)) {
+            rd_kafka_commit_message(self.rk, pending, 0);
+            rd_kafka_message_destroy(pending);
+            pending = NULL;
+            backoff = 100;
+            retry_at = 0;
+        }
+        else {
+            retry_at = mc_mono_ms() + backoff;
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+        }
+    }
+    if (pending)
+        rd_kafka_message_destroy(pending);
+    if (self.rk) {
+        rd_kafka_consumer_close(self.rk);
+        rd_kafka_destroy(self.rk);
+    }
+    zsock_destroy(&self.broker);
+}

@@ -1,0 +1,99 @@
+"""CONTRACT §5 through HTTP: stock records born from product.created (consumed from Kafka),
+availability checks, admin changes with reasons and history, low stock, inventory.* events."""
+
+import os
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import wait_for  # noqa: E402
+from test_events import READY, WHY, EventCase  # noqa: E402
+
+API = "/api/v1"
+
+
+@unittest.skipUnless(READY, WHY)
+class TestInventory(EventCase):
+    def product(self, initial_stock=None):
+        body = {"sku": "INV-" + uuid.uuid4().hex[:10], "name": "Stocked thing", "description": "d",
+                "category": "inventory", "price_cents": 250}
+        if initial_stock is not None:
+            body["initial_stock"] = initial_stock
+        r = self.post_json(API + "/products", body, headers=self.cluster.admin_headers())
+        self.assertStatus(r, 201)
+        pid = r.json()["id"]
+        wait_for(lambda: self.get(API + "/inventory/" + pid).status_code == 200, 20,
+                 what="the stock record of " + pid)
+        return pid
+
+    def admin(self, method, path, body=None):
+        return self.cluster_call(method, path, body)
+
+    def cluster_call(self, method, path, body):
+        return self.call(method, API + path, body, auth=self.cluster.admin_headers())
+
+    def test_stock_is_born_from_product_created(self):
+        pid = self.product(initial_stock=40)
+        s = self.get(API + "/inventory/" + pid).json()
+        self.assertEqual(s, {"product_id": pid, "on_hand": 40, "reserved": 0, "available": 40,
+                             "low_stock_threshold": 5, "updated_at": s["updated_at"]})
+        big = self.get(API + "/inventory/" + self.product(initial_stock=300)).json()
+        self.assertEqual(big["low_stock_threshold"], 30)        # 10% of initial stock
+        self.assertEqual(self.get(API + "/inventory/" + self.product()).json()["on_hand"], 0)
+        self.assertProblem(self.get(API + "/inventory/01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404)
+
+    def test_check_is_not_a_product_id(self):
+        pid = self.product(initial_stock=3)
+        r = self.get(API + "/inventory/check", params={"product_id": pid, "quantity": 3})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json(), {"product_id": pid, "quantity": 3, "available": True})
+        r = self.get(API + "/inventory/check", params={"product_id": pid, "quantity": 4})
+        self.assertEqual(r.json()["available"], False)
+        self.assertProblem(self.get(API + "/inventory/check", params={"product_id": pid}), 422)
+        self.assertProblem(self.get(API + "/inventory/check",
+                                    params={"product_id": pid, "quantity": 0}), 422)
+
+    def test_admin_changes_history_and_low_stock_events(self):
+        pid = self.product(initial_stock=100)
+        r = self.admin("POST", "/inventory/%s/adjustments" % pid, {"delta": -85, "reason": "damaged in transit"})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json()["on_hand"], 15)
+        r = self.admin("POST", "/inventory/%s/adjustments" % pid, {"delta": -6, "reason": "shrinkage"})
+        self.assertEqual(r.json()["available"], 9)              # crosses its threshold of 10
+        r = self.admin("POST", "/inventory/%s/adjustments" % pid, {"delta": -1, "reason": "more shrinkage"})
+        self.assertStatus(r, 200)                                # still low: no second alert
+        self.assertProblem(self.admin("POST", "/inventory/%s/adjustments" % pid,
+                                      {"delta": -9, "reason": "too many"}), 409)
+        self.assertProblem(self.admin("POST", "/inventory/%s/adjustments" % pid, {"delta": 1}), 422)
+        r = self.admin("PUT", "/inventory/" + pid, {"on_hand": 50, "low_stock_threshold": 20})
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json()["on_hand"], r.json()["low_stock_threshold"]), (50, 20))
+        self.assertProblem(self.admin("PUT", "/inventory/" + pid, {"on_hand": -1}), 422)
+        self.assertProblem(self.admin("PUT", "/inventory/" + pid, {"on_hand": 5, "role": "x"}), 422)
+
+        h = self.admin("GET", "/inventory/%s/history" % pid)
+        self.assertStatus(h, 200)
+        reasons = [c["reason"] for c in h.json()["items"]]
+        self.assertEqual(reasons, ["product created", "damaged in transit", "shrinkage",
+                                   "more shrinkage", "set by admin"])
+        low = self.admin("GET", "/inventory?low_stock=true&limit=100")
+        self.assertNotIn(pid, [s["product_id"] for s in low.json()["items"]])   # 50 > 20 again
+
+        log = self.log(["inventory.events"])
+        log.wait(lambda s: len([r for r in s.by_key("inventory.events", pid)
+                                if r.type == "inventory.adjusted"]) >= 5, what="5 adjustments of " + pid)
+        lows = [r for r in log.by_key("inventory.events", pid) if r.type == "inventory.low_stock"]
+        self.assertEqual(len({r.ce_id for r in lows}), 1, "one alert for one crossing: %s" % lows)
+        self.assertEqual(lows[0].value["available"], 9)
+        self.assertEqual(lows[0].headers.get("ce_source"), "/mercato/inventory")
+
+    def test_low_stock_list(self):
+        pid = self.product(initial_stock=2)                     # born at or below 5
+        low = self.admin("GET", "/inventory?low_stock=true&limit=100")
+        self.assertStatus(low, 200)
+        self.assertIn(pid, [s["product_id"] for s in low.json()["items"]])
+
+
+if __name__ == "__main__":
+    unittest.main()
