@@ -522,7 +522,7 @@ class TestEventContent(EventCase):
 
 @unittest.skipUnless(READY, WHY)
 class TestRelayCrash(EventCase):
-    N = 300
+    N = 1000     # the burst
     THREADS = 4
     KILLS = 3
 
