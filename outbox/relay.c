@@ -512,10 +512,15 @@ relay_redrive(const char *data_dir)
         if (!s->ready || s_txn_begin(s->env, 0, &txn))
             continue;
         MDB_cursor *dead, *out;
-        MDB_val k, v, last;
+        MDB_val k, v, last, sk = { 4, "last" };
+        MDB_dbi seqdb;
         mdb_cursor_open(txn, s->dead, &dead);
         mdb_cursor_open(txn, s->outbox, &out);
+        //  new numbers past every one ever used, as the actors' own appends do
         uint64_t seq = mdb_cursor_get(out, &last, &v, MDB_LAST) == 0 ? mc_outbox_seq(&last) : 0;
+        bool have_seq = mdb_dbi_open(txn, "outbox_seq", MDB_CREATE, &seqdb) == 0;
+        if (have_seq && mdb_get(txn, seqdb, &sk, &v) == 0 && v.mv_size == 8 && mc_outbox_seq(&v) > seq)
+            seq = mc_outbox_seq(&v);
         int rc;
         //  back at the end of the outbox, with new sequence numbers, in their old order
         while ((rc = mdb_cursor_get(dead, &k, &v, MDB_FIRST)) == 0) {
@@ -528,7 +533,10 @@ relay_redrive(const char *data_dir)
         }
         mdb_cursor_close(dead);
         mdb_cursor_close(out);
-        if (mdb_txn_commit(txn))
+        unsigned char lastkey[8];
+        mc_outbox_key(lastkey, seq);
+        MDB_val lv = { 8, lastkey };
+        if ((have_seq && mdb_put(txn, seqdb, &sk, &lv, 0)) || mdb_txn_commit(txn))
             moved = -1;
     }
     relay_destroy(&self);
