@@ -45,6 +45,7 @@ struct _relay_t {
     source_t sources[SOURCES_MAX];  //  one per actor environment
     size_t nsources;
     uint64_t scanned_at, reported_at;   //  mono ms
+    uint64_t pruned_at;                 //  mono ms of the last deletion pass
     uint64_t delivered, retried, dead;  //  counters
 };
 
@@ -485,9 +486,13 @@ relay_run(relay_t *self)
                 if (self->sources[i].ready)
                     s_pump(self, &self->sources[i]);
             rd_kafka_poll(self->rk, 5);
-            for (size_t i = 0; i < self->nsources; i++)
-                if (self->sources[i].ready)
-                    s_prune(&self->sources[i]);
+            //  deletions share the environment's one writer lock with the actor: batch them
+            if (now - self->pruned_at >= 100) {
+                for (size_t i = 0; i < self->nsources; i++)
+                    if (self->sources[i].ready)
+                        s_prune(&self->sources[i]);
+                self->pruned_at = now;
+            }
         }
         else
             zclock_sleep(50);
