@@ -3,6 +3,7 @@
 #include "catalog.h"
 #include "catalog_list.h"
 #include "mc_outbox.h"
+#include "mc_core_test.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
@@ -10,19 +11,6 @@
 
 static mc_core_t *s_core;
 static uint64_t s_clock = 1700000000000ull;
-
-typedef struct {
-    msgpack_sbuffer frame;      //  the reply frame
-    msgpack_unpacked u;         //  its decoded form
-    mc_reply_t rep;             //  the reply
-} result_t;
-
-static void
-s_free(result_t *r)
-{
-    msgpack_unpacked_destroy(&r->u);
-    msgpack_sbuffer_destroy(&r->frame);
-}
 
 //  Sends type with key and a body packed by the caller (raw msgpack map, or NULL for {}).
 static int
@@ -34,16 +22,7 @@ s_call(result_t *r, const char *type, const char *key, const msgpack_sbuffer *bo
                          .key = key ? (mc_str_t) { key, strlen(key) } : (mc_str_t) { id, MC_ULID_LEN },
                          .time = s_clock, .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) }
                                                                : (mc_str_t) { "", 0 } };
-    msgpack_sbuffer env;
-    msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
-    msgpack_sbuffer_init(&r->frame);
-    msgpack_unpacked_init(&r->u);
-    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
-    msgpack_sbuffer_destroy(&env);
-    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
-        return -1;
-    return r->rep.status;
+    return mc_core_test_call(s_core, r, &req, body, s_clock);
 }
 
 static msgpack_sbuffer

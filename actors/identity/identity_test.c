@@ -3,24 +3,12 @@
 #include "identity.h"
 #include "identity_keys.h"
 #include "mc_outbox.h"
+#include "mc_core_test.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
 static mc_core_t *s_core;
 static uint64_t s_clock = 1800000000000ull;
-
-typedef struct {
-    msgpack_sbuffer frame;      //  the reply frame
-    msgpack_unpacked u;         //  its decoded form
-    mc_reply_t rep;             //  the reply
-} result_t;
-
-static void
-s_free(result_t *r)
-{
-    msgpack_unpacked_destroy(&r->u);
-    msgpack_sbuffer_destroy(&r->frame);
-}
 
 //  body: a JSON-like list of string pairs "k", "v", ..., NULL; "?b" values are booleans.
 static int
@@ -52,17 +40,9 @@ s_call(result_t *r, const char *type, const char *user, const char *role, ...)
                          .key = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { id, MC_ULID_LEN },
                          .user = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { "", 0 },
                          .role = role ? (mc_str_t) { role, strlen(role) } : MC_STR("anonymous"), .time = s_clock };
-    msgpack_sbuffer env;
-    msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, (mc_str_t) { body.data, body.size });
-    msgpack_sbuffer_init(&r->frame);
-    msgpack_unpacked_init(&r->u);
-    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
-    msgpack_sbuffer_destroy(&env);
+    int status = mc_core_test_call(s_core, r, &req, &body, s_clock);
     msgpack_sbuffer_destroy(&body);
-    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
-        return -1;
-    return r->rep.status;
+    return status;
 }
 
 static void

@@ -2,24 +2,12 @@
     adjustments that would break on_hand >= reserved, low-stock crossings, history. */
 #include "inventory.h"
 #include "mc_outbox.h"
+#include "mc_core_test.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
 static mc_core_t *s_core;
 static uint64_t s_clock = 1800000000000ull;
-
-typedef struct {
-    msgpack_sbuffer frame;      //  the reply frame
-    msgpack_unpacked u;         //  its decoded form
-    mc_reply_t rep;             //  the reply
-} result_t;
-
-static void
-s_free(result_t *r)
-{
-    msgpack_unpacked_destroy(&r->u);
-    msgpack_sbuffer_destroy(&r->frame);
-}
 
 static int
 s_call(result_t *r, const char *type, const char *key, const char *id, const msgpack_sbuffer *body)
@@ -29,16 +17,7 @@ s_call(result_t *r, const char *type, const char *key, const char *id, const msg
     mc_request_t req = { .id = id ? (mc_str_t) { id, strlen(id) } : (mc_str_t) { mid, MC_ULID_LEN },
                          .type = { type, strlen(type) }, .key = { key, strlen(key) }, .role = MC_STR("admin"),
                          .time = s_clock };
-    msgpack_sbuffer env;
-    msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
-    msgpack_sbuffer_init(&r->frame);
-    msgpack_unpacked_init(&r->u);
-    int rc = mc_core_handle(s_core, env.data, env.size, s_clock, &r->frame);
-    msgpack_sbuffer_destroy(&env);
-    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
-        return -1;
-    return r->rep.status;
+    return mc_core_test_call(s_core, r, &req, body, s_clock);
 }
 
 static int

@@ -1,0 +1,38 @@
+/*  mc_core_test: sending one message through an actor core and reading its reply, for the
+    services' unit tests. For test files only. */
+#ifndef MC_CORE_TEST_H
+#define MC_CORE_TEST_H
+
+#include "mc_actor.h"
+
+typedef struct {
+    msgpack_sbuffer frame;      //  the reply frame
+    msgpack_unpacked u;         //  its decoded form
+    mc_reply_t rep;             //  the reply
+} result_t;
+
+static inline void
+s_free(result_t *r)
+{
+    msgpack_unpacked_destroy(&r->u);
+    msgpack_sbuffer_destroy(&r->frame);
+}
+
+//  Handles req with body (a packed map, or NULL for {}) at now_ms; the reply lands in r (free it
+//  with s_free). Returns the reply's status, or -1 when there was none.
+static inline int
+mc_core_test_call(mc_core_t *core, result_t *r, const mc_request_t *req, const msgpack_sbuffer *body, uint64_t now_ms)
+{
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
+    msgpack_sbuffer_init(&r->frame);
+    msgpack_unpacked_init(&r->u);
+    int rc = mc_core_handle(core, env.data, env.size, now_ms, &r->frame);
+    msgpack_sbuffer_destroy(&env);
+    if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
+        return -1;
+    return r->rep.status;
+}
+
+#endif
