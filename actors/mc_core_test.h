@@ -5,6 +5,9 @@
 
 #include "mc_actor.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 typedef struct {
     msgpack_sbuffer frame;      //  the reply frame
     msgpack_unpacked u;         //  its decoded form
@@ -33,6 +36,24 @@ mc_core_test_call(mc_core_t *core, result_t *r, const mc_request_t *req, const m
     if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
         return -1;
     return r->rep.status;
+}
+
+//  Opens service's shard 0 in a fresh temporary data directory (dir receives its path).
+static inline mc_core_t *
+mc_core_test_open(const mc_service_t *service, char dir[64], size_t map_max)
+{
+    snprintf(dir, 64, "/tmp/mc-%s-test-XXXXXX", service->name);
+    return mkdtemp(dir) ? mc_core_new(service, dir, 0, map_max) : NULL;
+}
+
+//  Closes the core and removes its directory. 0 on success.
+static inline int
+mc_core_test_close(mc_core_t **core, const char *dir)
+{
+    mc_core_destroy(core);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 #endif

@@ -421,10 +421,8 @@ test_storage_full(void)
 int
 main(void)
 {
-    char dir[] = "/tmp/mc-catalog-test-XXXXXX";
-    if (!mkdtemp(dir))
-        return 1;
-    s_core = mc_core_new(&catalog_service, dir, 0, 1u << 30);
+    char dir[64];
+    s_core = mc_core_test_open(&catalog_service, dir, 1u << 30);
     if (!s_core)
         return 1;
     MC_TEST_RUN(test_crud);
@@ -433,10 +431,7 @@ main(void)
     MC_TEST_RUN(test_events);
     MC_TEST_RUN(test_sequence_rises_after_the_relay_empties_the_outbox);
     MC_TEST_RUN(test_storage_full);
-    mc_core_destroy(&s_core);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();
 }

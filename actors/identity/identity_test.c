@@ -258,10 +258,8 @@ test_keys(void)
 int
 main(void)
 {
-    char dir[] = "/tmp/mc-identity-test-XXXXXX";
-    if (!mkdtemp(dir))
-        return 1;
-    s_core = mc_core_new(&identity_service, dir, 0, 1u << 30);
+    char dir[64];
+    s_core = mc_core_test_open(&identity_service, dir, 1u << 30);
     if (!s_core)
         return 1;
     MC_TEST_RUN(test_accounts);
@@ -270,10 +268,7 @@ main(void)
     MC_TEST_RUN(test_refresh_families);
     MC_TEST_RUN(test_addresses);
     MC_TEST_RUN(test_keys);
-    mc_core_destroy(&s_core);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();
 }

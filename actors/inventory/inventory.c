@@ -259,8 +259,10 @@ s_below_reserved(mc_ctx_t *ctx, const stock_t *st)
     return 409;
 }
 
+//  Sets on_hand (absolute) or moves it by value, and the threshold when the body has one; records
+//  why; replies with the stock. on_hand never goes below what is reserved.
 static int
-s_set(mc_ctx_t *ctx)
+s_apply(mc_ctx_t *ctx, bool absolute, int64_t value, mc_str_t reason)
 {
     stock_t st;
     mc_str_t id = ctx->req->key;
@@ -269,13 +271,10 @@ s_set(mc_ctx_t *ctx)
         return s_not_found(ctx);
     if (rc)
         return FAIL(rc);
-    int64_t on_hand = 0;
-    mc_map_int(ctx->req->body, "on_hand", &on_hand);
+    int64_t on_hand = absolute ? value : st.on_hand + value;
     if (on_hand < st.reserved)
         return s_below_reserved(ctx, &st);
     mc_map_int(ctx->req->body, "low_stock_threshold", &st.threshold);
-    mc_str_t reason = MC_STR("set by admin");
-    mc_map_str(ctx->req->body, "reason", &reason);
     int64_t delta = on_hand - st.on_hand;
     st.on_hand = on_hand;
     if ((rc = s_change(ctx, id, &st, delta, reason)))
@@ -284,25 +283,23 @@ s_set(mc_ctx_t *ctx)
 }
 
 static int
+s_set(mc_ctx_t *ctx)
+{
+    int64_t on_hand = 0;
+    mc_str_t reason = MC_STR("set by admin");
+    mc_map_int(ctx->req->body, "on_hand", &on_hand);
+    mc_map_str(ctx->req->body, "reason", &reason);
+    return s_apply(ctx, true, on_hand, reason);
+}
+
+static int
 s_adjust(mc_ctx_t *ctx)
 {
-    stock_t st;
-    mc_str_t id = ctx->req->key;
-    int rc = s_load(ctx->txn, ctx->state, id, &st);
-    if (rc == MDB_NOTFOUND)
-        return s_not_found(ctx);
-    if (rc)
-        return FAIL(rc);
     int64_t delta = 0;
-    mc_str_t reason;
+    mc_str_t reason = { "", 0 };
     mc_map_int(ctx->req->body, "delta", &delta);
     mc_map_str(ctx->req->body, "reason", &reason);
-    if (st.on_hand + delta < st.reserved)
-        return s_below_reserved(ctx, &st);
-    st.on_hand += delta;
-    if ((rc = s_change(ctx, id, &st, delta, reason)))
-        return FAIL(rc);
-    return s_reply_stock(ctx, id, &st);
+    return s_apply(ctx, false, delta, reason);
 }
 
 static int

@@ -146,18 +146,13 @@ test_adjustments_and_low_stock(void)
 int
 main(void)
 {
-    char dir[] = "/tmp/mc-inventory-test-XXXXXX";
-    if (!mkdtemp(dir))
-        return 1;
-    s_core = mc_core_new(&inventory_service, dir, 0, 1u << 30);
+    char dir[64];
+    s_core = mc_core_test_open(&inventory_service, dir, 1u << 30);
     if (!s_core)
         return 1;
     MC_TEST_RUN(test_stock_from_events);
     MC_TEST_RUN(test_adjustments_and_low_stock);
-    mc_core_destroy(&s_core);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();
 }
