@@ -89,6 +89,15 @@ mc_store_dbi(mc_store_t *self, const char *name, unsigned flags, MDB_dbi *dbi)
 }
 
 int
+mc_store_dbis(mc_store_t *self, const char *const *names, MDB_dbi *const *dbis, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = mc_store_dbi(self, names[i], 0, dbis[i]);
+    return rc;
+}
+
+int
 mc_store_begin(mc_store_t *self, MDB_txn **txn)
 {
     return mdb_txn_begin(self->env, NULL, 0, txn);

@@ -24,6 +24,9 @@ MDB_env *mc_store_env(mc_store_t *self);
 //  Opens (creating) a named database; flags as mdb_dbi_open (MDB_DUPSORT...). 0 or LMDB error.
 int mc_store_dbi(mc_store_t *self, const char *name, unsigned flags, MDB_dbi *dbi);
 
+//  Opens (creating) n named databases: names[i] into *dbis[i]. 0 or the first LMDB error.
+int mc_store_dbis(mc_store_t *self, const char *const *names, MDB_dbi *const *dbis, size_t n);
+
 //  Begins a write transaction.
 int mc_store_begin(mc_store_t *self, MDB_txn **txn);
 

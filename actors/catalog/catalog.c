@@ -17,13 +17,11 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     catalog_db_t *db = calloc(1, sizeof *db);
     if (!db)
         return -1;
-    int rc = mc_store_dbi(store, "products", 0, &db->products);
-    if (!rc) rc = mc_store_dbi(store, "sku", 0, &db->sku);
-    if (!rc) rc = mc_store_dbi(store, "idx_cat", 0, &db->idx_cat);
-    if (!rc) rc = mc_store_dbi(store, "idx_word", 0, &db->idx_word);
-    if (!rc) rc = mc_store_dbi(store, "idx_price", 0, &db->idx_price);
-    if (!rc) rc = mc_store_dbi(store, "idx_feat", 0, &db->idx_feat);
-    if (!rc) rc = mc_store_dbi(store, "categories", 0, &db->categories);
+    static const char *const names[] = { "products", "sku", "idx_cat", "idx_word", "idx_price", "idx_feat",
+                                         "categories" };
+    MDB_dbi *const dbis[] = { &db->products, &db->sku, &db->idx_cat, &db->idx_word, &db->idx_price,
+                              &db->idx_feat, &db->categories };
+    int rc = mc_store_dbis(store, names, dbis, 7);
     if (rc) {
         free(db);
         return rc;

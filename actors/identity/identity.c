@@ -147,13 +147,11 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     identity_db_t *db = calloc(1, sizeof *db);
     if (!db)
         return -1;
-    int rc = mc_store_dbi(store, "users", 0, &db->users);
-    if (!rc) rc = mc_store_dbi(store, "emails", 0, &db->emails);
-    if (!rc) rc = mc_store_dbi(store, "addresses", 0, &db->addresses);
-    if (!rc) rc = mc_store_dbi(store, "refresh", 0, &db->refresh);
-    if (!rc) rc = mc_store_dbi(store, "families", 0, &db->families);
-    if (!rc) rc = mc_store_dbi(store, "user_families", 0, &db->user_families);
-    if (!rc) rc = mc_store_dbi(store, "failures", 0, &db->failures);
+    static const char *const names[] = { "users", "emails", "addresses", "refresh", "families", "user_families",
+                                         "failures" };
+    MDB_dbi *const dbis[] = { &db->users, &db->emails, &db->addresses, &db->refresh, &db->families,
+                              &db->user_families, &db->failures };
+    int rc = mc_store_dbis(store, names, dbis, 7);
     if (!rc && !(db->keys = identity_keys_new(data_dir)))
         rc = -1;
     if (rc) {
@@ -238,15 +236,22 @@ s_etag(char *out, size_t outsz, const msgpack_object *user)
     snprintf(out, outsz, "\"%" PRIu64 "\"", version);
 }
 
+//  Loads the signed-in caller into u: 200, or the status already replied (401, or an error).
 static int
-s_me(mc_ctx_t *ctx)
+s_load_caller(mc_ctx_t *ctx, msgpack_unpacked *u)
 {
     if (identity_require_user(ctx))
         return 401;
+    int rc = identity_user_load(ctx->txn, ctx->state, ctx->req->user, u);
+    return rc == MDB_NOTFOUND ? s_user_not_found(ctx) : rc ? IDENTITY_FAIL(rc) : 200;
+}
+
+static int
+s_me(mc_ctx_t *ctx)
+{
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int rc = identity_user_load(ctx->txn, ctx->state, ctx->req->user, &u);
-    int status = rc == MDB_NOTFOUND ? s_user_not_found(ctx) : rc ? IDENTITY_FAIL(rc) : 200;
+    int status = s_load_caller(ctx, &u);
     if (status == 200) {
         char etag[32];
         s_etag(etag, sizeof etag, &u.data);
@@ -310,12 +315,9 @@ s_update(mc_ctx_t *ctx)
 static int
 s_password_hash(mc_ctx_t *ctx)
 {
-    if (identity_require_user(ctx))
-        return 401;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int rc = identity_user_load(ctx->txn, ctx->state, ctx->req->user, &u);
-    int status = rc == MDB_NOTFOUND ? s_user_not_found(ctx) : rc ? IDENTITY_FAIL(rc) : 200;
+    int status = s_load_caller(ctx, &u);
     if (status == 200) {
         mc_str_t hash = { "", 0 }, email = { "", 0 };
         mc_map_str(&u.data, "password_hash", &hash);

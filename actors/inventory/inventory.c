@@ -32,10 +32,9 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     inventory_db_t *db = calloc(1, sizeof *db);
     if (!db)
         return -1;
-    int rc = mc_store_dbi(store, "stock", 0, &db->stock);
-    if (!rc) rc = mc_store_dbi(store, "history", 0, &db->history);
-    if (!rc) rc = mc_store_dbi(store, "low", 0, &db->low);
-    if (!rc) rc = mc_store_dbi(store, "processed", 0, &db->processed);
+    static const char *const names[] = { "stock", "history", "low", "processed" };
+    MDB_dbi *const dbis[] = { &db->stock, &db->history, &db->low, &db->processed };
+    int rc = mc_store_dbis(store, names, dbis, 4);
     if (rc) {
         free(db);
         return rc;
