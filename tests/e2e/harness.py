@@ -328,7 +328,10 @@ class Cluster:
             self._start_broker(p, timeout)
         elif name == "node":
             p.start([self._bin("mercato-node"), "--broker", self.endpoint, "--data", self.data_dir,
-                     "--actors", ",".join(self.actors), "--node-id", self.node_id], self.env)
+                     "--actors", ",".join(self.actors), "--node-id",
+                     # unique across concurrent clusters: a broker replaces a worker that has the
+                     # same node id
+                     "%s-%s" % (self.node_id, os.path.basename(self.tmp))], self.env)
             # A node writes no file; its liveness shows in /readyz (see wait_ready).
         elif name == "edge":
             port_file = os.path.join(self.tmp, "edge.port")
@@ -439,7 +442,10 @@ class Cluster:
             _unlink(ep_file)
             # First start: ephemeral port. Restart: rebind the same endpoint, since node and
             # edge keep reconnecting to it.
-            p.start([self._bin("mercato-broker"), "--bind", self.endpoint or "tcp://127.0.0.1:*",
+            # A unix socket in this cluster's own temp dir: a TCP port freed by a killed broker
+            # could be taken by a concurrently running cluster, and nodes would join the wrong one.
+            p.start([self._bin("mercato-broker"), "--bind",
+                     self.endpoint or "ipc://" + os.path.join(self.tmp, "broker.sock"),
                      "--endpoint-file", ep_file], self.env)
             try:
                 ep = wait_for(lambda: self._check_alive(p) and _read_file(ep_file),
