@@ -1,17 +1,44 @@
 #include "mc_actor.h"
 
 #include "mc_log.h"
-#include "mc_proto.h"
 #include "mc_util.h"
+
+#include <string.h>
+
+//  Messages handled as one group commit at most; a burst beyond it waits for the next group.
+#define BATCH_MAX 256
+//  Callers waiting for a later message to answer them, at most.
+#define WAITERS_MAX 4096
+
+//  A caller whose answer comes from a later message (mc_park).
+typedef struct {
+    char key[96];               //  what it waits for
+    char id[72];                //  its request's message id
+    zframe_t *client, *rid;     //  where the answer goes
+    uint64_t deadline;          //  unix ms after which it no longer waits
+    bool replayed;              //  it gets the answer as a stored one
+} waiter_t;
+
+//  One message of the batch being gathered, and where its reply goes.
+typedef struct {
+    zframe_t *client, *rid;     //  the broker's routing of the caller; NULL for our own messages
+    zframe_t *frame;            //  the request
+} pending_t;
 
 typedef struct {
     mc_actor_args_t args;       //  configuration
     char service[160];          //  "<service>.<shard>" as announced
-    zsock_t *broker;            //  DEALER to the broker; replaced on reconnect
+    zsock_t *broker;            //  DEALER to the broker as a worker; replaced on reconnect
+    zsock_t *client;            //  DEALER to the broker as a client, for mc_send
     uint64_t broker_expiry;     //  mono ms after which the broker counts as dead
     uint64_t heartbeat_at;      //  next heartbeat to send, mono ms
+    uint64_t tick_at;           //  next tick message, mono ms
     mc_core_t *core;            //  the socket-free part
-    msgpack_sbuffer out;        //  reply buffer, reused
+    pending_t batch[BATCH_MAX]; //  the group being gathered
+    size_t nbatch;
+    waiter_t *waiters;          //  parked callers
+    size_t nwaiters;
+    uint64_t malformed;         //  frames that were not the protocol
 } actor_t;
 
 static void
@@ -41,48 +68,289 @@ s_connect(actor_t *self)
 }
 
 static void
-s_handle_request(actor_t *self, zmsg_t *msg)
+s_reply(actor_t *self, zframe_t *client, zframe_t *rid, const void *data, size_t len)
 {
-    zframe_t *client = zmsg_pop(msg);
-    zframe_t *rid = zmsg_pop(msg);
-    zframe_t *frame = zmsg_pop(msg);
-    if (client && rid && frame && !zmsg_size(msg)) {
-        msgpack_sbuffer_clear(&self->out);
-        if (mc_core_handle(self->core, zframe_data(frame), zframe_size(frame), mc_now_ms(), &self->out) == 0) {
-            zmsg_t *reply = zmsg_new();
-            zmsg_append(reply, &client);
-            zmsg_append(reply, &rid);
-            zmsg_addmem(reply, self->out.data, self->out.size);
-            s_send(self, MC_W_REPLY, reply);
+    zmsg_t *reply = zmsg_new();
+    zmsg_append(reply, &client);
+    zmsg_append(reply, &rid);
+    zmsg_addmem(reply, data, len);
+    s_send(self, MC_W_REPLY, reply);
+}
+
+static void
+s_waiter_drop(actor_t *self, size_t i)
+{
+    zframe_destroy(&self->waiters[i].client);
+    zframe_destroy(&self->waiters[i].rid);
+    self->waiters[i] = self->waiters[--self->nwaiters];
+}
+
+static void
+s_park(actor_t *self, const mc_fx_t *fx, pending_t *p)
+{
+    if (!p->client || self->nwaiters == WAITERS_MAX) {
+        if (p->client) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            mc_reply_error_retry(&pk, (mc_str_t) { fx->id, strlen(fx->id) }, 503, "overloaded",
+                                 "too many requests are waiting", 1);
+            s_reply(self, zframe_dup(p->client), zframe_dup(p->rid), sb.data, sb.size);
+            msgpack_sbuffer_destroy(&sb);
+        }
+        return;
+    }
+    waiter_t *w = &self->waiters[self->nwaiters++];
+    memcpy(w->key, fx->key, sizeof w->key);
+    memcpy(w->id, fx->id, sizeof w->id);
+    w->client = zframe_dup(p->client);
+    w->rid = zframe_dup(p->rid);
+    w->deadline = fx->deadline;
+    w->replayed = fx->replayed;
+}
+
+static void
+s_answer(actor_t *self, const mc_fx_t *fx)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (size_t i = 0; i < self->nwaiters;) {
+        waiter_t *w = &self->waiters[i];
+        if (strcmp(w->key, fx->key) != 0) {
+            i++;
+            continue;
+        }
+        msgpack_sbuffer_clear(&sb);
+        mc_reply_raw(&pk, (mc_str_t) { w->id, strlen(w->id) }, fx->status, fx->error, fx->data.data,
+                     fx->data.size, w->replayed);
+        s_reply(self, w->client, w->rid, sb.data, sb.size);
+        w->client = w->rid = NULL;
+        s_waiter_drop(self, i);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+s_effects(actor_t *self)
+{
+    size_t n;
+    mc_fx_t *const *fx = mc_core_effects(self->core, &n);
+    for (size_t i = 0; i < n; i++) {
+        const mc_fx_t *e = fx[i];
+        pending_t *p = e->kind == MC_FX_REPLY || e->kind == MC_FX_PARK ? &self->batch[e->origin] : NULL;
+        if (e->kind == MC_FX_REPLY && p->client)
+            s_reply(self, zframe_dup(p->client), zframe_dup(p->rid), e->data.data, e->data.size);
+        else
+        if (e->kind == MC_FX_PARK)
+            s_park(self, e, p);
+        else
+        if (e->kind == MC_FX_ANSWER)
+            s_answer(self, e);
+        else
+        if (e->kind == MC_FX_SEND) {
+            zmsg_t *msg = zmsg_new();
+            byte cmd = MC_C_REQUEST;
+            zmsg_addstr(msg, MC_CLIENT);
+            zmsg_addmem(msg, &cmd, 1);
+            zmsg_addstr(msg, e->service);
+            zmsg_addstr(msg, e->tag);
+            zmsg_addmem(msg, e->data.data, e->data.size);
+            zmsg_send(&msg, self->client);
         }
     }
-    zframe_destroy(&client);
-    zframe_destroy(&rid);
-    zframe_destroy(&frame);
+}
+
+static void
+s_flush(actor_t *self)
+{
+    if (!self->nbatch)
+        return;
+    mc_in_t in[BATCH_MAX];
+    for (size_t i = 0; i < self->nbatch; i++)
+        in[i] = (mc_in_t) { zframe_data(self->batch[i].frame), zframe_size(self->batch[i].frame) };
+    mc_core_batch(self->core, in, self->nbatch, mc_now_ms());
+    s_effects(self);
+    for (size_t i = 0; i < self->nbatch; i++) {
+        zframe_destroy(&self->batch[i].client);
+        zframe_destroy(&self->batch[i].rid);
+        zframe_destroy(&self->batch[i].frame);
+    }
+    self->nbatch = 0;
+}
+
+static void
+s_add(actor_t *self, zframe_t *client, zframe_t *rid, zframe_t *frame)
+{
+    if (self->nbatch == BATCH_MAX)
+        s_flush(self);
+    self->batch[self->nbatch++] = (pending_t) { client, rid, frame };
+}
+
+//  A message of our own (a tick, a reply to mc_send) as an envelope with the time it arrived.
+static void
+s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *body)
+{
+    char id[MC_ULID_LEN + 1];
+    uint64_t now = mc_now_ms();
+    mc_ulid(id, now);
+    mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = { type, strlen(type) }, .key = key,
+                         .corr = MC_STR(""), .reply = MC_STR("self"), .user = MC_STR(""), .role = MC_STR("system"),
+                         .trace = MC_STR(""), .time = now };
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
+    s_add(self, NULL, NULL, zframe_new(env.data, env.size));
+    msgpack_sbuffer_destroy(&env);
+}
+
+//  The broker's answer to mc_send: [MCC1, kind, service, tag, payload] becomes a step message.
+static void
+s_handle_client(actor_t *self, zmsg_t *msg)
+{
+    const mc_service_t *svc = mc_core_service(self->core);
+    zframe_t *proto = zmsg_pop(msg), *kind = zmsg_pop(msg), *service = zmsg_pop(msg), *tag = zmsg_pop(msg);
+    zframe_t *payload = zmsg_pop(msg);
+    if (!svc->step || !proto || !zframe_streq(proto, MC_CLIENT) || !tag || zframe_size(tag) > MC_REQUEST_ID_MAX)
+        self->malformed++;
+    else {
+        msgpack_sbuffer body;
+        msgpack_sbuffer_init(&body);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        mc_reply_t rep;
+        bool ok = mc_proto_is(kind, MC_C_REPLY) && payload
+                  && mc_reply_decode(&u, zframe_data(payload), zframe_size(payload), &rep) == 0;
+        mc_str_t t = { (const char *) zframe_data(tag), zframe_size(tag) };
+        msgpack_pack_map(&pk, ok && (rep.body || rep.error) ? 3 : 2);
+        mc_pack_kv_str(&pk, "tag", t.ptr, t.len);
+        mc_pack_kv_uint(&pk, "status", ok ? (uint64_t) rep.status : 503);
+        if (ok && rep.error) {
+            mc_pack_cstr(&pk, "error");
+            msgpack_pack_object(&pk, *rep.error);
+        }
+        else
+        if (ok && rep.body) {
+            mc_pack_cstr(&pk, "body");
+            msgpack_pack_object(&pk, *rep.body);
+        }
+        s_add_own(self, svc->step, t, &body);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&body);
+    }
+    zframe_destroy(&proto);
+    zframe_destroy(&kind);
+    zframe_destroy(&service);
+    zframe_destroy(&tag);
+    zframe_destroy(&payload);
 }
 
 //  Returns false when the actor must reconnect.
 static bool
-s_handle_broker(actor_t *self, zmsg_t *msg, uint64_t *malformed)
+s_handle_broker(actor_t *self, zmsg_t *msg)
 {
     zframe_t *proto = zmsg_pop(msg);
     zframe_t *cmd = zmsg_pop(msg);
     bool ok = true;
     self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     if (!proto || !zframe_streq(proto, MC_WORKER))
-        (*malformed)++;
+        self->malformed++;
     else
-    if (mc_proto_is(cmd, MC_W_REQUEST))
-        s_handle_request(self, msg);
+    if (mc_proto_is(cmd, MC_W_REQUEST)) {
+        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg), *frame = zmsg_pop(msg);
+        if (client && rid && frame && !zmsg_size(msg))
+            s_add(self, client, rid, frame);
+        else {
+            zframe_destroy(&client);
+            zframe_destroy(&rid);
+            zframe_destroy(&frame);
+        }
+    }
     else
     if (mc_proto_is(cmd, MC_W_DISCONNECT))
         ok = false;
     else
     if (!mc_proto_is(cmd, MC_W_HEARTBEAT))
-        (*malformed)++;
+        self->malformed++;
     zframe_destroy(&proto);
     zframe_destroy(&cmd);
     return ok;
+}
+
+static void
+s_tick(actor_t *self, uint64_t now_mono)
+{
+    const mc_service_t *svc = mc_core_service(self->core);
+    if (!svc->tick || now_mono < self->tick_at)
+        return;
+    self->tick_at = now_mono + MC_TICK_MS;
+    uint64_t now = mc_now_ms();
+    for (size_t i = 0; i < self->nwaiters;)
+        if (self->waiters[i].deadline && self->waiters[i].deadline < now)
+            s_waiter_drop(self, i);     //  its caller has given up
+        else
+            i++;
+    s_add_own(self, svc->tick, MC_STR(""), NULL);
+}
+
+//  Serves until the pipe says $TERM; false when the broker went silent or said goodbye.
+static bool
+s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
+{
+    zpoller_t *poller = zpoller_new(pipe, self->broker, self->client, NULL);
+    bool reconnect = false;
+    while (!reconnect && !*terminated) {
+        uint64_t now = mc_mono_ms();
+        uint64_t next = self->heartbeat_at;
+        if (mc_core_service(self->core)->tick && self->tick_at < next)
+            next = self->tick_at;
+        void *which = zpoller_wait(poller, next > now ? (int) (next - now) : 0);
+        if (which == pipe) {
+            char *cmd = zstr_recv(pipe);
+            *terminated = !cmd || streq(cmd, "$TERM");
+            free(cmd);
+        }
+        else
+        if (zpoller_terminated(poller))
+            *terminated = true;
+        //  gather what is waiting into one group, then look at the clock again
+        for (int i = 0; i < BATCH_MAX && !reconnect; i++) {
+            bool any = false;
+            if (zsock_events(self->broker) & ZMQ_POLLIN) {
+                zmsg_t *msg = zmsg_recv(self->broker);
+                if (msg)
+                    reconnect = !s_handle_broker(self, msg);
+                zmsg_destroy(&msg);
+                any = true;
+            }
+            if (zsock_events(self->client) & ZMQ_POLLIN) {
+                zmsg_t *msg = zmsg_recv(self->client);
+                if (msg)
+                    s_handle_client(self, msg);
+                zmsg_destroy(&msg);
+                any = true;
+            }
+            if (!any)
+                break;
+        }
+        now = mc_mono_ms();
+        s_tick(self, now);
+        s_flush(self);
+        if (now >= self->heartbeat_at) {
+            s_send(self, MC_W_HEARTBEAT, NULL);
+            self->heartbeat_at = now + MC_HEARTBEAT_MS;
+        }
+        if (now > self->broker_expiry) {
+            mc_warn("broker silent, reconnecting", "\"service\":\"%s\"", self->service);
+            reconnect = true;
+        }
+    }
+    zpoller_destroy(&poller);
+    return !reconnect;
 }
 
 void
@@ -91,61 +359,32 @@ mc_actor(zsock_t *pipe, void *args)
     actor_t self = { .args = *(mc_actor_args_t *) args };
     snprintf(self.service, sizeof self.service, "%s.%u", self.args.service->name, self.args.shard);
     self.core = mc_core_new(self.args.service, self.args.data_dir, self.args.shard, self.args.map_max);
-    msgpack_sbuffer_init(&self.out);
+    self.waiters = calloc(WAITERS_MAX, sizeof *self.waiters);
     zsock_signal(pipe, 0);
-    if (!self.core) {
+    if (!self.core || !self.waiters) {
         zstr_send(pipe, "EXIT");
-        msgpack_sbuffer_destroy(&self.out);
+        mc_core_destroy(&self.core);
+        free(self.waiters);
         return;
     }
     s_connect(&self);
+    self.client = zsock_new(ZMQ_DEALER);
+    mc_proto_socket_setup(self.client);
+    zsock_connect(self.client, "%s", self.args.broker);
     mc_info("actor started", "\"service\":\"%s\",\"node\":\"%s\"", self.service, self.args.node_id);
-    uint64_t malformed = 0;
     bool terminated = false;
-    while (!terminated) {
-        zpoller_t *poller = zpoller_new(pipe, self.broker, NULL);
-        bool reconnect = false;
-        while (!reconnect && !terminated) {
-            uint64_t now = mc_mono_ms();
-            int wait = self.heartbeat_at > now ? (int) (self.heartbeat_at - now) : 0;
-            void *which = zpoller_wait(poller, wait);
-            if (which == pipe) {
-                char *cmd = zstr_recv(pipe);
-                terminated = !cmd || streq(cmd, "$TERM");
-                free(cmd);
-            }
-            else
-            if (zpoller_terminated(poller))
-                terminated = true;
-            //  drain the burst that is waiting, then look at the clock again
-            for (int i = 0; which == self.broker && i < 1000 && !reconnect
-                    && (zsock_events(self.broker) & ZMQ_POLLIN); i++) {
-                zmsg_t *msg = zmsg_recv(self.broker);
-                if (!msg)
-                    break;
-                reconnect = !s_handle_broker(&self, msg, &malformed);
-                zmsg_destroy(&msg);
-            }
-            now = mc_mono_ms();
-            if (now >= self.heartbeat_at) {
-                s_send(&self, MC_W_HEARTBEAT, NULL);
-                self.heartbeat_at = now + MC_HEARTBEAT_MS;
-            }
-            if (now > self.broker_expiry) {
-                mc_warn("broker silent, reconnecting", "\"service\":\"%s\"", self.service);
-                reconnect = true;
-            }
-        }
-        zpoller_destroy(&poller);
-        if (reconnect && !terminated)
+    while (!terminated)
+        if (!s_serve(&self, pipe, &terminated) && !terminated)
             s_connect(&self);
-    }
     s_send(&self, MC_W_DISCONNECT, NULL);
     mc_core_stats_t st = mc_core_stats(self.core);
     mc_info("actor stopped", "\"service\":\"%s\",\"handled\":%" PRIu64 ",\"failed\":%" PRIu64
             ",\"malformed\":%" PRIu64 ",\"expired\":%" PRIu64,
-            self.service, st.handled, st.failed, st.malformed + malformed, st.expired);
+            self.service, st.handled, st.failed, st.malformed + self.malformed, st.expired);
+    while (self.nwaiters)
+        s_waiter_drop(&self, 0);
+    free(self.waiters);
     zsock_destroy(&self.broker);
+    zsock_destroy(&self.client);
     mc_core_destroy(&self.core);
-    msgpack_sbuffer_destroy(&self.out);
 }

@@ -11,6 +11,7 @@
 #define MC_ACTOR_H
 
 #include "mc_envelope.h"
+#include "mc_proto.h"
 #include "mc_schema.h"
 #include "mc_store.h"
 
@@ -27,10 +28,67 @@ typedef struct {
                                 //  has emptied the outbox
     unsigned events;            //  events this message has caused so far
     const char *service;        //  the service's name, for event sources
+    struct _mc_core_t *core;    //  where effects go (mc_park, mc_answer, mc_send)
+    size_t index;               //  the message's place in its batch
 } mc_ctx_t;
 
-//  Returns the status it replied with, or a negative LMDB error code.
+//  Returns the status it replied with, MC_PARKED, or a negative LMDB error code.
 typedef int (mc_handler_fn)(mc_ctx_t *ctx);
+
+//  A handler's return when its caller must wait: it called mc_park, and a later message answers.
+#define MC_PARKED 1
+
+/*  Effects: what a batch of messages asks the runtime to do once its transaction has committed,
+    in the order the handlers asked for them. Nothing leaves before the commit, and nothing
+    leaves if it fails. */
+typedef enum { MC_FX_NONE, MC_FX_REPLY, MC_FX_PARK, MC_FX_ANSWER, MC_FX_SEND } mc_fx_kind_t;
+
+typedef struct {
+    mc_fx_kind_t kind;
+    size_t origin;              //  REPLY, PARK: the message's index in the batch
+    int status;                 //  ANSWER: the status every waiter gets
+    bool error;                 //  ANSWER: data is an error map rather than a body
+    bool replayed;              //  PARK: the answer is a stored one (Idempotent-Replayed)
+    uint64_t deadline;          //  PARK: unix ms after which the caller no longer waits
+    char key[96];               //  PARK, ANSWER: what the caller waits for
+    char id[72];                //  REPLY, PARK: the request's message id
+    char service[80];           //  SEND: "<service>.<shard>"
+    char tag[MC_REQUEST_ID_MAX + 1];    //  SEND: names the request in its reply
+    msgpack_sbuffer data;       //  REPLY: reply frame; ANSWER: body or error; SEND: request frame
+    msgpack_packer pk;          //  packs into data
+} mc_fx_t;
+
+//  The caller of ctx's message waits until a later message answers key. replayed marks a
+//  caller that repeats an earlier request and gets its stored answer.
+void mc_park(mc_ctx_t *ctx, const char *key, bool replayed);
+
+//  Answers everyone waiting on key with status; pack exactly one object (the body) into the
+//  returned packer.
+msgpack_packer *mc_answer(mc_ctx_t *ctx, const char *key, int status);
+
+//  Answers everyone waiting on key with an error.
+void mc_answer_error(mc_ctx_t *ctx, const char *key, int status, const char *code, const char *detail,
+                     const mc_errors_t *errs);
+
+//  Answers everyone waiting on key with an already packed body (or error map, when error).
+void mc_answer_raw(mc_ctx_t *ctx, const char *key, int status, bool error, const void *raw, size_t len);
+
+//  A request to another service. Its reply (or 503 when none came) returns to this service as
+//  a message of the service's step type, body {tag, status, body | error}. The envelope carries
+//  ctx's correlation, trace and time, with ctx's message as its cause.
+typedef struct {
+    const char *service;        //  "inventory"
+    unsigned shard;             //  which of its shards
+    const char *type;           //  "stock.reserve"
+    mc_str_t id;                //  message id; the same on every resend
+    mc_str_t key;               //  routing key
+    mc_str_t user, role;        //  on whose behalf
+    mc_str_t idem;              //  Idempotency-Key, may be empty
+    const msgpack_sbuffer *body;    //  a packed map
+    const char *tag;            //  at most MC_REQUEST_ID_MAX bytes
+} mc_send_t;
+
+void mc_send(mc_ctx_t *ctx, const mc_send_t *send);
 
 typedef struct {
     const char *type;           //  message type, "product.get"
@@ -44,7 +102,11 @@ typedef struct {
     void (*close)(void **state);
     const mc_handler_t *handlers;   //  its messages
     size_t nhandlers;           //  entries in handlers
+    const char *step;           //  message type that brings replies to mc_send, or NULL
+    const char *tick;           //  message type the runtime sends every MC_TICK_MS, or NULL
 } mc_service_t;
+
+#define MC_TICK_MS 200
 
 //  The part of an actor that needs no socket: decode, validate, run, commit, encode.
 typedef struct _mc_core_t mc_core_t;
@@ -53,10 +115,25 @@ typedef struct _mc_core_t mc_core_t;
 mc_core_t *mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, size_t map_max);
 void mc_core_destroy(mc_core_t **self_p);
 
+//  One message of a batch.
+typedef struct {
+    const void *frame;
+    size_t len;
+} mc_in_t;
+
+//  Handles n request frames as one group commit: each runs in its own nested transaction (a
+//  failure undoes only its own writes) and all commit together, with one fsync. The effects,
+//  replies included, are then read with mc_core_effects; the next batch clears them.
+void mc_core_batch(mc_core_t *self, const mc_in_t *in, size_t n, uint64_t now_ms);
+mc_fx_t *const *mc_core_effects(mc_core_t *self, size_t *count);
+
 //  Handles one request frame and packs the reply into out. Returns 0 when out holds a reply,
-//  -1 when the frame gets none (unparseable, or past its deadline at now_ms).
+//  -1 when the frame gets none (unparseable, past its deadline at now_ms, or parked). Its other
+//  effects stay readable with mc_core_effects.
 int mc_core_handle(mc_core_t *self, const void *frame, size_t len, uint64_t now_ms,
                    msgpack_sbuffer *out);
+
+const mc_service_t *mc_core_service(mc_core_t *self);
 
 //  The environment and its outbox, for the relay's tests and tools.
 MDB_env *mc_core_env(mc_core_t *self);

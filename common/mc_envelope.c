@@ -42,7 +42,8 @@ mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_request_t
     if (s_opt_str(m, "key", &req->key) || s_opt_str(m, "corr", &req->corr)
     ||  s_opt_str(m, "cause", &req->cause) || s_opt_str(m, "reply", &req->reply)
     ||  s_opt_str(m, "user", &req->user) || s_opt_str(m, "role", &req->role)
-    ||  s_opt_str(m, "trace", &req->trace) || s_opt_str(m, "if_match", &req->if_match))
+    ||  s_opt_str(m, "trace", &req->trace) || s_opt_str(m, "if_match", &req->if_match)
+    ||  s_opt_str(m, "idem", &req->idem) || req->idem.len > 255)
         return MC_ESHAPE;
     if (mc_map_uint(m, "deadline", &req->deadline) || mc_map_uint(m, "time", &req->time))
         return MC_ESHAPE;
@@ -65,8 +66,8 @@ mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_r
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    bool has_cause = req->cause.len > 0, has_if = req->if_match.len > 0;
-    msgpack_pack_map(&pk, 12 + has_cause + has_if);
+    bool has_cause = req->cause.len > 0, has_if = req->if_match.len > 0, has_idem = req->idem.len > 0;
+    msgpack_pack_map(&pk, 12 + has_cause + has_if + has_idem);
     mc_pack_kv_uint(&pk, "v", 1);
     s_kv(&pk, "id", req->id);
     s_kv(&pk, "type", req->type);
@@ -82,6 +83,8 @@ mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_r
     mc_pack_kv_uint(&pk, "time", req->time);
     if (has_if)
         s_kv(&pk, "if_match", req->if_match);
+    if (has_idem)
+        s_kv(&pk, "idem", req->idem);
     mc_pack_cstr(&pk, "body");
     if (body_raw.len)
         msgpack_sbuffer_write(out, body_raw.ptr, body_raw.len);
@@ -103,6 +106,7 @@ mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *re
     ||  s_opt_str(m, "etag", &rep->etag))
         return MC_ESHAPE;
     rep->status = (int) status;
+    mc_map_bool(m, "replayed", &rep->replayed);
     rep->body = mc_map_get(m, "body");
     rep->error = mc_map_get(m, "error");
     if (rep->error && rep->error->type != MSGPACK_OBJECT_MAP)
@@ -137,14 +141,8 @@ mc_errors_add(mc_errors_t *errs, const char *field, const char *fmt, ...)
 }
 
 void
-mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
-               const char *detail, const mc_errors_t *errs)
+mc_pack_error(msgpack_packer *pk, const char *code, const char *detail, const mc_errors_t *errs)
 {
-    msgpack_pack_map(pk, 4);
-    mc_pack_kv_uint(pk, "v", 1);
-    mc_pack_kv_str(pk, "id", id.ptr ? id.ptr : "", id.ptr ? id.len : 0);
-    mc_pack_kv_uint(pk, "status", (uint64_t) status);
-    mc_pack_cstr(pk, "error");
     int n = errs ? (errs->count < MC_ERRORS_MAX ? errs->count : MC_ERRORS_MAX) : 0;
     msgpack_pack_map(pk, n ? 3 : 2);
     mc_pack_kv_cstr(pk, "code", code);
@@ -158,6 +156,37 @@ mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
             mc_pack_kv_cstr(pk, "message", errs->list[i].message);
         }
     }
+}
+
+void
+mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
+               const char *detail, const mc_errors_t *errs)
+{
+    msgpack_pack_map(pk, 4);
+    mc_pack_kv_uint(pk, "v", 1);
+    mc_pack_kv_str(pk, "id", id.ptr ? id.ptr : "", id.ptr ? id.len : 0);
+    mc_pack_kv_uint(pk, "status", (uint64_t) status);
+    mc_pack_cstr(pk, "error");
+    mc_pack_error(pk, code, detail, errs);
+}
+
+void
+mc_reply_raw(msgpack_packer *pk, mc_str_t id, int status, bool error, const void *raw, size_t len,
+             bool replayed)
+{
+    msgpack_pack_map(pk, 4 + replayed);
+    mc_pack_kv_uint(pk, "v", 1);
+    mc_pack_kv_str(pk, "id", id.ptr ? id.ptr : "", id.ptr ? id.len : 0);
+    mc_pack_kv_uint(pk, "status", (uint64_t) status);
+    if (replayed) {
+        mc_pack_cstr(pk, "replayed");
+        msgpack_pack_true(pk);
+    }
+    mc_pack_cstr(pk, error ? "error" : "body");
+    if (len)
+        msgpack_sbuffer_write(pk->data, raw, len);
+    else
+        msgpack_pack_nil(pk);
 }
 
 void

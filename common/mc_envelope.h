@@ -23,6 +23,7 @@ typedef struct {
     mc_str_t role;      //  verified caller role
     mc_str_t trace;     //  W3C traceparent, may be empty
     mc_str_t if_match;  //  If-Match precondition, may be empty
+    mc_str_t idem;      //  the client's Idempotency-Key, may be empty
     uint64_t deadline;  //  unix ms after which nobody waits
     uint64_t time;      //  unix ms the edge received the request
     const msgpack_object *body;     //  a map; points into the unpacked frame
@@ -34,6 +35,7 @@ typedef struct {
     mc_str_t etag;      //  entity tag, may be empty
     const msgpack_object *body;     //  result or NULL
     const msgpack_object *error;    //  {code, detail, errors?} or NULL
+    bool replayed;      //  the stored answer to an earlier request with the same Idempotency-Key
 } mc_reply_t;
 
 //  Decodes a request frame. Returns 0; MC_EPARSE/MC_ETOODEEP when the frame is not msgpack
@@ -76,6 +78,14 @@ void mc_errors_add(mc_errors_t *errs, const char *field, const char *fmt, ...)
 //  Packs a complete error reply. errs may be NULL.
 void mc_reply_error(msgpack_packer *pk, mc_str_t id, int status, const char *code,
                     const char *detail, const mc_errors_t *errs);
+
+//  Packs the {code, detail, errors?} map of an error.
+void mc_pack_error(msgpack_packer *pk, const char *code, const char *detail, const mc_errors_t *errs);
+
+//  Packs a complete reply whose body (or, when error, whose error map) is already packed in raw
+//  (len bytes; 0 packs nil). replayed marks a stored answer to a repeated Idempotency-Key.
+void mc_reply_raw(msgpack_packer *pk, mc_str_t id, int status, bool error, const void *raw, size_t len,
+                  bool replayed);
 
 //  An error reply that tells the client when to try again (the edge sends Retry-After).
 void mc_reply_error_retry(msgpack_packer *pk, mc_str_t id, int status, const char *code,

@@ -158,10 +158,14 @@ s_check_string(const mc_field_t *f, const char *name, const msgpack_object *v, m
         mc_errors_add(errs, name, "must be %s", s_format_name(f->format));
 }
 
+typedef enum { FOR_ACTOR, FOR_HTTP } audience_t;
+
+static void s_validate_map(const mc_field_t *fields, size_t nfields, bool patch, const char *prefix,
+                           const msgpack_object *body, mc_errors_t *errs, audience_t who);
+
 static void
-s_check_value(const mc_field_t *f, const msgpack_object *v, mc_errors_t *errs)
+s_check_value(const mc_field_t *f, const char *name, const msgpack_object *v, mc_errors_t *errs, audience_t who)
 {
-    const char *name = f->name;
     switch (f->type) {
         case MC_FT_STRING:
             if (v->type != MSGPACK_OBJECT_STR)
@@ -207,33 +211,62 @@ s_check_value(const mc_field_t *f, const msgpack_object *v, mc_errors_t *errs)
                 s_check_string(f, name, e, errs);
             }
             break;
+        case MC_FT_OBJECT:
+            if (v->type != MSGPACK_OBJECT_MAP)
+                mc_errors_add(errs, name, "must be an object");
+            else
+                s_validate_map(f->sub, f->nsub, false, name, v, errs, who);
+            break;
+        case MC_FT_OBJECTS:
+            if (v->type != MSGPACK_OBJECT_ARRAY) {
+                mc_errors_add(errs, name, "must be an array of objects");
+                break;
+            }
+            if (v->via.array.size < f->min_items || (f->max_items && v->via.array.size > f->max_items)) {
+                mc_errors_add(errs, name, "must have between %lld and %lld items", (long long) f->min_items,
+                              (long long) f->max_items);
+                break;
+            }
+            for (uint32_t k = 0; k < v->via.array.size; k++) {
+                char item[260];
+                snprintf(item, sizeof item, "%s[%u]", name, k);
+                if (v->via.array.ptr[k].type != MSGPACK_OBJECT_MAP)
+                    mc_errors_add(errs, item, "must be an object");
+                else
+                    s_validate_map(f->sub, f->nsub, false, item, &v->via.array.ptr[k], errs, who);
+            }
+            break;
+        case MC_FT_ANY:
+            break;
     }
 }
 
-typedef enum { FOR_ACTOR, FOR_HTTP } audience_t;
-
-static int
-s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs, audience_t who)
+static const mc_field_t *
+s_field(const mc_field_t *fields, size_t nfields, const char *name, size_t len)
 {
-    int before = errs->count;
-    if (!body || body->type != MSGPACK_OBJECT_MAP) {
-        mc_errors_add(errs, "", "the body must be a JSON object");
-        return -1;
-    }
+    for (size_t i = 0; i < nfields; i++)
+        if (strlen(fields[i].name) == len && memcmp(fields[i].name, name, len) == 0)
+            return &fields[i];
+    return NULL;
+}
+
+static void
+s_validate_map(const mc_field_t *fields, size_t nfields, bool patch, const char *prefix,
+               const msgpack_object *body, mc_errors_t *errs, audience_t who)
+{
     for (uint32_t i = 0; i < body->via.map.size; i++) {
         const msgpack_object *k = &body->via.map.ptr[i].key;
         const msgpack_object *v = &body->via.map.ptr[i].val;
         if (k->type != MSGPACK_OBJECT_STR) {
-            mc_errors_add(errs, "", "member names must be strings");
+            mc_errors_add(errs, prefix, "member names must be strings");
             continue;
         }
-        char name[64];
-        size_t n = k->via.str.size < sizeof name - 1 ? k->via.str.size : sizeof name - 1;
-        memcpy(name, k->via.str.ptr, n);
-        name[n] = 0;
-        if (mc_utf8_len(name, n) < 0)
+        char name[240];
+        int n = snprintf(name, sizeof name, "%s%s%.*s", prefix, *prefix ? "." : "", (int) k->via.str.size,
+                         k->via.str.ptr);
+        if (n < 0 || mc_utf8_len(name, strnlen(name, sizeof name)) < 0)
             snprintf(name, sizeof name, "?");
-        const mc_field_t *f = mc_schema_field(def, k->via.str.ptr, k->via.str.size);
+        const mc_field_t *f = s_field(fields, nfields, k->via.str.ptr, k->via.str.size);
         //  each side sees only its own fields: a client never sets an internal one, and a
         //  plaintext secret read by the edge never travels on to an actor
         if (f && ((who == FOR_ACTOR && f->http_only) || (who == FOR_HTTP && f->internal)))
@@ -249,16 +282,39 @@ s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs
                 mc_errors_add(errs, name, "must not be null");
         }
         else
-            s_check_value(f, v, errs);
+            s_check_value(f, name, v, errs, who);
     }
-    if (!def->patch)
-        for (size_t i = 0; i < def->nfields; i++) {
-            const mc_field_t *f = &def->fields[i];
+    if (!patch)
+        for (size_t i = 0; i < nfields; i++) {
+            const mc_field_t *f = &fields[i];
             bool ours = who == FOR_HTTP ? !f->internal : !f->http_only;
-            if (ours && f->required && !mc_map_get(body, f->name))
-                mc_errors_add(errs, f->name, "is required");
+            if (ours && f->required && !mc_map_get(body, f->name)) {
+                char name[240];
+                snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", f->name);
+                mc_errors_add(errs, name, "is required");
+            }
         }
+}
+
+static int
+s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs, audience_t who)
+{
+    int before = errs->count;
+    if (!body || body->type != MSGPACK_OBJECT_MAP) {
+        mc_errors_add(errs, "", "the body must be a JSON object");
+        return -1;
+    }
+    s_validate_map(def->fields, def->nfields, def->patch, "", body, errs, who);
     return errs->count > before ? -1 : 0;
+}
+
+unsigned
+mc_schema_shards(const char *service)
+{
+    for (size_t i = 0; i < mc_services_count; i++)
+        if (strcmp(mc_services[i].name, service) == 0)
+            return mc_services[i].shards ? mc_services[i].shards : 1;
+    return 1;
 }
 
 int

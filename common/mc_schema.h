@@ -8,22 +8,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { MC_FT_STRING, MC_FT_INTEGER, MC_FT_BOOLEAN, MC_FT_STRINGS } mc_ftype_t;
+//  OBJECT and OBJECTS hold nested members (sub); ANY is for internal messages that carry another
+//  service's reply as it came.
+typedef enum { MC_FT_STRING, MC_FT_INTEGER, MC_FT_BOOLEAN, MC_FT_STRINGS, MC_FT_OBJECT, MC_FT_OBJECTS,
+               MC_FT_ANY } mc_ftype_t;
 typedef enum { MC_FMT_NONE, MC_FMT_SKU, MC_FMT_CURRENCY, MC_FMT_URL, MC_FMT_EMAIL, MC_FMT_COUNTRY } mc_fformat_t;
 
-typedef struct {
+typedef struct mc_field {
     const char *name;       //  JSON member name
     mc_ftype_t type;        //  wire type
     bool required;          //  must be present (ignored for patches)
     bool readonly;          //  clients may not send it: 422
     bool nullable;          //  null accepted (patches: null removes it)
     int64_t min, max;       //  string length in characters, or integer range
-    int64_t max_items;      //  arrays only
+    int64_t min_items, max_items;   //  arrays only
     int64_t defval;         //  integers: value when absent
     bool has_default;       //  defval applies
     mc_fformat_t format;    //  extra syntax check on strings
     bool internal;          //  set by the edge, never accepted from a client
     bool http_only;         //  read by the edge from the client, never sent on to an actor
+    const struct mc_field *sub; //  OBJECT, OBJECTS: the members of each object
+    size_t nsub;            //  entries in sub
 } mc_field_t;
 
 typedef struct {
@@ -54,7 +59,20 @@ typedef struct {
     const char *location;   //  Location prefix for 201 replies, or NULL
     mc_flow_t flow;         //  password handling at the edge
     const char *key_field;  //  MC_KEY_FIELD: the body (or query) member holding the routing key
+    bool idempotent;        //  honours Idempotency-Key (passed on in the envelope)
 } mc_route_t;
+
+//  How many shards each service has.
+typedef struct {
+    const char *name;
+    unsigned shards;
+} mc_service_def_t;
+
+extern const mc_service_def_t mc_services[];
+extern const size_t mc_services_count;
+
+//  Shards of service (1 when unknown).
+unsigned mc_schema_shards(const char *service);
 
 extern const mc_route_t mc_routes[];
 extern const size_t mc_routes_count;

@@ -33,15 +33,34 @@ def ident(*parts):
     return "_".join(p.replace(".", "_").replace("-", "_") for p in parts)
 
 
-def field_c(name, f):
+FTYPES.update({"object": "MC_FT_OBJECT", "objects": "MC_FT_OBJECTS", "any": "MC_FT_ANY"})
+
+
+def field_tables(prefix, fields, lines):
+    """Emits the field table for fields (nested tables first) and returns its name."""
+    subs = {}
+    for n, f in fields.items():
+        if f["type"] in ("object", "objects"):
+            subs[n] = field_tables(f"{prefix}_{ident(n)}", f["fields"], lines)
+    lines.append(f"static const mc_field_t {prefix}[] = {{")
+    lines += [field_c(n, f, subs.get(n)) for n, f in fields.items()] or ["    { 0 }"]
+    lines.append("};")
+    return prefix
+
+
+def field_c(name, f, sub):
     lo = f.get("min", 0 if f["type"] != "integer" else -INT64_MAX - 1)
     hi = f.get("max", 0 if f["type"] != "integer" else INT64_MAX)
     lo_c = "INT64_MIN" if lo == -INT64_MAX - 1 else f"{lo}LL"
-    return ("    { %s, %s, %s, %s, %s, %s, %sLL, %sLL, %sLL, %s, %s, %s, %s }," % (
-        c_str(name), FTYPES[f["type"]], c_bool(f.get("required")), c_bool(f.get("readonly")),
-        c_bool(f.get("nullable")), lo_c, hi, f.get("max_items", 0), f.get("default", 0),
-        c_bool("default" in f), FORMATS[f.get("format")], c_bool(f.get("internal")),
-        c_bool(f.get("http_only"))))
+    parts = [f".name = {c_str(name)}", f".type = {FTYPES[f['type']]}", f".required = {c_bool(f.get('required'))}",
+             f".readonly = {c_bool(f.get('readonly'))}", f".nullable = {c_bool(f.get('nullable'))}",
+             f".min = {lo_c}", f".max = {hi}LL", f".min_items = {f.get('min_items', 0)}LL",
+             f".max_items = {f.get('max_items', 0)}LL", f".defval = {f.get('default', 0)}LL",
+             f".has_default = {c_bool('default' in f)}", f".format = {FORMATS[f.get('format')]}",
+             f".internal = {c_bool(f.get('internal'))}", f".http_only = {c_bool(f.get('http_only'))}"]
+    if sub:
+        parts += [f".sub = {sub}", f".nsub = {len(f['fields'])}"]
+    return "    { " + ", ".join(parts) + " },"
 
 
 def c_bool(v):
@@ -56,6 +75,16 @@ def json_schema(f, types):
             s["maxItems"] = f["max_items"]
     elif t == "array":
         s = {"type": "array", "items": {"$ref": f"#/components/schemas/{f['of']}"}}
+    elif t == "object":
+        s = object_schema(f["fields"], types)
+    elif t == "objects":
+        s = {"type": "array", "items": object_schema(f["fields"], types)}
+        if "min_items" in f:
+            s["minItems"] = f["min_items"]
+        if "max_items" in f:
+            s["maxItems"] = f["max_items"]
+    elif t == "any":
+        s = {}
     else:
         s = {"type": t}
     if t == "string":
@@ -137,6 +166,11 @@ def openapi(services):
                 for n, f in msg["fields"].items():
                     op["parameters"].append({"name": n, "in": "query", "required": False,
                                              "schema": json_schema(f, svc["types"])})
+            if route.get("idempotent"):
+                op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
+                                         "description": "1 to 255 printable ASCII characters; the same key with the same body "
+                                                        "within 24 h replays the first answer (Idempotent-Replayed: true)",
+                                         "schema": {"type": "string", "maxLength": 255}})
             if route.get("etag") and route["method"] in ("PATCH", "PUT"):
                 op["parameters"].append({"name": "If-Match", "in": "header", "required": False,
                                          "schema": {"type": "string"}})
@@ -193,10 +227,7 @@ def main():
     defs = []
     for svc in services:
         for mname, msg in svc["messages"].items():
-            fid = ident("s_fields", svc["service"], mname)
-            lines.append(f"static const mc_field_t {fid}[] = {{")
-            lines += [field_c(n, f) for n, f in msg["fields"].items()] or ["    { 0 }"]
-            lines.append("};")
+            fid = field_tables(ident("s_fields", svc["service"], mname), msg["fields"], lines)
             defs.append((svc["service"], mname, fid, len(msg["fields"]), msg.get("patch", False)))
     lines.append("const mc_msgdef_t mc_msgdefs[] = {")
     index = {}
@@ -211,14 +242,18 @@ def main():
         for r in svc["routes"]:
             nroutes += 1
             key, _, key_field = (r.get("key") or "").partition(":")
-            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s }," % (
+            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s }," % (
                 c_str(r["method"]), c_str(r["path"]), index[(svc["service"], r["message"])],
                 svc.get("shards", 1), ACCESS[r["access"]], KEYS[key or None], r["status"],
                 c_bool(r.get("query")), c_bool(r["method"] in ("POST", "PUT", "PATCH")),
                 c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location")),
-                FLOWS[r.get("flow")], c_str(key_field or None)))
+                FLOWS[r.get("flow")], c_str(key_field or None), c_bool(r.get("idempotent"))))
     lines.append("};")
     lines.append(f"const size_t mc_routes_count = {nroutes};")
+    lines.append("const mc_service_def_t mc_services[] = {")
+    lines += ["    { %s, %d }," % (c_str(svc["service"]), svc.get("shards", 1)) for svc in services]
+    lines.append("};")
+    lines.append(f"const size_t mc_services_count = {len(services)};")
     api = json.dumps(openapi(services), indent=1)
     lines.append("const char mc_openapi_json[] =")
     for i in range(0, len(api), 100):
