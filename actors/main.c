@@ -11,10 +11,13 @@
 #include "catalog/catalog.h"
 #include "identity/identity.h"
 #include "inventory/inventory.h"
+#include "orders/orders.h"
+#include "cart/cart.h"
 
 #include <unistd.h>
 
-static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service };
+static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service,
+                                             &orders_service, &cart_service };
 
 typedef struct {
     mc_actor_args_t args;       //  how to start it
@@ -38,7 +41,7 @@ main(int argc, char **argv)
     mc_log_init("node");
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
-    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory");
+    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart");
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;

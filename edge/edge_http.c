@@ -325,6 +325,8 @@ s_answer(edge_req_t *q, zframe_t *frame)
     size_t hl = 0;
     if (rep.etag.len && rep.etag.len < 64)
         hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "ETag: %.*s\r\n", (int) rep.etag.len, rep.etag.ptr);
+    if (rep.replayed)
+        hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "Idempotent-Replayed: true\r\n");
     if (rep.status >= 400) {
         mc_str_t code = { "error", 5 }, detail = { "", 0 };
         mc_map_str(rep.error, "code", &code);
@@ -372,6 +374,7 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
     mc_ulid(id, q->received_ms);
     const char *tp = s_header1(ri, "traceparent");
     const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
+    const char *idem = route->idempotent ? s_header1(ri, "Idempotency-Key") : NULL;
     mc_str_t key = { "", 0 };
     if (route->key == MC_KEY_PATH)
         key = q->param;
@@ -403,6 +406,7 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
         .role = *q->who.role ? (mc_str_t) { q->who.role, strlen(q->who.role) } : MC_STR("anonymous"),
         .trace = s_traceparent_ok(tp) ? (mc_str_t) { tp, 55 } : (mc_str_t) { "", 0 },
         .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) } : (mc_str_t) { "", 0 },
+        .idem = idem ? (mc_str_t) { idem, strlen(idem) } : (mc_str_t) { "", 0 },
         .deadline = q->received_ms + (uint64_t) q->timeout_ms,
         .time = q->received_ms,
     };
@@ -449,6 +453,30 @@ edge_request_forward(edge_req_t *q, mc_str_t body)
     zframe_destroy(&reply);
 }
 
+//  Adds the path's {param} to a packed body map as "id".
+static void
+s_add_param(const edge_req_t *q, msgpack_sbuffer *out)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (mc_msgpack_unpack(&u, out->data, out->size) == 0 && u.data.type == MSGPACK_OBJECT_MAP) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, u.data.via.map.size + 1);
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            msgpack_pack_object(&pk, u.data.via.map.ptr[i].key);
+            msgpack_pack_object(&pk, u.data.via.map.ptr[i].val);
+        }
+        mc_pack_kv_str(&pk, "id", q->param.ptr, q->param.len);
+        msgpack_sbuffer_clear(out);
+        msgpack_sbuffer_write(out, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 //  The body a route's message carries: the JSON body, or the typed query, plus the path's
 //  {param} as "id" when the routing key is the caller. 0, or -1 with the problem answered.
 static int
@@ -489,6 +517,28 @@ s_body(edge_req_t *q, const char *json, size_t jlen, msgpack_sbuffer *out)
         edge_request_invalid(q->r, &errs);
         return -1;
     }
+    if (route->body && route->key == MC_KEY_USER && q->param.len)
+        s_add_param(q, out);
+    return 0;
+}
+
+//  An Idempotency-Key, when the route takes one, is 1 to 255 printable ASCII characters.
+//  0, or -1 with the problem answered.
+static int
+s_idempotency_key(edge_req_t *q)
+{
+    const char *key = q->route->idempotent ? s_header1(q->ri, "Idempotency-Key") : NULL;
+    if (!key)
+        return 0;
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= 255;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = key[i] >= 0x20 && key[i] < 0x7f;
+    if (!ok) {
+        edge_problem(q->r, 400, "invalid_idempotency_key",
+                     "the Idempotency-Key header must be 1 to 255 printable ASCII characters", NULL, NULL);
+        return -1;
+    }
     return 0;
 }
 
@@ -527,7 +577,7 @@ s_authorize(edge_req_t *q)
 static void
 s_serve(edge_req_t *q, const char *json, size_t jlen)
 {
-    if (s_authorize(q))
+    if (s_authorize(q) || s_idempotency_key(q))
         return;
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);

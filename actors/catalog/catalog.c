@@ -328,7 +328,53 @@ s_categories(mc_ctx_t *ctx)
     return rc;
 }
 
+//  What an order snapshots of each product: the ones that exist, in the order asked.
+static int
+s_snapshot(mc_ctx_t *ctx)
+{
+    const catalog_db_t *db = ctx->state;
+    const msgpack_object *ids = mc_map_get(ctx->req->body, "ids");
+    msgpack_sbuffer items;
+    msgpack_sbuffer_init(&items);
+    msgpack_packer ipk;
+    msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
+    size_t n = 0;
+    int rc = 0;
+    for (uint32_t i = 0; ids && i < ids->via.array.size && !rc; i++) {
+        mc_str_t id = mc_obj_str(&ids->via.array.ptr[i]);
+        MDB_val k = { id.len, (void *) id.ptr }, v;
+        if (!id.len || (rc = mdb_get(ctx->txn, db->products, &k, &v)) == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        catalog_product_t p;
+        uint64_t version;
+        if (!rc && !(rc = catalog_product_decode(&v, &u, &p, &version))) {
+            msgpack_pack_map(&ipk, 5);
+            mc_pack_kv_str(&ipk, "id", p.id.ptr, p.id.len);
+            mc_pack_kv_str(&ipk, "sku", p.sku.ptr, p.sku.len);
+            mc_pack_kv_str(&ipk, "name", p.name.ptr, p.name.len);
+            mc_pack_kv_int(&ipk, "price_cents", p.price_cents);
+            mc_pack_kv_str(&ipk, "currency", p.currency.ptr, p.currency.len);
+            n++;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    if (!rc) {
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+        msgpack_pack_map(ctx->pk, 1);
+        mc_pack_cstr(ctx->pk, "items");
+        msgpack_pack_array(ctx->pk, n);
+        msgpack_sbuffer_write(ctx->pk->data, items.data, items.size);
+    }
+    msgpack_sbuffer_destroy(&items);
+    return rc ? LMDB_FAIL(rc) : 200;
+}
+
 static const mc_handler_t s_handlers[] = {
+    { "product.snapshot", false, s_snapshot },
     { "product.create", true, s_create },
     { "product.get", false, s_get },
     { "product.update", true, s_update },

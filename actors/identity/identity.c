@@ -446,6 +446,7 @@ static const mc_handler_t s_handlers[] = {
     { "address.create", true, identity_address_create },
     { "address.list", false, identity_address_list },
     { "address.delete", true, identity_address_delete },
+    { "address.get", false, identity_address_get },
     { "user.list", false, s_user_list },
     { "keys.list", false, s_keys_list },
     { "keys.rotate", false, s_keys_rotate },

@@ -217,3 +217,25 @@ identity_address_delete(mc_ctx_t *ctx)
     msgpack_pack_nil(ctx->pk);
     return 204;
 }
+
+int
+identity_address_get(mc_ctx_t *ctx)
+{
+    if (identity_require_user(ctx))
+        return 401;
+    const identity_db_t *db = ctx->state;
+    mc_str_t id = { "", 0 };
+    mc_map_str(ctx->req->body, "id", &id);
+    char key[ADDRESS_KEY_MAX];
+    MDB_val k = { s_key(key, ctx->req->user, id), key }, v;
+    int rc = id.len ? mdb_get(ctx->txn, db->addresses, &k, &v) : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND) {
+        mc_reply_error(ctx->pk, ctx->req->id, 404, "address_not_found", "you have no address with this id", NULL);
+        return 404;
+    }
+    if (rc)
+        return IDENTITY_FAIL(rc);
+    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+    msgpack_sbuffer_write(ctx->pk->data, v.mv_data, v.mv_size);
+    return 200;
+}

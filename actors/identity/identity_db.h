@@ -38,6 +38,7 @@ int identity_logout(mc_ctx_t *ctx);
 int identity_address_create(mc_ctx_t *ctx);
 int identity_address_list(mc_ctx_t *ctx);
 int identity_address_delete(mc_ctx_t *ctx);
+int identity_address_get(mc_ctx_t *ctx);
 
 //  Lowercases ASCII of s into out; returns the length.
 size_t identity_lower(char *out, size_t outsz, mc_str_t s);

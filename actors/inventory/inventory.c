@@ -1,23 +1,10 @@
-#include "inventory.h"
+#include "inventory_db.h"
 
 #include "mc_outbox.h"
 #include "mc_util.h"
 
 #include <stdio.h>
 #include <string.h>
-
-typedef struct {
-    MDB_dbi stock, history, low, processed;
-} inventory_db_t;
-
-#define FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
-
-typedef struct {
-    int64_t on_hand, reserved, threshold;   //  the counts
-    bool low;                               //  at or below the threshold when last changed
-    uint64_t changes;                       //  history entries so far
-    char updated_at[32];                    //  RFC 3339
-} stock_t;
 
 static void
 s_be64(unsigned char out[8], uint64_t v)
@@ -32,9 +19,9 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     inventory_db_t *db = calloc(1, sizeof *db);
     if (!db)
         return -1;
-    static const char *const names[] = { "stock", "history", "low", "processed" };
-    MDB_dbi *const dbis[] = { &db->stock, &db->history, &db->low, &db->processed };
-    int rc = mc_store_dbis(store, names, dbis, 4);
+    static const char *const names[] = { "stock", "history", "low", "processed", "reservations" };
+    MDB_dbi *const dbis[] = { &db->stock, &db->history, &db->low, &db->processed, &db->reservations };
+    int rc = mc_store_dbis(store, names, dbis, 5);
     if (rc) {
         free(db);
         return rc;
@@ -50,8 +37,8 @@ s_close(void **state)
     *state = NULL;
 }
 
-static int
-s_load(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, stock_t *st)
+int
+inventory_load(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, stock_t *st)
 {
     MDB_val k = { id.len, (void *) id.ptr }, v;
     int rc = id.len ? mdb_get(txn, db->stock, &k, &v) : MDB_NOTFOUND;
@@ -64,6 +51,7 @@ s_load(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, stock_t *st)
     if (mc_msgpack_unpack(&u, v.mv_data, v.mv_size) || mc_map_int(&u.data, "on_hand", &st->on_hand)
     ||  mc_map_int(&u.data, "reserved", &st->reserved) || mc_map_int(&u.data, "low_stock_threshold", &st->threshold))
         rc = MDB_CORRUPTED;
+    mc_map_int(&u.data, "sold", &st->sold);
     mc_map_bool(&u.data, "low", &st->low);
     mc_map_uint(&u.data, "changes", &st->changes);
     mc_map_str(&u.data, "updated_at", &at);
@@ -79,9 +67,10 @@ s_store(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, const stock_t *st)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, 7);
     mc_pack_kv_int(&pk, "on_hand", st->on_hand);
     mc_pack_kv_int(&pk, "reserved", st->reserved);
+    mc_pack_kv_int(&pk, "sold", st->sold);
     mc_pack_kv_int(&pk, "low_stock_threshold", st->threshold);
     mc_pack_kv_bool(&pk, "low", st->low);
     mc_pack_kv_uint(&pk, "changes", st->changes);
@@ -102,11 +91,12 @@ s_store(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, const stock_t *st)
 static void
 s_pack_public(msgpack_packer *pk, mc_str_t id, const stock_t *st)
 {
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 7);
     mc_pack_kv_str(pk, "product_id", id.ptr, id.len);
     mc_pack_kv_int(pk, "on_hand", st->on_hand);
     mc_pack_kv_int(pk, "reserved", st->reserved);
     mc_pack_kv_int(pk, "available", st->on_hand - st->reserved);
+    mc_pack_kv_int(pk, "sold", st->sold);
     mc_pack_kv_int(pk, "low_stock_threshold", st->threshold);
     mc_pack_kv_cstr(pk, "updated_at", st->updated_at);
 }
@@ -118,10 +108,8 @@ s_not_found(mc_ctx_t *ctx)
     return 404;
 }
 
-//  Records a change in the history, emits inventory.adjusted and, when it crosses into low,
-//  inventory.low_stock; then stores the record.
-static int
-s_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, int64_t delta, mc_str_t reason)
+int
+inventory_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, const inventory_change_t *c)
 {
     const inventory_db_t *db = ctx->state;
     mc_rfc3339(st->updated_at, sizeof st->updated_at, ctx->req->time);
@@ -132,27 +120,37 @@ s_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, int64_t delta, mc_str_t reason
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
-    mc_pack_kv_int(&pk, "delta", delta);
-    mc_pack_kv_str(&pk, "reason", reason.ptr, reason.len);
+    bool order = c->order_id.len > 0;
+    msgpack_pack_map(&pk, 5 + order * 2);
+    mc_pack_kv_int(&pk, "delta", c->delta);
+    mc_pack_kv_str(&pk, "reason", c->reason.ptr, c->reason.len);
     mc_pack_kv_int(&pk, "on_hand", st->on_hand);
     mc_pack_kv_int(&pk, "reserved", st->reserved);
     mc_pack_kv_cstr(&pk, "at", st->updated_at);
+    if (order) {
+        mc_pack_kv_str(&pk, "order_id", c->order_id.ptr, c->order_id.len);
+        mc_pack_kv_int(&pk, "quantity", c->quantity);
+    }
     MDB_val k = { n + 8, key }, v = { sb.size, sb.data };
     int rc = mdb_put(ctx->txn, db->history, &k, &v, 0);
     //  the event carries what the history says, plus the product it is about
     msgpack_sbuffer ev;
     msgpack_sbuffer_init(&ev);
     msgpack_packer_init(&pk, &ev, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, 6 + order * 2);
     mc_pack_kv_str(&pk, "product_id", id.ptr, id.len);
-    mc_pack_kv_int(&pk, "delta", delta);
-    mc_pack_kv_str(&pk, "reason", reason.ptr, reason.len);
+    mc_pack_kv_int(&pk, "delta", c->delta);
+    mc_pack_kv_str(&pk, "reason", c->reason.ptr, c->reason.len);
     mc_pack_kv_int(&pk, "on_hand", st->on_hand);
     mc_pack_kv_int(&pk, "reserved", st->reserved);
     mc_pack_kv_int(&pk, "available", st->on_hand - st->reserved);
+    if (order) {
+        mc_pack_kv_str(&pk, "order_id", c->order_id.ptr, c->order_id.len);
+        mc_pack_kv_int(&pk, "quantity", c->quantity);
+    }
     if (!rc)
-        rc = mc_outbox_append(ctx, "inventory", id, "inventory.adjusted", (mc_str_t) { ev.data, ev.size });
+        rc = mc_outbox_append(ctx, "inventory", id, c->event ? c->event : "inventory.adjusted",
+                              (mc_str_t) { ev.data, ev.size });
     bool low = st->on_hand - st->reserved <= st->threshold;
     if (!rc && low && !st->low) {
         msgpack_sbuffer_clear(&ev);
@@ -167,6 +165,13 @@ s_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, int64_t delta, mc_str_t reason
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_destroy(&ev);
     return rc ? rc : s_store(ctx->txn, db, id, st);
+}
+
+static int
+s_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, int64_t delta, mc_str_t reason)
+{
+    inventory_change_t c = { .delta = delta, .reason = reason };
+    return inventory_change(ctx, id, st, &c);
 }
 
 static int
@@ -199,7 +204,7 @@ s_event(mc_ctx_t *ctx)
     if (rc)
         return FAIL(rc);
     stock_t st;
-    if (mc_str_eq(type, "product.created") && s_load(ctx->txn, db, product, &st) == MDB_NOTFOUND) {
+    if (mc_str_eq(type, "product.created") && inventory_load(ctx->txn, db, product, &st) == MDB_NOTFOUND) {
         int64_t initial = 0;
         mc_map_int(b, "initial_stock", &initial);
         memset(&st, 0, sizeof st);
@@ -222,7 +227,7 @@ static int
 s_get(mc_ctx_t *ctx)
 {
     stock_t st;
-    int rc = s_load(ctx->txn, ctx->state, ctx->req->key, &st);
+    int rc = inventory_load(ctx->txn, ctx->state, ctx->req->key, &st);
     if (rc == MDB_NOTFOUND)
         return s_not_found(ctx);
     return rc ? FAIL(rc) : s_reply_stock(ctx, ctx->req->key, &st);
@@ -236,7 +241,7 @@ s_check(mc_ctx_t *ctx)
     mc_map_str(ctx->req->body, "product_id", &product);
     mc_map_int(ctx->req->body, "quantity", &quantity);
     stock_t st;
-    int rc = s_load(ctx->txn, ctx->state, product, &st);
+    int rc = inventory_load(ctx->txn, ctx->state, product, &st);
     if (rc == MDB_NOTFOUND)
         return s_not_found(ctx);
     if (rc)
@@ -265,7 +270,7 @@ s_apply(mc_ctx_t *ctx, bool absolute, int64_t value, mc_str_t reason)
 {
     stock_t st;
     mc_str_t id = ctx->req->key;
-    int rc = s_load(ctx->txn, ctx->state, id, &st);
+    int rc = inventory_load(ctx->txn, ctx->state, id, &st);
     if (rc == MDB_NOTFOUND)
         return s_not_found(ctx);
     if (rc)
@@ -314,7 +319,7 @@ s_history(mc_ctx_t *ctx)
     const inventory_db_t *db = ctx->state;
     mc_str_t id = ctx->req->key;
     stock_t st;
-    int rc = s_load(ctx->txn, db, id, &st);
+    int rc = inventory_load(ctx->txn, db, id, &st);
     if (rc == MDB_NOTFOUND)
         return s_not_found(ctx);
     if (rc)
@@ -400,7 +405,7 @@ s_list(mc_ctx_t *ctx)
             continue;
         snprintf(last, sizeof last, "%.*s", (int) k.mv_size, (char *) k.mv_data);
         stock_t st;
-        if (s_load(ctx->txn, db, (mc_str_t) { last, strlen(last) }, &st) == 0) {
+        if (inventory_load(ctx->txn, db, (mc_str_t) { last, strlen(last) }, &st) == 0) {
             s_pack_public(&ipk, (mc_str_t) { last, strlen(last) }, &st);
             n++;
         }
@@ -423,6 +428,9 @@ static const mc_handler_t s_handlers[] = {
     { "stock.adjust", true, s_adjust },
     { "stock.history", false, s_history },
     { "stock.list", false, s_list },
+    { "stock.reserve", true, inventory_reserve },
+    { "stock.release", true, inventory_release },
+    { "stock.commit", true, inventory_commit },
 };
 
 const mc_service_t inventory_service = {

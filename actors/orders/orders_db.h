@@ -1,0 +1,91 @@
+/*  orders_db: the order service's records, shared by its files.
+
+    orders.c        order.create, order.cancel, order.status and the state machine
+    orders_saga.c   the reservation saga (order.step replies, order.tick timers)
+    orders_view.c   the public order, order.get and order.list */
+#ifndef ORDERS_DB_H
+#define ORDERS_DB_H
+
+#include "orders.h"
+#include "mc_idem.h"
+
+typedef struct {
+    MDB_dbi orders;     //  order id -> version (8 bytes) + public order map
+    MDB_dbi by_user;    //  user id \0 created ms (8) order id -> ""
+    MDB_dbi by_time;    //  created ms (8) order id -> ""
+    MDB_dbi expiry;     //  expires ms (8) order id -> ""      (pending_payment orders only)
+    MDB_dbi sagas;      //  order id -> saga_t + blobs          (orders being reserved)
+    MDB_dbi settle;     //  order id -> settle_t               (stock still to release or sell)
+    mc_idem_db_t idem;  //  Idempotency-Key records
+    uint64_t ttl_ms;    //  MERCATO_RESERVATION_TTL_S
+} orders_db_t;
+
+#define FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
+
+#define ORDER_LINES_MAX 100
+#define SHARDS_MAX 64
+//  A saga or settlement step not answered within this long is sent again.
+#define RESEND_MS 1000
+//  A saga that cannot reserve within this long gives up, releases, and answers 503.
+#define SAGA_TIMEOUT_MS 15000
+//  A caller waiting for its cancel's stock to come back gets its answer after this long anyway.
+#define SETTLE_ANSWER_MS 2000
+
+typedef struct {
+    mc_str_t product;
+    int64_t quantity;
+    unsigned shard;
+} order_line_t;
+
+//  An order as stored; strings point into the decoded record.
+typedef struct {
+    uint64_t version;
+    mc_str_t id, user_id, status, currency, notes, created_at, updated_at, expires_at;
+    int64_t total_cents;
+    const msgpack_object *items, *address;
+    uint64_t created_ms, expires_ms;
+} order_t;
+
+//  Loads an order into o (u keeps it alive): 0, MDB_NOTFOUND or an LMDB error.
+int orders_load(MDB_txn *txn, const orders_db_t *db, mc_str_t id, msgpack_unpacked *u, order_t *o);
+
+//  Packs o as the public order map.
+void orders_pack(msgpack_packer *pk, const order_t *o);
+
+//  Stores o (its version already set) and its indexes. 0 or an LMDB error.
+int orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o);
+
+//  Emits order.<what> carrying the order.
+int orders_event(mc_ctx_t *ctx, const char *type, const order_t *o);
+
+//  The lines of an order's items, with their inventory shard.
+size_t orders_lines(const msgpack_object *items, order_line_t *lines);
+
+//  Answers everyone waiting on key with the order named id as it now is.
+int orders_answer(mc_ctx_t *ctx, const char *key, mc_str_t id, int status);
+
+//  True when the caller may see the order: its owner, or an admin.
+bool orders_visible(const mc_request_t *req, const order_t *o);
+
+//  Starts releasing (op 'x') or selling (op 's') the order's stock; the settle record keeps
+//  resending until every shard has answered.
+int orders_settle(mc_ctx_t *ctx, mc_str_t order_id, char op, const order_line_t *lines, size_t n);
+
+//  The saga: starts one (order.create), and its messages.
+int orders_saga_start(mc_ctx_t *ctx, const order_line_t *lines, size_t n);
+int orders_step(mc_ctx_t *ctx);
+int orders_tick(mc_ctx_t *ctx);
+
+//  order.get, order.list
+int orders_get(mc_ctx_t *ctx);
+int orders_list(mc_ctx_t *ctx);
+
+//  Moves o to status `to` (order.cancel, order.status, expiry): stores it, emits order.<to> and
+//  starts the stock's settlement, and packs the new order into out (may be NULL). Returns 0,
+//  409 when the state machine forbids the move (nothing done), or an LMDB error.
+int orders_transition(mc_ctx_t *ctx, const order_t *o, const char *to, msgpack_sbuffer *out);
+
+void orders_be64(unsigned char out[8], uint64_t v);
+uint64_t orders_rd64(const unsigned char in[8]);
+
+#endif

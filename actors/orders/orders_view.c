@@ -1,0 +1,375 @@
+/*  The stored and public order, and the reads: order.get and order.list (newest first). */
+#include "orders_db.h"
+
+#include "mc_outbox.h"
+#include "mc_util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+//  Stored value: version, created ms, expires ms (8 bytes each, big-endian), then the public map.
+#define HEAD 24
+
+void
+orders_be64(unsigned char out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (unsigned char) v;
+}
+
+uint64_t
+orders_rd64(const unsigned char in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+int
+orders_load(MDB_txn *txn, const orders_db_t *db, mc_str_t id, msgpack_unpacked *u, order_t *o)
+{
+    memset(o, 0, sizeof *o);
+    MDB_val k = { id.len, (void *) id.ptr }, v;
+    int rc = id.len ? mdb_get(txn, db->orders, &k, &v) : MDB_NOTFOUND;
+    if (rc)
+        return rc;
+    const unsigned char *p = v.mv_data;
+    if (v.mv_size <= HEAD || mc_msgpack_unpack(u, p + HEAD, v.mv_size - HEAD))
+        return MDB_CORRUPTED;
+    o->version = orders_rd64(p);
+    o->created_ms = orders_rd64(p + 8);
+    o->expires_ms = orders_rd64(p + 16);
+    const msgpack_object *m = &u->data;
+    if (mc_map_str(m, "id", &o->id) || mc_map_str(m, "user_id", &o->user_id) || mc_map_str(m, "status", &o->status)
+    ||  mc_map_str(m, "currency", &o->currency) || mc_map_int(m, "total_cents", &o->total_cents)
+    ||  mc_map_str(m, "created_at", &o->created_at) || mc_map_str(m, "updated_at", &o->updated_at)
+    ||  mc_map_str(m, "expires_at", &o->expires_at))
+        return MDB_CORRUPTED;
+    mc_map_str(m, "notes", &o->notes);
+    o->items = mc_map_get(m, "items");
+    o->address = mc_map_get(m, "shipping_address");
+    return o->items && o->items->type == MSGPACK_OBJECT_ARRAY ? 0 : MDB_CORRUPTED;
+}
+
+void
+orders_pack(msgpack_packer *pk, const order_t *o)
+{
+    msgpack_pack_map(pk, 11);
+    mc_pack_kv_str(pk, "id", o->id.ptr, o->id.len);
+    mc_pack_kv_str(pk, "user_id", o->user_id.ptr, o->user_id.len);
+    mc_pack_kv_str(pk, "status", o->status.ptr, o->status.len);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_object(pk, *o->items);
+    mc_pack_kv_int(pk, "total_cents", o->total_cents);
+    mc_pack_kv_str(pk, "currency", o->currency.ptr, o->currency.len);
+    mc_pack_cstr(pk, "shipping_address");
+    if (o->address)
+        msgpack_pack_object(pk, *o->address);
+    else
+        msgpack_pack_nil(pk);
+    mc_pack_cstr(pk, "notes");
+    if (o->notes.len)
+        mc_pack_str(pk, o->notes.ptr, o->notes.len);
+    else
+        msgpack_pack_nil(pk);
+    mc_pack_kv_str(pk, "created_at", o->created_at.ptr, o->created_at.len);
+    mc_pack_kv_str(pk, "updated_at", o->updated_at.ptr, o->updated_at.len);
+    mc_pack_kv_str(pk, "expires_at", o->expires_at.ptr, o->expires_at.len);
+}
+
+static size_t
+s_time_key(unsigned char *out, mc_str_t prefix, uint64_t ms, mc_str_t id)
+{
+    size_t n = 0;
+    if (prefix.len) {
+        memcpy(out, prefix.ptr, prefix.len);
+        out[prefix.len] = 0;
+        n = prefix.len + 1;
+    }
+    orders_be64(out + n, ms);
+    memcpy(out + n + 8, id.ptr, id.len);
+    return n + 8 + id.len;
+}
+
+int
+orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    unsigned char head[HEAD];
+    orders_be64(head, o->version);
+    orders_be64(head + 8, o->created_ms);
+    orders_be64(head + 16, o->expires_ms);
+    msgpack_sbuffer_write(&sb, (const char *) head, HEAD);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    orders_pack(&pk, o);
+    //  o points into the stored record, which the writes below may move: copy what the index
+    //  keys need first
+    unsigned char ukey[200], tkey[120], ekey[120];
+    size_t ulen = s_time_key(ukey, o->user_id, o->created_ms, o->id);
+    size_t tlen = s_time_key(tkey, (mc_str_t) { "", 0 }, o->created_ms, o->id);
+    size_t elen = s_time_key(ekey, (mc_str_t) { "", 0 }, o->expires_ms, o->id);
+    bool pending = mc_str_eq(o->status, "pending_payment");
+    char id[72];
+    snprintf(id, sizeof id, "%.*s", (int) o->id.len, o->id.ptr);
+    MDB_val k = { strlen(id), id }, v = { sb.size, sb.data }, empty = { 0, "" };
+    MDB_val uk = { ulen, ukey }, tk = { tlen, tkey }, ek = { elen, ekey };
+    int rc = mdb_put(txn, db->orders, &k, &v, 0);
+    if (!rc)
+        rc = mdb_put(txn, db->by_user, &uk, &empty, 0);
+    if (!rc)
+        rc = mdb_put(txn, db->by_time, &tk, &empty, 0);
+    if (!rc) {
+        rc = pending ? mdb_put(txn, db->expiry, &ek, &empty, 0) : mdb_del(txn, db->expiry, &ek, NULL);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+int
+orders_event(mc_ctx_t *ctx, const char *type, const order_t *o)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    orders_pack(&pk, o);
+    int rc = mc_outbox_append(ctx, "order", o->id, type, (mc_str_t) { sb.data, sb.size });
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+size_t
+orders_lines(const msgpack_object *items, order_line_t *lines)
+{
+    unsigned shards = mc_schema_shards("inventory");
+    size_t n = 0;
+    for (uint32_t i = 0; items && i < items->via.array.size && n < ORDER_LINES_MAX; i++) {
+        const msgpack_object *it = &items->via.array.ptr[i];
+        if (mc_map_str(it, "product_id", &lines[n].product) || mc_map_int(it, "quantity", &lines[n].quantity))
+            continue;
+        lines[n].shard = mc_fnv1a32(lines[n].product.ptr, lines[n].product.len) % shards;
+        n++;
+    }
+    return n;
+}
+
+bool
+orders_visible(const mc_request_t *req, const order_t *o)
+{
+    return mc_str_eq(req->role, "admin") || (req->user.len && req->user.len == o->user_id.len
+                                             && memcmp(req->user.ptr, o->user_id.ptr, o->user_id.len) == 0);
+}
+
+int
+orders_answer(mc_ctx_t *ctx, const char *key, mc_str_t id, int status)
+{
+    const orders_db_t *db = ctx->state;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_t o;
+    int rc = orders_load(ctx->txn, db, id, &u, &o);
+    if (!rc)
+        orders_pack(mc_answer(ctx, key, status), &o);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+static int
+s_not_found(mc_ctx_t *ctx)
+{
+    mc_reply_error(ctx->pk, ctx->req->id, 404, "order_not_found", "no such order", NULL);
+    return 404;
+}
+
+int
+orders_get(mc_ctx_t *ctx)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_t o;
+    int rc = orders_load(ctx->txn, ctx->state, ctx->req->key, &u, &o);
+    int status;
+    if (rc == MDB_NOTFOUND || (!rc && !orders_visible(ctx->req, &o)))
+        status = s_not_found(ctx);
+    else
+    if (rc)
+        status = FAIL(rc);
+    else {
+        char etag[32];
+        snprintf(etag, sizeof etag, "\"o%" PRIu64 "\"", o.version);
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
+        orders_pack(ctx->pk, &o);
+        status = 200;
+    }
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+//  RFC 3339 to unix ms; false when s is not one.
+static bool
+s_parse_time(mc_str_t s, uint64_t *ms)
+{
+    char buf[64];
+    if (s.len < 20 || s.len >= sizeof buf)
+        return false;
+    memcpy(buf, s.ptr, s.len);
+    buf[s.len] = 0;
+    struct tm tm = { 0 };
+    int consumed = 0;
+    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec, &consumed) != 6 || consumed != 19)
+        return false;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59
+    ||  tm.tm_sec > 60)
+        return false;
+    const char *p = buf + 19;
+    uint64_t frac = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                frac = frac * 10 + (uint64_t) (*p - '0');
+        if (!digits)
+            return false;
+        for (; digits < 3; digits++)
+            frac *= 10;
+    }
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z')
+        p++;
+    else
+    if ((*p == '+' || *p == '-') && p[1] && p[2] && p[3] == ':' && p[4] && p[5]) {
+        int h = (p[1] - '0') * 10 + (p[2] - '0'), m = (p[4] - '0') * 10 + (p[5] - '0');
+        if (h > 23 || m > 59)
+            return false;
+        offset = (*p == '+' ? 1 : -1) * (h * 3600L + m * 60L);
+        p += 6;
+    }
+    else
+        return false;
+    if (*p)
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t < 0 || t - offset < 0)
+        return false;
+    *ms = (uint64_t) (t - offset) * 1000 + frac;
+    return true;
+}
+
+static int
+s_invalid(mc_ctx_t *ctx, const char *field, const char *message)
+{
+    mc_errors_t errs = { 0 };
+    mc_errors_add(&errs, field, "%s", message);
+    mc_reply_error(ctx->pk, ctx->req->id, 422, "validation_failed", "the request has invalid fields", &errs);
+    return 422;
+}
+
+int
+orders_list(mc_ctx_t *ctx)
+{
+    const orders_db_t *db = ctx->state;
+    const msgpack_object *b = ctx->req->body;
+    bool admin = mc_str_eq(ctx->req->role, "admin");
+    mc_str_t status = { "", 0 }, user = { "", 0 }, from_s = { "", 0 }, to_s = { "", 0 }, cursor = { "", 0 };
+    int64_t limit = 20;
+    mc_map_str(b, "status", &status);
+    mc_map_str(b, "user_id", &user);
+    mc_map_str(b, "from", &from_s);
+    mc_map_str(b, "to", &to_s);
+    mc_map_str(b, "cursor", &cursor);
+    mc_map_int(b, "limit", &limit);
+    if (!admin)
+        user = ctx->req->user;     //  a customer sees only their own, whatever they ask for
+    if (!user.len && !admin)
+        return s_not_found(ctx);
+    uint64_t from = 0, to = UINT64_MAX - 1;
+    if (from_s.len && !s_parse_time(from_s, &from))
+        return s_invalid(ctx, "from", "must be an RFC 3339 date-time");
+    if (to_s.len && !s_parse_time(to_s, &to))
+        return s_invalid(ctx, "to", "must be an RFC 3339 date-time");
+    //  the index: by user when there is one, else by time; both end in created ms + id
+    MDB_dbi dbi = user.len ? db->by_user : db->by_time;
+    unsigned char key[200];
+    size_t plen = user.len ? user.len + 1 : 0;
+    if (user.len > 100)
+        return s_invalid(ctx, "user_id", "is too long");
+    if (user.len) {
+        memcpy(key, user.ptr, user.len);
+        key[user.len] = 0;
+    }
+    size_t klen;
+    unsigned char after[96];
+    long alen = 0;
+    if (cursor.len) {
+        alen = mc_b64url_decode(after, sizeof after, cursor.ptr, cursor.len);
+        if (alen < 8) {
+            mc_reply_error(ctx->pk, ctx->req->id, 400, "invalid_cursor", "the cursor is not one this API issued", NULL);
+            return 400;
+        }
+        memcpy(key + plen, after, (size_t) alen);
+        klen = plen + (size_t) alen;
+    }
+    else {
+        orders_be64(key + plen, to + 1);
+        klen = plen + 8;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
+    if (rc)
+        return FAIL(rc);
+    MDB_val k = { klen, key }, v;
+    //  the first entry below the bound, then older ones
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    msgpack_sbuffer items;
+    msgpack_sbuffer_init(&items);
+    msgpack_packer ipk;
+    msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
+    size_t n = 0;
+    bool more = false;
+    unsigned char last[96];
+    size_t lastlen = 0;
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        const unsigned char *kp = k.mv_data;
+        if (k.mv_size < plen + 8 || (plen && memcmp(kp, key, plen) != 0))
+            break;
+        uint64_t created = orders_rd64(kp + plen);
+        if (created < from)
+            break;
+        if (created > to)
+            continue;
+        if ((int64_t) n == limit) {
+            more = true;
+            break;
+        }
+        mc_str_t id = { (const char *) kp + plen + 8, k.mv_size - plen - 8 };
+        lastlen = k.mv_size - plen < sizeof last ? k.mv_size - plen : 0;
+        memcpy(last, kp + plen, lastlen);
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        order_t o;
+        int lrc = orders_load(ctx->txn, db, id, &u, &o);
+        if (!lrc && (!status.len || (status.len == o.status.len && memcmp(status.ptr, o.status.ptr, status.len) == 0))) {
+            orders_pack(&ipk, &o);
+            n++;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        msgpack_sbuffer_destroy(&items);
+        return FAIL(rc);
+    }
+    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more && lastlen ? last : NULL, lastlen);
+    msgpack_sbuffer_destroy(&items);
+    return 200;
+}
