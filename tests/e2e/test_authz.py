@@ -59,6 +59,17 @@ MATRIX = [
     ("PUT", "/api/v1/inventory/{stock}", row(401, 403, 403, 200)),
     ("POST", "/api/v1/inventory/{stock}/adjustments", row(401, 403, 403, 200)),
     ("GET", "/api/v1/inventory/{stock}/history", row(401, 403, 403, 200)),
+    # CONTRACT 6: orders are the caller's own ({order} belongs to customer A); status is admin's.
+    ("POST", "/api/v1/orders", row(401, 201, 201, 201)),
+    ("GET", "/api/v1/orders", row(401, 200, 200, 200)),
+    ("GET", "/api/v1/orders/{order}", row(401, 200, 404, 200)),
+    ("POST", "/api/v1/orders/{order}/cancel", row(401, 200, 404, 200)),
+    ("PUT", "/api/v1/orders/{order}/status", row(401, 403, 403, 200)),
+    # CONTRACT 6: every signed-in caller has a cart of their own.
+    ("GET", "/api/v1/cart", row(401, 200, 200, 200)),
+    ("PUT", "/api/v1/cart/items/{item}", row(401, 200, 200, 200)),
+    ("DELETE", "/api/v1/cart/items/{item}", row(401, 204, 204, 204)),
+    ("POST", "/api/v1/cart/checkout", row(401, 201, 201, 201)),
     # CONTRACT 2 and 3: operational and discovery endpoints are public.
     ("GET", "/.well-known/jwks.json", PUBLIC_200),
     ("GET", "/healthz", PUBLIC_200),
@@ -202,6 +213,43 @@ class TestAuthorizationMatrix(IdentityCase):
 
                 def after(r, pid=pid, before=before):
                     self.assertEqual(self.stock_state(pid), before, "a refused %s changed the stock" % method)
+        elif template == "/api/v1/orders" and method == "POST":
+            pid = self.new_stocked_product()
+            body = {"items": [{"product_id": pid, "quantity": 1}], "shipping_address": address()}
+            if expected != 201:
+                def after(r, pid=pid):
+                    self.assertEqual(self.stock_state(pid)["reserved"], 0, "a refused order reserved stock")
+        elif "{order}" in template:
+            pid = self.new_stocked_product()
+            r = self.call("POST", API + "/orders", {"items": [{"product_id": pid, "quantity": 1}],
+                                                     "shipping_address": address()},
+                          auth=self.who["customer_a"])
+            self.assertStatus(r, 201, "fixture: A places an order")
+            order = r.json()
+            path = template.replace("{order}", order["id"])
+            if method == "PUT":
+                body = {"status": "paid"}
+            if method in ("PUT", "POST") and expected >= 400:
+                def after(r, order=order):
+                    g = self.call("GET", API + "/orders/" + order["id"], auth=self.who["customer_a"])
+                    self.assertEqual(g.json()["status"], "pending_payment", "a refused %s changed the order" % method)
+        elif "{item}" in template:
+            pid = self.new_product()["id"]
+            path = template.replace("{item}", pid)
+            if method == "PUT":
+                body = {"quantity": 2}
+        elif template == "/api/v1/cart/checkout":
+            if p is not None:
+                # the cart cells before may have left unstocked products in it
+                for item in self.call("GET", API + "/cart", auth=p).json()["items"]:
+                    self.call("DELETE", API + "/cart/items/" + item["product_id"], auth=p)
+                a = self.call("POST", API + "/users/me/addresses", address(), auth=p)
+                self.assertStatus(a, 201, "fixture: an address to ship to")
+                put = self.call("PUT", API + "/cart/items/" + self.new_stocked_product(), {"quantity": 1}, auth=p)
+                self.assertStatus(put, 200, "fixture: an item in the cart")
+                body = {"shipping_address_id": a.json()["id"]}
+            else:
+                body = {"shipping_address_id": "none"}
         elif template == "/api/v1/inventory/check":
             path = template + "?product_id=%s&quantity=1" % self.new_stocked_product()
         elif template == "/api/v1/inventory":

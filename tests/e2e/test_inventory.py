@@ -36,7 +36,7 @@ class TestInventory(EventCase):
     def test_stock_is_born_from_product_created(self):
         pid = self.product(initial_stock=40)
         s = self.get(API + "/inventory/" + pid).json()
-        self.assertEqual(s, {"product_id": pid, "on_hand": 40, "reserved": 0, "available": 40,
+        self.assertEqual(s, {"product_id": pid, "on_hand": 40, "reserved": 0, "available": 40, "sold": 0,
                              "low_stock_threshold": 5, "updated_at": s["updated_at"]})
         big = self.get(API + "/inventory/" + self.product(initial_stock=300)).json()
         self.assertEqual(big["low_stock_threshold"], 30)        # 10% of initial stock

@@ -406,11 +406,14 @@ class TestOrderChaos(ClusterTestCase):
         """Until the monotonic time until: pause, SIGKILL one of VICTIMS, restart it, wait until
         the system is ready again."""
         c = self.cluster
+        bag = []        # each process once per round, in a random order: none is left out
         while True:
             time.sleep(max(0.0, min(rnd.uniform(*NEMESIS_PAUSE_S), until - time.monotonic())))
             if time.monotonic() >= until:
                 return
-            victim = rnd.choice(VICTIMS)
+            if not bag:
+                bag = rnd.sample(VICTIMS, len(VICTIMS))
+            victim = bag.pop()
             try:
                 c.kill(victim)
                 with self.lock:
