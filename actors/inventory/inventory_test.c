@@ -143,6 +143,95 @@ test_adjustments_and_low_stock(void)
     msgpack_sbuffer_destroy(&b);
 }
 
+//  Sends stock.reserve / release / commit of order's lines (product, quantity pairs).
+static int
+s_stock_op(const char *type, const char *order, const char *p1, int64_t q1, const char *p2, int64_t q2,
+           result_t *out)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "order_id", order);
+    mc_pack_cstr(&pk, "lines");
+    msgpack_pack_array(&pk, p2 ? 2 : 1);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "product_id", p1);
+    mc_pack_kv_int(&pk, "quantity", q1);
+    if (p2) {
+        msgpack_pack_map(&pk, 2);
+        mc_pack_kv_cstr(&pk, "product_id", p2);
+        mc_pack_kv_int(&pk, "quantity", q2);
+    }
+    result_t r;
+    int status = s_call(&r, type, order, NULL, &b);
+    if (out)
+        *out = r;
+    else
+        s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return status;
+}
+
+//  on_hand == available + reserved, nothing negative, and on_hand + sold == what came in.
+static void
+s_conserved(const char *product, int64_t received)
+{
+    int64_t on_hand = s_int(product, "on_hand"), reserved = s_int(product, "reserved");
+    int64_t available = s_int(product, "available"), sold = s_int(product, "sold");
+    ASSERT_EQ(on_hand, available + reserved);
+    MC_CHECK(available >= 0 && reserved >= 0 && sold >= 0);
+    ASSERT_EQ(on_hand + sold, received);
+}
+
+static void
+test_reservations(void)
+{
+    ASSERT_EQ(s_event("E-R1", "R1", 10), 200);
+    ASSERT_EQ(s_event("E-R2", "R2", 3), 200);
+    //  all or nothing: one short line reserves neither
+    result_t r;
+    ASSERT_EQ(s_stock_op("stock.reserve", "O1", "R1", 2, "R2", 4, &r), 409);
+    const msgpack_object *errs = mc_map_get(r.rep.error, "errors");
+    ASSERT_EQ(errs ? errs->via.array.size : 0, 1);
+    mc_str_t field = { "", 0 };
+    mc_map_str(&errs->via.array.ptr[0], "field", &field);
+    MC_CHECK(mc_str_eq(field, "R2"));
+    s_free(&r);
+    ASSERT_EQ(s_int("R1", "reserved"), 0);
+    ASSERT_EQ(s_int("R2", "reserved"), 0);
+    //  reserved once, however often it is asked
+    ASSERT_EQ(s_stock_op("stock.reserve", "O2", "R1", 2, "R2", 3, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.reserve", "O2", "R1", 2, "R2", 3, NULL), 200);
+    ASSERT_EQ(s_int("R1", "reserved"), 2);
+    ASSERT_EQ(s_int("R2", "available"), 0);
+    ASSERT_EQ(s_events("inventory.reserved"), 2);
+    //  the stock an order holds cannot be adjusted away
+    ASSERT_EQ(s_adjust("R2", -1), 409);
+    //  released once; a second release and a late reserve change nothing
+    ASSERT_EQ(s_stock_op("stock.release", "O2", "R1", 2, "R2", 3, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.release", "O2", "R1", 2, "R2", 3, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.reserve", "O2", "R1", 2, "R2", 3, NULL), 409);
+    ASSERT_EQ(s_int("R1", "reserved"), 0);
+    ASSERT_EQ(s_int("R2", "reserved"), 0);
+    ASSERT_EQ(s_events("inventory.released"), 2);
+    //  a release that overtakes its reserve blocks it
+    ASSERT_EQ(s_stock_op("stock.release", "O3", "R1", 1, NULL, 0, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.reserve", "O3", "R1", 1, NULL, 0, NULL), 409);
+    ASSERT_EQ(s_int("R1", "reserved"), 0);
+    //  selling moves reserved units out of on_hand, once
+    ASSERT_EQ(s_stock_op("stock.reserve", "O4", "R1", 4, NULL, 0, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.commit", "O4", "R1", 4, NULL, 0, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.commit", "O4", "R1", 4, NULL, 0, NULL), 200);
+    ASSERT_EQ(s_stock_op("stock.release", "O4", "R1", 4, NULL, 0, NULL), 200);
+    ASSERT_EQ(s_int("R1", "on_hand"), 6);
+    ASSERT_EQ(s_int("R1", "reserved"), 0);
+    ASSERT_EQ(s_int("R1", "sold"), 4);
+    s_conserved("R1", 10);
+    s_conserved("R2", 3);
+}
+
 int
 main(void)
 {
@@ -152,6 +241,7 @@ main(void)
         return 1;
     MC_TEST_RUN(test_stock_from_events);
     MC_TEST_RUN(test_adjustments_and_low_stock);
+    MC_TEST_RUN(test_reservations);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

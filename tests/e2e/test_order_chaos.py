@@ -117,6 +117,7 @@ class KeyRecord:
         self.expires_at = None    # epoch seconds, from the 201 body
         self.cancels = []         # Attempts of POST /orders/{id}/cancel
         self.cancel_result = None  # None (not tried) | "ok" | "conflict" | "gave_up"
+        self.replayed_retry = False  # the answer to a retry was a replay of an unseen one
 
     def __repr__(self):
         return "<key %s client %d user %s lines %s outcome %s order %s attempts %s cancels %s>" % (
@@ -333,6 +334,8 @@ class TestOrderChaos(ClusterTestCase):
                 self.unexpected.append(("gave up on key %s after %d attempts" % (
                     rec.key, len(mine)), repr(mine[-5:])))
             return
+        if not replay and len(mine) > 1 and (mine[-1].replayed or "").lower() == "true":
+            rec.replayed_retry = True
         if r.status_code == 201:
             o = r.json()
             mine[-1].order_id = o.get("id")
@@ -589,15 +592,18 @@ class TestOrderChaos(ClusterTestCase):
                 events[pid].append((k.t_created, 1, q, k.order_id))
                 events[pid].append((end, 0, -q, k.order_id))     # releases first on a tie
         out = []
+        self.sold_out = 0      # products the history shows entirely held at some instant
         for pid, evs in events.items():
-            held, holders = 0, set()
+            held, holders, peak = 0, set(), 0
             for t, _, dq, oid in sorted(evs):
                 held += dq
+                peak = max(peak, held)
                 (holders.add if dq > 0 else holders.discard)(oid)
                 if held > self.stock[pid]:
                     out.append("%s oversold at %.3f: %d held of %d by orders %s" % (
                         pid, t, held, self.stock[pid], sorted(holders)))
                     break
+            self.sold_out += peak >= self.stock[pid]
         return out
 
     def report(self, created, orders, t_run, t_drain, t_settle):
@@ -611,12 +617,15 @@ class TestOrderChaos(ClusterTestCase):
                 t_run, t_drain, t_settle),
             "[chaos] kills: %s" % ", ".join("%s %d" % (n, self.kills[n]) for n in VICTIMS),
             "[chaos] keys %d: orders placed (201) %d, out_of_stock (409) %d, unresolved %d; "
-            "answered on the first try %d" % (
+            "answered on the first try %d; first try timed out %d; a retry answered by a replay "
+            "%d" % (
                 len(recs), len(created), sum(1 for k in recs if k.outcome == "out_of_stock"),
-                sum(1 for k in recs if k.outcome not in ("created", "out_of_stock")), first_try),
+                sum(1 for k in recs if k.outcome not in ("created", "out_of_stock")), first_try,
+                sum(1 for k in recs if k.attempts and k.attempts[0].error == "ReadTimeout"),
+                sum(1 for k in recs if k.replayed_retry)),
             "[chaos] cancels: tried %d, 200 %d, 409 %d; final: cancelled %d, expired %d, "
             "other %d; orders in the system %d" % (
-                sum(1 for k in created if k.cancel_result), 
+                sum(1 for k in created if k.cancel_result),
                 sum(1 for k in created if k.cancel_result == "ok"),
                 sum(1 for k in created if k.cancel_result == "conflict"),
                 status["cancelled"], status["expired"],
@@ -626,9 +635,10 @@ class TestOrderChaos(ClusterTestCase):
                 st["retries"], st["replays"], ", ".join(
                     "%s %d" % (k, v) for k, v in sorted(st.items())
                     if k not in ("retries", "replays", "inventory samples"))),
-            "[chaos] inventory samples %d (%d bad); units in stock %d over %d products" % (
+            "[chaos] inventory samples %d (%d bad); units in stock %d over %d products, %d of "
+            "them certainly all reserved at some instant" % (
                 st["inventory samples"], len(self.samples_bad), sum(self.stock.values()),
-                len(self.stock)),
+                len(self.stock), getattr(self, "sold_out", 0)),
         ]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()

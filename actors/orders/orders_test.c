@@ -1,0 +1,390 @@
+/*  The order saga through the actor core, with the other services' replies played by hand as
+    order.step messages: all-or-nothing reservation, answers only after releases, idempotency,
+    resends and timeouts driven by order.tick, the state machine, expiry, and determinism (the
+    same messages give the same order on a fresh core). */
+#include "orders.h"
+#include "mc_core_test.h"
+#include "mc_test.h"
+#include "mc_util.h"
+
+#include <string.h>
+
+static mc_core_t *s_core;
+static uint64_t s_clock = 1800000000000ull;
+static const char *s_user = "01USER00000000000000000001";
+static msgpack_sbuffer s_order_seen;     //  order 1 as the first test made it
+
+//  Sends a message as user with role at the current clock; the reply (if any) lands in r.
+static int
+s_send(result_t *r, const char *type, const char *key, const char *id, const char *role, const char *idem,
+       const msgpack_sbuffer *body)
+{
+    char mid[MC_ULID_LEN + 1];
+    mc_ulid(mid, s_clock);
+    const char *user = strcmp(role, "system") == 0 ? "" : s_user;
+    mc_request_t req = { .id = id ? (mc_str_t) { id, strlen(id) } : (mc_str_t) { mid, MC_ULID_LEN },
+                         .type = { type, strlen(type) }, .key = { key, strlen(key) }, .role = { role, strlen(role) },
+                         .user = { user, strlen(user) }, .idem = { idem ? idem : "", idem ? strlen(idem) : 0 },
+                         .time = s_clock };
+    return mc_core_test_call(s_core, r, &req, body, s_clock);
+}
+
+static void
+s_create_body(msgpack_sbuffer *b, int64_t q1, int64_t q2)
+{
+    msgpack_sbuffer_init(b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_cstr(&pk, "items");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "product_id", "P1");
+    mc_pack_kv_int(&pk, "quantity", q1);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "product_id", "P2");
+    mc_pack_kv_int(&pk, "quantity", q2);
+    mc_pack_cstr(&pk, "shipping_address");
+    msgpack_pack_map(&pk, 5);
+    mc_pack_kv_cstr(&pk, "name", "Ada");
+    mc_pack_kv_cstr(&pk, "line1", "1 Loop");
+    mc_pack_kv_cstr(&pk, "city", "Berlin");
+    mc_pack_kv_cstr(&pk, "postal_code", "10115");
+    mc_pack_kv_cstr(&pk, "country", "DE");
+}
+
+//  Places an order (id) of q1 x P1 and q2 x P2; returns the status of an immediate reply, or
+//  -1 when the caller was parked.
+static int
+s_create(const char *id, const char *idem, int64_t q1, int64_t q2, result_t *r)
+{
+    msgpack_sbuffer b;
+    s_create_body(&b, q1, q2);
+    int status = s_send(r, "order.create", id, id, "customer", idem, &b);
+    msgpack_sbuffer_destroy(&b);
+    return status;
+}
+
+//  How many effects of kind the last message caused, and the last one of them.
+static size_t
+s_effects(mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
+{
+    size_t n, count = 0;
+    mc_fx_t *const *fx = mc_core_effects(s_core, &n);
+    for (size_t i = 0; i < n; i++)
+        if (fx[i]->kind == kind && (!tag_or_key || strcmp(kind == MC_FX_SEND ? fx[i]->tag : fx[i]->key, tag_or_key) == 0)) {
+            count++;
+            if (last)
+                *last = fx[i];
+        }
+    return count;
+}
+
+//  Plays a reply to the request tagged tag: status with body (a packed object) or error.
+static void
+s_reply(const char *tag, int status, const msgpack_sbuffer *payload, bool error)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, payload ? 3 : 2);
+    mc_pack_kv_cstr(&pk, "tag", tag);
+    mc_pack_kv_int(&pk, "status", status);
+    if (payload) {
+        mc_pack_cstr(&pk, error ? "error" : "body");
+        msgpack_sbuffer_write(&b, payload->data, payload->size);
+    }
+    result_t r;
+    ASSERT_EQ(s_send(&r, "order.step", tag, NULL, "system", NULL, &b), 200);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void
+s_catalog_reply(const char *order)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_cstr(&pk, "items");
+    msgpack_pack_array(&pk, 2);
+    const char *ids[] = { "P1", "P2" };
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map(&pk, 5);
+        mc_pack_kv_cstr(&pk, "id", ids[i]);
+        mc_pack_kv_cstr(&pk, "sku", ids[i]);
+        mc_pack_kv_cstr(&pk, "name", i ? "Second" : "First");
+        mc_pack_kv_int(&pk, "price_cents", i ? 250 : 1000);
+        mc_pack_kv_cstr(&pk, "currency", "EUR");
+    }
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s:c0", order);
+    s_reply(tag, 200, &b, false);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void
+s_stock_reply(const char *order, char kind, int status, const char *short_product)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    if (short_product) {
+        mc_errors_t errs = { 0 };
+        mc_errors_add(&errs, short_product, "1 available");
+        mc_pack_error(&pk, "out_of_stock", "not enough stock", &errs);
+    }
+    else
+        msgpack_pack_map(&pk, 0);
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s:%c0", order, kind);
+    s_reply(tag, status, &b, short_product != NULL);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static int
+s_get(const char *id, result_t *r)
+{
+    return s_send(r, "order.get", id, NULL, "customer", NULL, NULL);
+}
+
+static void
+s_expect_status(const char *id, const char *status)
+{
+    result_t r;
+    ASSERT_EQ(s_get(id, &r), 200);
+    mc_str_t s = { "", 0 };
+    mc_map_str(r.rep.body, "status", &s);
+    MC_CHECK(mc_str_eq(s, status));
+    s_free(&r);
+}
+
+static void
+s_tick(void)
+{
+    result_t r;
+    ASSERT_EQ(s_send(&r, "order.tick", "", NULL, "system", NULL, NULL), 200);
+    s_free(&r);
+}
+
+static void
+test_order_is_created_when_all_is_reserved(void)
+{
+    result_t r;
+    ASSERT_EQ(s_create("01ORDER0000000000000000001", "k1", 2, 1, &r), -1);
+    s_free(&r);
+    //  after its commit: the catalog and the inventory shard are asked, the caller waits
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000001:c0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000001:r0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_PARK, "01ORDER0000000000000000001", NULL), 1);
+    ASSERT_EQ(s_get("01ORDER0000000000000000001", &r), 404);       //  no order before the saga ends
+    s_free(&r);
+    s_catalog_reply("01ORDER0000000000000000001");
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    s_stock_reply("01ORDER0000000000000000001", 'r', 200, NULL);
+    const mc_fx_t *answer = NULL;
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000001", &answer), 1);
+    ASSERT_EQ(answer->status, 201);
+    ASSERT_EQ(s_get("01ORDER0000000000000000001", &r), 200);
+    int64_t total = 0;
+    mc_str_t currency = { "", 0 };
+    mc_map_int(r.rep.body, "total_cents", &total);
+    mc_map_str(r.rep.body, "currency", &currency);
+    ASSERT_EQ(total, 2250);     //  prices from the catalog: 2 x 1000 + 1 x 250
+    MC_CHECK(mc_str_eq(currency, "EUR"));
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s_order_seen, msgpack_sbuffer_write);
+    msgpack_sbuffer_clear(&s_order_seen);
+    msgpack_pack_object(&pk, *r.rep.body);
+    s_free(&r);
+    //  the same key and body: the stored answer, no new saga
+    ASSERT_EQ(s_create("01ORDER0000000000000000009", "k1", 2, 1, &r), 201);
+    MC_CHECK(r.rep.replayed);
+    s_free(&r);
+    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    //  the same key, another body
+    ASSERT_EQ(s_create("01ORDER0000000000000000010", "k1", 3, 1, &r), 422);
+    s_free(&r);
+}
+
+static void
+test_short_line_releases_everything_before_answering(void)
+{
+    result_t r;
+    ASSERT_EQ(s_create("01ORDER0000000000000000002", "k2", 1, 5, &r), -1);
+    s_free(&r);
+    //  a duplicate while it runs waits for the same outcome
+    ASSERT_EQ(s_create("01ORDER0000000000000000003", "k2", 1, 5, &r), -1);
+    s_free(&r);
+    const mc_fx_t *park = NULL;
+    ASSERT_EQ(s_effects(MC_FX_PARK, "01ORDER0000000000000000002", &park), 1);
+    MC_CHECK(park->replayed);
+    s_stock_reply("01ORDER0000000000000000002", 'r', 409, "P2");
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);     //  not before the release is confirmed
+    s_stock_reply("01ORDER0000000000000000002", 'y', 200, NULL);
+    const mc_fx_t *answer = NULL;
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000002", &answer), 1);
+    ASSERT_EQ(answer->status, 409);
+    MC_CHECK(answer->error);
+    ASSERT_EQ(s_get("01ORDER0000000000000000002", &r), 404);
+    s_free(&r);
+    //  a late catalog reply to the ended saga changes nothing
+    s_catalog_reply("01ORDER0000000000000000002");
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    //  and the key now replays the 409
+    ASSERT_EQ(s_create("01ORDER0000000000000000004", "k2", 1, 5, &r), 409);
+    MC_CHECK(r.rep.replayed);
+    s_free(&r);
+}
+
+static void
+test_unanswered_saga_is_resent_then_released(void)
+{
+    result_t r;
+    uint64_t start = s_clock;
+    ASSERT_EQ(s_create("01ORDER0000000000000000005", NULL, 1, 1, &r), -1);
+    s_free(&r);
+    s_clock = start + 500;
+    s_tick();
+    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    s_clock = start + 1000;
+    s_tick();       //  a crash lost the requests or their replies: ask again
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:r0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:c0", NULL), 1);
+    s_stock_reply("01ORDER0000000000000000005", 'r', 503, NULL);     //  no inventory node
+    s_clock = start + 15000;
+    s_tick();       //  too long: give up and release
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:y0", NULL), 1);
+    s_stock_reply("01ORDER0000000000000000005", 'y', 200, NULL);
+    const mc_fx_t *answer = NULL;
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000005", &answer), 1);
+    ASSERT_EQ(answer->status, 503);
+}
+
+//  Creates an order (all replies played) and returns nothing; the order is pending_payment.
+static void
+s_placed(const char *id)
+{
+    result_t r;
+    ASSERT_EQ(s_create(id, NULL, 1, 1, &r), -1);
+    s_free(&r);
+    s_catalog_reply(id);
+    s_stock_reply(id, 'r', 200, NULL);
+    s_expect_status(id, "pending_payment");
+}
+
+static int
+s_set_status(const char *id, const char *status, const char *role)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_cstr(&pk, "status", status);
+    result_t r;
+    int rc = s_send(&r, "order.status", id, NULL, role, NULL, &b);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void
+test_state_machine(void)
+{
+    const char *id = "01ORDER0000000000000000006";
+    s_placed(id);
+    ASSERT_EQ(s_set_status(id, "paid", "customer"), 403);
+    ASSERT_EQ(s_set_status(id, "shipped", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "delivered", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "refunded", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "expired", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "pending_payment", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "paid", "admin"), 200);
+    ASSERT_EQ(s_set_status(id, "paid", "admin"), 409);
+    //  shipping sells the stock: the caller hears once inventory has
+    ASSERT_EQ(s_set_status(id, "shipped", "admin"), -1);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000006:s0", NULL), 1);
+    char settle[64];
+    snprintf(settle, sizeof settle, "settle:%s", id);
+    ASSERT_EQ(s_effects(MC_FX_PARK, settle, NULL), 1);
+    s_stock_reply(id, 's', 200, NULL);
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, settle, NULL), 1);
+    ASSERT_EQ(s_set_status(id, "cancelled", "admin"), 409);
+    ASSERT_EQ(s_set_status(id, "delivered", "admin"), 200);
+    ASSERT_EQ(s_set_status(id, "refunded", "admin"), 200);
+    ASSERT_EQ(s_set_status(id, "cancelled", "admin"), 409);
+    s_expect_status(id, "refunded");
+    //  cancelling releases
+    const char *c = "01ORDER0000000000000000007";
+    s_placed(c);
+    result_t r;
+    ASSERT_EQ(s_send(&r, "order.cancel", c, NULL, "customer", NULL, NULL), -1);
+    s_free(&r);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000007:x0", NULL), 1);
+    ASSERT_EQ(s_send(&r, "order.cancel", c, NULL, "customer", NULL, NULL), 409);
+    s_free(&r);
+    s_stock_reply(c, 'x', 200, NULL);
+    s_expect_status(c, "cancelled");
+}
+
+static void
+test_unpaid_orders_expire(void)
+{
+    const char *id = "01ORDER0000000000000000008";
+    s_placed(id);
+    s_clock += 899 * 1000;
+    s_tick();
+    s_expect_status(id, "pending_payment");
+    s_clock += 1000;
+    s_tick();
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000008:x0", NULL), 1);
+    s_expect_status(id, "expired");
+    ASSERT_EQ(s_set_status(id, "paid", "admin"), 409);
+}
+
+static void
+test_replay_gives_the_same_order(void)
+{
+    //  the same messages, on a fresh core, from the same clock
+    msgpack_sbuffer first;
+    msgpack_sbuffer_init(&first);
+    msgpack_sbuffer_write(&first, s_order_seen.data, s_order_seen.size);
+    mc_core_t *saved = s_core;
+    char dir[64];
+    s_core = mc_core_test_open(&orders_service, dir, 1u << 26);
+    MC_CHECK(s_core != NULL);
+    s_clock = 1800000000000ull;
+    test_order_is_created_when_all_is_reserved();
+    ASSERT_EQ(s_order_seen.size, first.size);
+    MC_CHECK(memcmp(s_order_seen.data, first.data, first.size) == 0);
+    msgpack_sbuffer_destroy(&first);
+    ASSERT_EQ(mc_core_test_close(&s_core, dir), 0);
+    s_core = saved;
+}
+
+int
+main(void)
+{
+    setenv("MERCATO_RESERVATION_TTL_S", "900", 1);
+    msgpack_sbuffer_init(&s_order_seen);
+    char dir[64];
+    s_core = mc_core_test_open(&orders_service, dir, 1u << 26);
+    if (!s_core)
+        return 1;
+    MC_TEST_RUN(test_order_is_created_when_all_is_reserved);
+    MC_TEST_RUN(test_short_line_releases_everything_before_answering);
+    MC_TEST_RUN(test_unanswered_saga_is_resent_then_released);
+    MC_TEST_RUN(test_state_machine);
+    MC_TEST_RUN(test_unpaid_orders_expire);
+    MC_TEST_RUN(test_replay_gives_the_same_order);
+    msgpack_sbuffer_destroy(&s_order_seen);
+    if (mc_core_test_close(&s_core, dir))
+        return 1;
+    return MC_TEST_DONE();
+}
