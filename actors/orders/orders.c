@@ -52,6 +52,11 @@ s_create(mc_ctx_t *ctx)
         mc_reply_error(ctx->pk, req->id, 401, "authentication_required", "sign in to order", NULL);
         return 401;
     }
+    if (req->id.len > 40) {
+        //  the order id names the saga's requests in tags of at most 64 bytes
+        mc_reply_error(ctx->pk, req->id, 400, "bad_envelope", "an order's message id has at most 40 characters", NULL);
+        return 400;
+    }
     char id[72];
     snprintf(id, sizeof id, "%.*s", (int) req->id.len, req->id.ptr);
     //  the same message again (a resend from the cart): its saga or its order answers
