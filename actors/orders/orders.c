@@ -224,6 +224,8 @@ s_move(mc_ctx_t *ctx, const char *to)
     order_t o;
     int rc = orders_load(ctx->txn, db, ctx->req->key, &u, &o);
     int status;
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"o%" PRIu64 "\"", o.version);
     if (rc == MDB_NOTFOUND || (!rc && !orders_visible(ctx->req, &o))) {
         mc_reply_error(ctx->pk, ctx->req->id, 404, "order_not_found", "no such order", NULL);
         status = 404;
@@ -231,6 +233,12 @@ s_move(mc_ctx_t *ctx, const char *to)
     else
     if (rc)
         status = FAIL(rc);
+    else
+    if (ctx->req->if_match.len && !mc_str_eq(ctx->req->if_match, "*") && !mc_str_eq(ctx->req->if_match, etag)) {
+        mc_reply_error(ctx->pk, ctx->req->id, 412, "precondition_failed",
+                       "the order has changed since the ETag you sent", NULL);
+        status = 412;
+    }
     else {
         bool settles = strcmp(to, "cancelled") == 0 || strcmp(to, "shipped") == 0;
         msgpack_sbuffer body;
@@ -249,7 +257,8 @@ s_move(mc_ctx_t *ctx, const char *to)
             status = MC_PARKED;
         }
         else {
-            mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+            snprintf(etag, sizeof etag, "\"o%" PRIu64 "\"", o.version + 1);
+            mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
             msgpack_sbuffer_write(ctx->pk->data, body.data, body.size);
             status = 200;
         }
