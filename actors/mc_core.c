@@ -161,7 +161,8 @@ mc_answer_raw(mc_ctx_t *ctx, const char *key, int status, bool error, const void
     fx->status = status;
     fx->error = error;
     snprintf(fx->key, sizeof fx->key, "%s", key);
-    msgpack_sbuffer_write(&fx->data, raw, len);
+    if (len)
+        msgpack_sbuffer_write(&fx->data, raw, len);
 }
 
 void

@@ -104,11 +104,13 @@ s_put(MDB_txn *txn, const mc_idem_db_t *db, const char *key, size_t klen, char s
     memcpy(head + 9, hash, 32);
     head[HEAD - 1] = (unsigned char) rlen;
     msgpack_sbuffer_write(&sb, (const char *) head, HEAD);
-    msgpack_sbuffer_write(&sb, ref, rlen);
+    if (rlen)
+        msgpack_sbuffer_write(&sb, ref, rlen);
     if (state == 'd') {
         unsigned char tail[3] = { (unsigned char) (status >> 8), (unsigned char) status, error };
         msgpack_sbuffer_write(&sb, (const char *) tail, 3);
-        msgpack_sbuffer_write(&sb, raw, len);
+        if (len)
+            msgpack_sbuffer_write(&sb, raw, len);
     }
     MDB_val k = { klen, (void *) key }, v = { sb.size, sb.data };
     int rc = mdb_put(txn, db->keys, &k, &v, 0);

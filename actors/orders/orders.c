@@ -119,7 +119,7 @@ s_create(mc_ctx_t *ctx)
         else
             lines[j].quantity += given[i].quantity;
         if (lines[j].quantity > 1000) {
-            char field[40];
+            char field[48];
             snprintf(field, sizeof field, "items[%zu].quantity", i);
             mc_errors_add(&errs, field, "adds up to more than 1000 of one product");
         }

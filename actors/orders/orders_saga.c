@@ -85,7 +85,8 @@ s_saga_load(MDB_txn *txn, const orders_db_t *db, mc_str_t id, saga_t *s)
     for (int i = 0; i < BLOBS; i++) {
         if (s->h.magic != SAGA_MAGIC || at + s->h.len[i] > v.mv_size)
             return MDB_CORRUPTED;
-        msgpack_sbuffer_write(&s->blob[i], (const char *) v.mv_data + at, s->h.len[i]);
+        if (s->h.len[i])
+            msgpack_sbuffer_write(&s->blob[i], (const char *) v.mv_data + at, s->h.len[i]);
         at += s->h.len[i];
     }
     return 0;
@@ -100,7 +101,8 @@ s_saga_save(MDB_txn *txn, const orders_db_t *db, saga_t *s)
         s->h.len[i] = (uint32_t) s->blob[i].size;
     msgpack_sbuffer_write(&sb, (const char *) &s->h, sizeof s->h);
     for (int i = 0; i < BLOBS; i++)
-        msgpack_sbuffer_write(&sb, s->blob[i].data, s->blob[i].size);
+        if (s->blob[i].size)
+            msgpack_sbuffer_write(&sb, s->blob[i].data, s->blob[i].size);
     MDB_val k = { strlen(s->id), s->id }, v = { sb.size, sb.data };
     int rc = mdb_put(txn, db->sagas, &k, &v, 0);
     msgpack_sbuffer_destroy(&sb);
@@ -399,7 +401,7 @@ s_advance(mc_ctx_t *ctx, saga_t *s)
     for (size_t i = 0; !failed && s->h.catalog && i < n; i++) {
         const msgpack_object *p = s_snapshot(&cat.data, lines[i].product);
         mc_str_t c = { "", 0 };
-        char field[32];
+        char field[48];
         snprintf(field, sizeof field, "items[%zu].product_id", i);
         if (!p)
             mc_errors_add(&errs, field, "is not a product in the catalog");
@@ -414,7 +416,9 @@ s_advance(mc_ctx_t *ctx, saga_t *s)
         s_fail(ctx, s, 422, "validation_failed", "the request has invalid fields", &errs);
         failed = true;
     }
-    if (!failed && !waiting && shorts) {
+    //  a short line fails the order only once every answer is in: an unknown product or
+    //  address (422) says more than the stock of a product that does not exist
+    if (!failed && !waiting && shorts && s->h.catalog && s->h.address != 0) {
         //  name every short product, as the shards reported them
         msgpack_unpacked sh;
         msgpack_unpacked_init(&sh);
@@ -429,7 +433,7 @@ s_advance(mc_ctx_t *ctx, saga_t *s)
             while (line < n && !(lines[line].product.len == product.len
                                  && memcmp(lines[line].product.ptr, product.ptr, product.len) == 0))
                 line++;
-            char field[40];
+            char field[48];
             snprintf(field, sizeof field, "items[%zu].quantity", line);
             mc_errors_add(&errs, field, "product %.*s: %.*s", (int) product.len, product.ptr, (int) message.len,
                           message.ptr);

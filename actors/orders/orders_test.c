@@ -224,6 +224,9 @@ test_short_line_releases_everything_before_answering(void)
     ASSERT_EQ(s_effects(MC_FX_PARK, "01ORDER0000000000000000002", &park), 1);
     MC_CHECK(park->replayed);
     s_stock_reply("01ORDER0000000000000000002", 'r', 409, "P2");
+    //  an unknown product would say more than a short one: the catalog is heard first
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 0);
+    s_catalog_reply("01ORDER0000000000000000002");
     ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 1);
     ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);     //  not before the release is confirmed
     s_stock_reply("01ORDER0000000000000000002", 'y', 200, NULL);
@@ -233,8 +236,8 @@ test_short_line_releases_everything_before_answering(void)
     MC_CHECK(answer->error);
     ASSERT_EQ(s_get("01ORDER0000000000000000002", &r), 404);
     s_free(&r);
-    //  a late catalog reply to the ended saga changes nothing
-    s_catalog_reply("01ORDER0000000000000000002");
+    //  a late (repeated) reply to the ended saga changes nothing
+    s_stock_reply("01ORDER0000000000000000002", 'r', 409, "P2");
     ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
     //  and the key now replays the 409
     ASSERT_EQ(s_create("01ORDER0000000000000000004", "k2", 1, 5, &r), 409);

@@ -18,7 +18,10 @@ says:
      what pending orders hold (nothing: they have all expired or been cancelled);
   5. every order is in a legal state (here: cancelled or expired), consistent with what its
      client saw (a 200 cancel means cancelled; never cancelled means expired).
-The counts are printed.
+Besides: a deliberate replay of an answered key gets the same answer with
+Idempotent-Replayed: true; a process that dies without being killed is a failure (it is restarted
+so the run goes on); a 422 for a retried key, a 500, or any status no correct system gives here is
+a failure. The counts are printed.
 
 Environment: MERCATO_CHAOS_SEED (random choices of the clients; the nemesis' timing is not
 reproducible anyway), MERCATO_CHAOS_RUN_S (default 25).
@@ -34,7 +37,7 @@ import threading
 import time
 import unittest
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import requests
 
@@ -200,11 +203,9 @@ class TestOrderChaos(ClusterTestCase):
         self.nemesis(random.Random(SEED * 7), t_start + RUN_S)
         self.stop.set()
 
-        # Everything up again (a failed restart left something down), then ready.
-        for name in ("broker", "node", "edge"):
-            if not c.procs[name].alive():
-                c.start(name)
-        c.wait_ready(timeout=30)
+        # Everything up again (a crash or a failed restart may have left something down).
+        if not self.revive():
+            self.fail("the system did not come back:\n  %s" % "\n  ".join(self.nemesis_errors))
         t_quiet = time.monotonic()
         for t in clients:
             t.join(OP_DEADLINE_S * 2 + 10)
@@ -213,12 +214,7 @@ class TestOrderChaos(ClusterTestCase):
 
         # Every unpaid order expires and gives its stock back; sampling goes on meanwhile.
         created = [k for k in self.records if k.outcome == "created"]
-        settle_error = None
-        try:
-            wait_for(self.settled, SETTLE_S, interval=0.5,
-                     what="every order expired or cancelled and nothing reserved")
-        except HarnessError as e:
-            settle_error = str(e)
+        settle_error = self.settle()
         self.sampler_stop.set()
         sampler.join(10)
         t_settled = time.monotonic()
@@ -227,7 +223,7 @@ class TestOrderChaos(ClusterTestCase):
         inventory = {pid: self.inventory(pid) for pid in self.pids}
         failures = self.check(created, orders, inventory)
         if settle_error:
-            failures.insert(0, "not settled: %s; pending left: %s; reserved left: %s" % (
+            failures.insert(0, "%s; pending left: %s; reserved left: %s" % (
                 settle_error,
                 [(o["id"], o.get("expires_at")) for o in orders.values()
                  if o.get("status") == "pending_payment"][:10],
@@ -414,6 +410,8 @@ class TestOrderChaos(ClusterTestCase):
             time.sleep(max(0.0, min(rnd.uniform(*NEMESIS_PAUSE_S), until - time.monotonic())))
             if time.monotonic() >= until:
                 return
+            if not self.revive():
+                return
             if not bag:
                 bag = rnd.sample(VICTIMS, len(VICTIMS))
             victim = bag.pop()
@@ -425,9 +423,28 @@ class TestOrderChaos(ClusterTestCase):
                 c.start(victim, timeout=20)
                 c.wait_ready(timeout=20)
             except Exception as e:  # noqa: BLE001 - reported by the test
-                with self.lock:
-                    self.nemesis_errors.append("restarting %s: %s" % (victim, e))
-                return
+                self.nemesis_errors.append("restarting %s: %s" % (victim, e))
+                if not self.revive():
+                    return
+
+    def revive(self):
+        """Restart whatever died without being killed (a crash: recorded as a failure), then wait
+        until ready. False if the system cannot be brought back."""
+        c = self.cluster
+        for attempt in range(3):
+            try:
+                for name in c.order:
+                    p = c.procs[name]
+                    if p.popen is not None and not p.alive():
+                        if not p.killed:
+                            self.nemesis_errors.append("%s died on its own (exit code %s)" % (
+                                name, p.popen.returncode))
+                        c.start(name, timeout=20)
+                c.wait_ready(timeout=20)
+                return True
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.nemesis_errors.append("reviving (try %d): %s" % (attempt + 1, e))
+        return False
 
     def sampler(self, rnd):
         s = requests.Session()
@@ -471,7 +488,9 @@ class TestOrderChaos(ClusterTestCase):
             except requests.RequestException as e:
                 last = e
             time.sleep(0.25)
-        raise HarnessError("GET %s kept failing: %r" % (path, last))
+        raise HarnessError("GET %s kept failing: %r; processes: %s; nemesis: %s" % (
+            path, last, {n: p.popen.returncode if p.popen and not p.alive() else "up"
+                         for n, p in self.cluster.procs.items()}, self.nemesis_errors))
 
     def admin_orders(self):
         """Every order in the system, by id (the admin list, every page)."""
@@ -494,11 +513,23 @@ class TestOrderChaos(ClusterTestCase):
         self.assertStatus(r, 200, "stock of " + pid)
         return r.json()
 
-    def settled(self):
-        orders = self.admin_orders()
-        if any(o.get("status") == "pending_payment" for o in orders.values()):
-            return False
-        return all(self.inventory(pid)["reserved"] == 0 for pid in self.pids)
+    def settle(self):
+        """Wait until no order is pending and nothing is reserved: None, or what went wrong."""
+        deadline = time.monotonic() + SETTLE_S
+        last = None
+        while time.monotonic() < deadline:
+            dead = [n for n, p in self.cluster.procs.items() if p.popen and not p.alive()]
+            if dead:
+                return "%s died while settling (%s)" % (dead, self.nemesis_errors)
+            try:
+                orders = self.admin_orders()
+                if not any(o.get("status") == "pending_payment" for o in orders.values()) and \
+                        all(self.inventory(pid)["reserved"] == 0 for pid in self.pids):
+                    return None
+            except Exception as e:  # noqa: BLE001 - not yet
+                last = e
+            time.sleep(0.5)
+        return "not settled after %.0f s (last error: %r)" % (SETTLE_S, last)
 
     def check(self, created, orders, inventory):
         f = ["client saw: %s -- %s" % u for u in self.unexpected[:20]]

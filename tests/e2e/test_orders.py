@@ -41,6 +41,7 @@ PATH_TO = {"pending_payment": [], "paid": ["paid"], "shipped": ["paid", "shipped
            "delivered": ["paid", "shipped", "delivered"], "cancelled": ["cancelled"],
            "refunded": ["paid", "shipped", "refunded"]}
 DEFAULT_TTL_S = 900
+SETTLE_S = 10.0           # how long a status change's stock effect may take to show
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 REPLAYED = "Idempotent-Replayed"
 
@@ -171,9 +172,33 @@ class ShopCase(ClusterTestCase):
         return {k: s[k] for k in ("on_hand", "reserved", "available")}
 
     def assertStock(self, pid, on_hand, reserved, msg=""):
+        """The stock is exactly this now. Right for what an answer waits for: a 201 comes only
+        once every line is reserved, and a refused order holds nothing."""
         self.assertEqual(self.stock(pid), {"on_hand": on_hand, "reserved": reserved,
                                            "available": on_hand - reserved},
                          "stock of %s %s" % (pid, msg))
+
+    def awaitStock(self, pid, on_hand, reserved, msg="", timeout=SETTLE_S):
+        """The stock becomes this. For the effects of a status change (release on cancel or
+        expiry, sale on shipping): the order's answer may come before inventory applied them."""
+        want = {"on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved}
+        try:
+            wait_for(lambda: self.stock(pid) == want, timeout, what="stock of %s" % pid)
+        except HarnessError:
+            self.assertEqual(self.stock(pid), want, "stock of %s %s (after waiting %.0f s)" % (
+                pid, msg, timeout))
+
+    def assertStockBehindBarrier(self, pid, on_hand, reserved, msg=""):
+        """The stock is exactly this, also for a stray effect still on its way: a 1-unit order
+        placed now (answered only once reserved) must find exactly that and add exactly 1."""
+        self.assertStock(pid, on_hand, reserved, msg)
+        self.order(self.barrier_customer(), (pid, 1))
+        self.assertStock(pid, on_hand, reserved + 1, msg + " (behind a 1-unit barrier order)")
+
+    def barrier_customer(self):
+        if "_barrier" not in self.__dict__:
+            self._barrier = self.customer()
+        return self._barrier
 
     # --- orders --------------------------------------------------------------------------------
     def place(self, who, items, key=None, address="inline", **over):
@@ -438,8 +463,14 @@ class TestValidation(ShopCase):
                                               shipping_address=ship_to(**{f: v})), f)
 
     def test_unknown_product_names_its_line(self):
-        r = self.place(self.me, lines((self.pid, 1), (UNKNOWN_ID, 1)))
-        self.assertInvalid(r, "items[1].product_id")
+        # Repeated: an unknown product is 422 every time, never whichever failure comes first
+        # (an unknown product has no stock either).
+        for i in range(10):
+            with self.subTest(attempt=i):
+                self.assertInvalid(self.place(self.me, lines((self.pid, 1), (UNKNOWN_ID, 1))),
+                                   "items[1].product_id")
+                self.assertInvalid(self.place(self.me, lines((UNKNOWN_ID, 1), (self.pid, 1))),
+                                   "items[0].product_id")
 
     def test_no_token_is_401(self):
         self.assertUnauthorized(self.call("POST", ORDERS, order_body(lines((self.pid, 1)))))
@@ -567,8 +598,9 @@ class TestStateMachine(ShopCase):
             self.assertEqual({k: got[k] for k in ("items", "total_cents", "user_id", "created_at")},
                              {k: o[k] for k in ("items", "total_cents", "user_id", "created_at")})
             self.assertGreaterEqual(parse_time(got["updated_at"]), parse_time(last["updated_at"]))
-            self.assertStock(pid, on_hand, reserved, "after " + status)
+            self.awaitStock(pid, on_hand, reserved, "after " + status)
             last = got
+        self.assertStockBehindBarrier(pid, 7, 0, "delivered sells nothing more")
         self.move(o["id"], "refunded")
         self.assertEqual(self.fetch(who, o["id"])["status"], "refunded")
 
@@ -577,36 +609,40 @@ class TestStateMachine(ShopCase):
         for s in ("paid", "shipped", "refunded"):
             self.move(o["id"], s)
         self.assertEqual(self.fetch(who, o["id"])["status"], "refunded")
-        self.assertEqual(self.stock(pid)["reserved"], 0)
+        wait_for(lambda: self.stock(pid)["reserved"] == 0, SETTLE_S,
+                 what="the shipped units of %s leave reserved" % pid)
 
     def test_cancellations_release_stock_once(self):
-        # Owner cancels a pending order.
+        # Owner cancels a pending order, while another order holds 2 of the same product.
         who, pid, o = self.pending(10, 3)
+        self.order(self.customer(), (pid, 2))
+        self.assertStock(pid, 10, 5)
         r = self.cancel(who, o["id"])
         self.assertStatus(r, 200)
         self.assertEqual(r.json()["status"], "cancelled")
         self.assertEqual(self.fetch(who, o["id"]), r.json())
-        self.assertStock(pid, 10, 0, "after cancelling")
+        self.awaitStock(pid, 10, 2, "after cancelling")
         self.assertIllegal(self.cancel(who, o["id"]), "cancelling twice")
-        self.assertStock(pid, 10, 0, "a second cancel released stock again")
+        self.assertIllegal(self.put_status(o["id"], "cancelled"), "cancelling twice by PUT")
+        self.assertStockBehindBarrier(pid, 10, 2, "a second cancel released stock again")
         # Owner cancels a paid order.
         who, pid, o = self.pending(10, 2)
         self.move(o["id"], "paid")
         r = self.cancel(who, o["id"])
         self.assertStatus(r, 200)
         self.assertEqual(r.json()["status"], "cancelled")
-        self.assertStock(pid, 10, 0, "after cancelling a paid order")
+        self.awaitStock(pid, 10, 0, "after cancelling a paid order")
         # Admin cancels: by PUT from pending, by PUT from paid, by POST cancel.
         for path in (["cancelled"], ["paid", "cancelled"]):
             who, pid, o = self.pending(10, 5)
             for s in path:
                 self.move(o["id"], s)
-            self.assertStock(pid, 10, 0, "after admin %s" % path)
+            self.awaitStock(pid, 10, 0, "after admin %s" % path)
         who, pid, o = self.pending(10, 1)
         r = self.cancel(self.admin(), o["id"])
         self.assertStatus(r, 200)
         self.assertEqual(r.json()["status"], "cancelled")
-        self.assertStock(pid, 10, 0)
+        self.awaitStock(pid, 10, 0, "after an admin's cancel")
 
     def test_illegal_transitions_change_nothing(self):
         admin = self.admin()
@@ -615,6 +651,10 @@ class TestStateMachine(ShopCase):
                 who, pid, o = self.pending(10, 3)
                 for s in path:
                     self.move(o["id"], s)
+                    if s == "shipped":
+                        self.awaitStock(pid, 7, 0, "after shipping")
+                    elif s == "cancelled":
+                        self.awaitStock(pid, 10, 0, "after cancelling")
                 before, stock = self.fetch(admin, o["id"]), self.stock(pid)
                 for target in STATUSES:
                     if target in LEGAL.get(state, ()):
@@ -626,7 +666,8 @@ class TestStateMachine(ShopCase):
                     self.assertIllegal(self.cancel(admin, o["id"]), "admin cancel from " + state)
                 self.assertEqual(self.fetch(admin, o["id"]), before,
                                  "a refused transition changed the order")
-                self.assertEqual(self.stock(pid), stock, "a refused transition moved stock")
+                self.assertStockBehindBarrier(pid, stock["on_hand"], stock["reserved"],
+                                              "a refused transition moved stock")
 
     def test_status_change_is_admin_only_and_validated(self):
         who, pid, o = self.pending(10, 2)
@@ -790,6 +831,7 @@ class TestExpiry(ShopCase):
         self.move(paid["id"], "paid")
         cancelled = self.order(me, (cancelled_p["id"], 3))
         self.assertStatus(self.cancel(me, cancelled["id"]), 200)
+        self.awaitStock(cancelled_p["id"], 10, 0, "after cancelling")
         unpaid = self.order(me, (unpaid_p["id"], 4))
         ttl = (parse_time(unpaid["expires_at"]) - parse_time(unpaid["created_at"])).total_seconds()
         self.assertAlmostEqual(ttl, self.TTL_S, delta=1, msg="expires_at = created_at + TTL")
@@ -801,11 +843,11 @@ class TestExpiry(ShopCase):
         self.assertGreaterEqual(parse_time(expired["updated_at"]),
                                 parse_time(unpaid["expires_at"]) - timedelta(seconds=0.1),
                                 "expired before expires_at (0.1 s allowed for clock rounding)")
-        self.assertStock(unpaid_p["id"], 10, 0, "expiry released the stock")
+        self.awaitStock(unpaid_p["id"], 10, 0, "expiry released the stock")
         self.assertEqual(self.fetch(me, paid["id"])["status"], "paid", "a paid order expired")
-        self.assertStock(paid_p["id"], 10, 2, "a paid order's stock was released")
+        self.assertStockBehindBarrier(paid_p["id"], 10, 2, "a paid order's stock was released")
         self.assertEqual(self.fetch(me, cancelled["id"])["status"], "cancelled")
-        self.assertStock(cancelled_p["id"], 10, 0, "stock released twice")
+        self.assertStockBehindBarrier(cancelled_p["id"], 10, 0, "stock released twice")
         self.assertEqual(ids(self.list_all(self.admin(), user_id=me.id, status="expired")),
                          [unpaid["id"]])
         # expired is final.
@@ -813,7 +855,7 @@ class TestExpiry(ShopCase):
             self.assertIllegal(self.put_status(unpaid["id"], target), "expired -> " + target)
         self.assertIllegal(self.cancel(me, unpaid["id"]), "cancel an expired order")
         self.assertEqual(self.fetch(me, unpaid["id"]), expired)
-        self.assertStock(unpaid_p["id"], 10, 0)
+        self.assertStockBehindBarrier(unpaid_p["id"], 10, 0, "a refused change of an expired order")
 
 
 if __name__ == "__main__":
