@@ -65,7 +65,7 @@ edge_respond(edge_reply_t *r, int status, const char *content_type, const char *
     char cors[512] = "";
     if (r->origin)
         snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
-                 "Access-Control-Expose-Headers: ETag, Location, X-Request-Id, Retry-After\r\n", r->origin);
+                 "Access-Control-Expose-Headers: ETag, Location, X-Request-Id, Retry-After, Idempotent-Replayed\r\n", r->origin);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n"
                      "X-Request-Id: %s\r\n"
