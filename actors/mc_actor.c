@@ -4,6 +4,7 @@
 #include "mc_util.h"
 
 #include <string.h>
+#include <sys/prctl.h>
 
 //  Messages handled as one group commit at most; a burst beyond it waits for the next group.
 #define BATCH_MAX 256
@@ -358,6 +359,10 @@ mc_actor(zsock_t *pipe, void *args)
 {
     actor_t self = { .args = *(mc_actor_args_t *) args };
     snprintf(self.service, sizeof self.service, "%s.%u", self.args.service->name, self.args.shard);
+    //  so top -H and perf name the actor a thread runs
+    char thread[16];
+    snprintf(thread, sizeof thread, "%.15s", self.service);
+    prctl(PR_SET_NAME, thread, 0, 0, 0);
     self.core = mc_core_new(self.args.service, self.args.data_dir, self.args.shard, self.args.map_max);
     self.waiters = calloc(WAITERS_MAX, sizeof *self.waiters);
     zsock_signal(pipe, 0);
