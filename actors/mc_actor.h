@@ -35,6 +35,9 @@ typedef struct {
 //  Returns the status it replied with, MC_PARKED, or a negative LMDB error code.
 typedef int (mc_handler_fn)(mc_ctx_t *ctx);
 
+//  Replies status with no body; returns status.
+int mc_reply_empty(mc_ctx_t *ctx, int status);
+
 //  A handler's return when its caller must wait: it called mc_park, and a later message answers.
 #define MC_PARKED 1
 
@@ -104,6 +107,7 @@ typedef struct {
     size_t nhandlers;           //  entries in handlers
     const char *step;           //  message type that brings replies to mc_send, or NULL
     const char *tick;           //  message type the runtime sends every MC_TICK_MS, or NULL
+                                //  (both accepted only from the runtime: role "system")
 } mc_service_t;
 
 #define MC_TICK_MS 200

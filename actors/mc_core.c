@@ -123,6 +123,14 @@ s_copy(char *dst, size_t size, mc_str_t s)
     dst[n] = 0;
 }
 
+int
+mc_reply_empty(mc_ctx_t *ctx, int status)
+{
+    mc_reply_begin(ctx->pk, ctx->req->id, status, NULL);
+    msgpack_pack_nil(ctx->pk);
+    return status;
+}
+
 void
 mc_park(mc_ctx_t *ctx, const char *key, bool replayed)
 {
@@ -306,8 +314,16 @@ s_handle(mc_core_t *self, group_t *g, const mc_in_t *in, size_t index, uint64_t 
     const mc_msgdef_t *def = h ? mc_schema_find(self->service->name, req.type) : NULL;
     mc_errors_t errs = { 0 };
     int status = 0;
+    bool own = (self->service->step && mc_str_eq(req.type, self->service->step))
+               || (self->service->tick && mc_str_eq(req.type, self->service->tick));
     if (!h || !def) {
         mc_reply_error(&reply->pk, req.id, 400, "unknown_message", "this service has no such message", NULL);
+        self->stats.failed++;
+    }
+    else
+    if (own && !mc_str_eq(req.role, "system")) {
+        //  replies and ticks come from the actor's own runtime, never from outside
+        mc_reply_error(&reply->pk, req.id, 403, "forbidden", "this message is the runtime's own", NULL);
         self->stats.failed++;
     }
     else

@@ -325,9 +325,7 @@ s_cart_remove(mc_ctx_t *ctx)
     int rc = s_set_line(ctx, ctx->req->user, product, NULL, 0, NULL, NULL);
     if (rc)
         return FAIL(rc);
-    mc_reply_begin(ctx->pk, ctx->req->id, 204, NULL);
-    msgpack_pack_nil(ctx->pk);
-    return 204;
+    return mc_reply_empty(ctx, 204);
 }
 
 //  Sends (again) the order.create of a checkout record.
@@ -535,8 +533,6 @@ static int
 s_step(mc_ctx_t *ctx)
 {
     const cart_db_t *db = ctx->state;
-    if (!mc_str_eq(ctx->req->role, "system"))
-        return mc_reply_error(ctx->pk, ctx->req->id, 403, "forbidden", "internal message", NULL), 403;
     mc_str_t tag = { "", 0 };
     int64_t status = 0;
     mc_map_str(ctx->req->body, "tag", &tag);
@@ -560,9 +556,7 @@ s_step(mc_ctx_t *ctx)
     }
     if (rc)
         return FAIL(rc);
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_nil(ctx->pk);
-    return 200;
+    return mc_reply_empty(ctx, 200);
 }
 
 #define TICK_MAX 128
@@ -571,8 +565,6 @@ static int
 s_tick(mc_ctx_t *ctx)
 {
     const cart_db_t *db = ctx->state;
-    if (!mc_str_eq(ctx->req->role, "system"))
-        return mc_reply_error(ctx->pk, ctx->req->id, 403, "forbidden", "internal message", NULL), 403;
     uint64_t now = ctx->req->time;
     int rc = 0;
     for (int which = 0; which < 2 && !rc; which++) {
@@ -642,9 +634,7 @@ s_tick(mc_ctx_t *ctx)
         rc = mc_idem_prune(ctx->txn, &db->idem, now, 100);
     if (rc)
         return FAIL(rc);
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_nil(ctx->pk);
-    return 200;
+    return mc_reply_empty(ctx, 200);
 }
 
 static const mc_handler_t s_handlers[] = {

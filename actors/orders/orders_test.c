@@ -352,6 +352,24 @@ test_unpaid_orders_expire(void)
 }
 
 static void
+test_steps_and_ticks_are_the_runtimes_own(void)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "tag", "01ORDER0000000000000000006:r0");
+    mc_pack_kv_int(&pk, "status", 200);
+    result_t r;
+    ASSERT_EQ(s_send(&r, "order.step", "x", NULL, "admin", NULL, &b), 403);
+    s_free(&r);
+    ASSERT_EQ(s_send(&r, "order.tick", "", NULL, "customer", NULL, NULL), 403);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void
 test_replay_gives_the_same_order(void)
 {
     //  the same messages, on a fresh core, from the same clock
@@ -385,6 +403,7 @@ main(void)
     MC_TEST_RUN(test_unanswered_saga_is_resent_then_released);
     MC_TEST_RUN(test_state_machine);
     MC_TEST_RUN(test_unpaid_orders_expire);
+    MC_TEST_RUN(test_steps_and_ticks_are_the_runtimes_own);
     MC_TEST_RUN(test_replay_gives_the_same_order);
     msgpack_sbuffer_destroy(&s_order_seen);
     if (mc_core_test_close(&s_core, dir))
