@@ -7,6 +7,7 @@
 #include "mc_consumer.h"
 #include "mc_config.h"
 #include "mc_log.h"
+#include "mc_schema.h"
 #include "mc_util.h"
 #include "catalog/catalog.h"
 #include "identity/identity.h"
@@ -72,20 +73,27 @@ main(int argc, char **argv)
     size_t count = 0;
     char *list = strdup(actors), *save = NULL;
     for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-        //  "catalog" is shard 0; "catalog:3" is shard 3
+        //  "inventory:3" is shard 3; "inventory" is every shard it has (mc_schema_shards)
         char *colon = strchr(name, ':');
-        unsigned shard = colon ? (unsigned) atoi(colon + 1) : 0;
+        unsigned first = colon ? (unsigned) atoi(colon + 1) : 0;
         if (colon)
             *colon = 0;
         const mc_service_t *svc = s_service(name);
-        if (!svc || count == 32) {
+        unsigned last = colon ? first : mc_schema_shards(name) - 1;
+        if (!svc) {
             mc_error("unknown actor", "\"name\":\"%s\"", name);
             return 2;
         }
-        children[count++] = (child_t) {
-            .args = { .service = svc, .shard = shard, .data_dir = data, .broker = broker,
-                      .node_id = node, .map_max = map_max },
-            .backoff_ms = 100 };
+        for (unsigned shard = first; shard <= last; shard++) {
+            if (count == 32) {
+                mc_error("too many actors", "\"max\":32");
+                return 2;
+            }
+            children[count++] = (child_t) {
+                .args = { .service = svc, .shard = shard, .data_dir = data, .broker = broker,
+                          .node_id = node, .map_max = map_max },
+                .backoff_ms = 100 };
+        }
     }
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
@@ -96,7 +104,7 @@ main(int argc, char **argv)
     for (size_t i = 0; i < count && nconsumers < 4; i++)
         if (children[i].args.service == &inventory_service && children[i].args.shard == 0) {
             consumer_args[nconsumers] = (mc_consumer_args_t) {
-                .service = "inventory", .shards = 1, .topic = "product.events", .message_type = "stock.event",
+                .service = "inventory", .shards = mc_schema_shards("inventory"), .topic = "product.events", .message_type = "stock.event",
                 .data_dir = data, .broker = broker };
             consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
             nconsumers++;

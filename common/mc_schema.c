@@ -1,6 +1,7 @@
 #include "mc_schema.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const mc_msgdef_t *
@@ -311,6 +312,19 @@ s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs
 unsigned
 mc_schema_shards(const char *service)
 {
+    //  MERCATO_SHARDS ("inventory=4,orders=2") overrides the schema's default, so more shards
+    //  are a configuration change; every process of a deployment must see the same value
+    const char *env = getenv("MERCATO_SHARDS");
+    size_t n = strlen(service);
+    for (const char *p = env; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > n + 1 && strncmp(p, service, n) == 0 && p[n] == '=') {
+            long v = strtol(p + n + 1, NULL, 10);
+            if (v >= 1 && v <= 64)
+                return (unsigned) v;
+        }
+        p += len + (p[len] == ',');
+    }
     for (size_t i = 0; i < mc_services_count; i++)
         if (strcmp(mc_services[i].name, service) == 0)
             return mc_services[i].shards ? mc_services[i].shards : 1;

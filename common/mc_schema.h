@@ -48,7 +48,7 @@ typedef struct {
     const char *method;     //  "GET"
     const char *path;       //  "/api/v1/products/{id}"
     const mc_msgdef_t *msg; //  the message it becomes
-    unsigned shards;        //  shards of msg->service
+    unsigned shards;        //  the schema's default shards of msg->service (mc_schema_shards decides)
     mc_access_t access;     //  who may call it
     mc_keyrule_t key;       //  where the routing key comes from
     int status;             //  status on success
@@ -71,7 +71,8 @@ typedef struct {
 extern const mc_service_def_t mc_services[];
 extern const size_t mc_services_count;
 
-//  Shards of service (1 when unknown).
+//  Shards of service: MERCATO_SHARDS ("inventory=4,orders=2", at most 64 each) or the
+//  schema's default (1 when unknown).
 unsigned mc_schema_shards(const char *service);
 
 extern const mc_route_t mc_routes[];

@@ -414,7 +414,8 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
     msgpack_sbuffer_init(&env);
     mc_request_encode(&env, &req, body);
     char service[96];
-    unsigned shard = route->shards > 1 ? mc_fnv1a32(key.ptr, key.len) % route->shards : 0;
+    unsigned shards = mc_schema_shards(route->msg->service);
+    unsigned shard = shards > 1 ? mc_fnv1a32(key.ptr, key.len) % shards : 0;
     snprintf(service, sizeof service, "%s.%u", route->msg->service, shard);
     struct timespec ts0, ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts0);

@@ -94,7 +94,7 @@ s_readyz(edge_reply_t *r)
     size_t m = 0;
     for (size_t i = 0; i < mc_routes_count; i++) {
         const mc_route_t *route = &mc_routes[i];
-        for (unsigned shard = 0; shard < route->shards; shard++) {
+        for (unsigned shard = 0; shard < mc_schema_shards(route->msg->service); shard++) {
             char line[128];
             snprintf(line, sizeof line, "%s.%u\n", route->msg->service, shard);
             bool up = live && s_has_line(live, line);

@@ -352,6 +352,56 @@ test_unpaid_orders_expire(void)
 }
 
 static void
+test_lines_in_two_shards(void)
+{
+    //  P1 lives in inventory shard 0 and P2 in shard 1: each shard reserves its own lines, and
+    //  one shard's shortage releases the other's reservation before the caller hears
+    setenv("MERCATO_SHARDS", "inventory=2", 1);
+    const char *ok = "01ORDER0000000000000000011", *bad = "01ORDER0000000000000000012";
+    result_t r;
+    ASSERT_EQ(s_create(ok, NULL, 1, 1, &r), -1);
+    s_free(&r);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r1", NULL), 1);
+    const mc_fx_t *send = NULL;
+    s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r1", &send);
+    MC_CHECK(send && strcmp(send->service, "inventory.1") == 0);
+    s_catalog_reply(ok);
+    s_stock_reply(ok, 'r', 200, NULL);
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);     //  shard 1 has not answered
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s:r1", ok);
+    s_reply(tag, 200, NULL, false);
+    const mc_fx_t *answer = NULL;
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, ok, &answer), 1);
+    ASSERT_EQ(answer->status, 201);
+    ASSERT_EQ(s_create(bad, NULL, 1, 1, &r), -1);
+    s_free(&r);
+    s_catalog_reply(bad);
+    s_stock_reply(bad, 'r', 200, NULL);
+    snprintf(tag, sizeof tag, "%s:r1", bad);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    mc_errors_t errs = { 0 };
+    mc_errors_add(&errs, "P2", "0 available");
+    mc_pack_error(&pk, "out_of_stock", "not enough stock", &errs);
+    s_reply(tag, 409, &b, true);
+    msgpack_sbuffer_destroy(&b);
+    //  both shards are told to release (shard 1 too: a resent reserve must find the mark)
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000012:y0", NULL), 1);
+    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000012:y1", NULL), 1);
+    s_stock_reply(bad, 'y', 200, NULL);
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    snprintf(tag, sizeof tag, "%s:y1", bad);
+    s_reply(tag, 200, NULL, false);
+    ASSERT_EQ(s_effects(MC_FX_ANSWER, bad, &answer), 1);
+    ASSERT_EQ(answer->status, 409);
+    unsetenv("MERCATO_SHARDS");
+}
+
+static void
 test_steps_and_ticks_are_the_runtimes_own(void)
 {
     msgpack_sbuffer b;
@@ -403,6 +453,7 @@ main(void)
     MC_TEST_RUN(test_unanswered_saga_is_resent_then_released);
     MC_TEST_RUN(test_state_machine);
     MC_TEST_RUN(test_unpaid_orders_expire);
+    MC_TEST_RUN(test_lines_in_two_shards);
     MC_TEST_RUN(test_steps_and_ticks_are_the_runtimes_own);
     MC_TEST_RUN(test_replay_gives_the_same_order);
     msgpack_sbuffer_destroy(&s_order_seen);

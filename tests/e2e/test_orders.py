@@ -859,5 +859,45 @@ class TestExpiry(ShopCase):
         self.assertStockBehindBarrier(unpaid_p["id"], 10, 0, "a refused change of an expired order")
 
 
+
+def fnv1a32(s):
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h
+
+
+# ============================================================================================
+@unittest.skipUnless(READY, WHY)
+class TestShardedInventory(ShopCase):
+    """Two inventory shards (MERCATO_SHARDS, the node runs both): an order's lines live in
+    different shards, each reserves its own, and one shard's shortage leaves nothing held in
+    the other."""
+    ENV = {"MERCATO_SHARDS": "inventory=2"}
+
+    def two_shards(self, stock):
+        made = {}
+        while len(made) < 2:
+            p = self.product(stock=stock)
+            made.setdefault(fnv1a32(p["id"]) % 2, p)
+        return made[0], made[1]
+
+    def test_lines_in_two_shards_reserve_all_or_nothing(self):
+        me = self.customer()
+        a, b = self.two_shards(stock=5)
+        o = self.order(me, (a["id"], 2), (b["id"], 3))
+        self.assertStock(a["id"], 5, 2, "shard 0 line")
+        self.assertStock(b["id"], 5, 3, "shard 1 line")
+        r = self.place(me, lines((a["id"], 1), (b["id"], 3)))
+        self.assertProblem(r, 409)
+        self.assertEqual(r.json()["code"], "out_of_stock")
+        self.assertIn(b["id"], r.json()["detail"])
+        self.assertStock(a["id"], 5, 2, "after the refused order (shard 0 released)")
+        self.assertStock(b["id"], 5, 3, "after the refused order")
+        self.assertStatus(self.cancel(me, o["id"]), 200)
+        self.awaitStock(a["id"], 5, 0, "after cancelling")
+        self.awaitStock(b["id"], 5, 0, "after cancelling")
+
+
 if __name__ == "__main__":
     unittest.main()
