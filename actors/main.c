@@ -20,6 +20,14 @@
 static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service,
                                              &orders_service, &cart_service };
 
+//  What each service consumes from Kafka, and the message type a record becomes.
+static const struct {
+    const char *service, *topics, *message_type;
+} s_feeds[] = {
+    { "inventory", "product.events", "stock.event" },
+};
+#define MC_FEEDS (sizeof s_feeds / sizeof *s_feeds)
+
 typedef struct {
     mc_actor_args_t args;       //  how to start it
     zactor_t *actor;            //  running thread, or NULL while it waits for restart
@@ -97,18 +105,22 @@ main(int argc, char **argv)
     }
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
-    //  inventory learns of new products from product.created, read from Kafka like anyone else
-    zactor_t *consumers[4] = { NULL };
-    mc_consumer_args_t consumer_args[4];
+    //  services that learn from other services' events read them from Kafka like anyone else: one
+    //  consumer per service, on the node that runs its shard 0
+    zactor_t *consumers[MC_FEEDS] = { NULL };
+    mc_consumer_args_t consumer_args[MC_FEEDS];
     size_t nconsumers = 0;
-    for (size_t i = 0; i < count && nconsumers < 4; i++)
-        if (children[i].args.service == &inventory_service && children[i].args.shard == 0) {
-            consumer_args[nconsumers] = (mc_consumer_args_t) {
-                .service = "inventory", .shards = mc_schema_shards("inventory"), .topic = "product.events", .message_type = "stock.event",
-                .data_dir = data, .broker = broker };
-            consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
-            nconsumers++;
-        }
+    for (size_t f = 0; f < MC_FEEDS; f++)
+        for (size_t i = 0; i < count; i++)
+            if (streq(children[i].args.service->name, s_feeds[f].service) && children[i].args.shard == 0) {
+                consumer_args[nconsumers] = (mc_consumer_args_t) {
+                    .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
+                    .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
+                    .data_dir = data, .broker = broker };
+                consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
+                nconsumers++;
+                break;
+            }
     mc_info("node started", "\"node\":\"%s\",\"broker\":\"%s\",\"actors\":\"%s\"", node, broker, actors);
 
     while (!zsys_interrupted) {

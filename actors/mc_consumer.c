@@ -6,7 +6,7 @@
 #include "mc_proto.h"
 #include "mc_util.h"
 
-#include <jansson.h>
+#include "mc_json.h"
 #include <librdkafka/rdkafka.h>
 
 typedef struct {
@@ -72,12 +72,15 @@ s_connect_kafka(consumer_t *self)
         return;
     }
     rd_kafka_poll_set_consumer(self->rk);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, self->args.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
+    char list[256], *save = NULL;
+    snprintf(list, sizeof list, "%s", self->args.topics);
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        rd_kafka_topic_partition_list_add(topics, t, RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(self->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     mc_info("consuming", "\"service\":\"%s\",\"topic\":\"%s\",\"bootstrap\":\"%s\"", self->args.service,
-            self->args.topic, now);
+            self->args.topics, now);
 }
 
 static bool
@@ -141,34 +144,37 @@ s_deliver(consumer_t *self, const char *service, msgpack_sbuffer *env)
 static bool
 s_handle(consumer_t *self, const rd_kafka_message_t *msg)
 {
-    char ce_id[100], ce_type[80], corr[80] = "", key[80];
-    json_t *data = NULL;
+    char ce_id[100], ce_type[80], corr[80] = "", key[80], why[160] = "no key, ce_id or ce_type";
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
     if (!msg->key || msg->key_len >= sizeof key || !s_header(msg, "ce_id", ce_id, sizeof ce_id)
     ||  strlen(ce_id) > 64 || !s_header(msg, "ce_type", ce_type, sizeof ce_type)
-    ||  !(data = json_loadb(msg->payload, msg->len, 0, NULL)) || !json_is_object(data)) {
+    ||  mc_json_parse(msg->payload, msg->len, &data, why, sizeof why)) {
         self->malformed++;
+        for (char *c = why; *c; c++)
+            if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)
+                *c = '\'';
         mc_warn("malformed record skipped", "\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64
-                ",\"malformed_total\":%" PRIu64, rd_kafka_topic_name(msg->rkt), msg->partition,
-                (int64_t) msg->offset, self->malformed);
-        json_decref(data);
+                ",\"reason\":\"%s\",\"malformed_total\":%" PRIu64, rd_kafka_topic_name(msg->rkt), msg->partition,
+                (int64_t) msg->offset, why, self->malformed);
+        msgpack_sbuffer_destroy(&data);
         return true;
     }
     s_header(msg, "ce_correlationid", corr, sizeof corr);
     memcpy(key, msg->key, msg->key_len);
     key[msg->key_len] = 0;
-    json_t *stock = json_object_get(data, "initial_stock");
     msgpack_sbuffer body, env;
     msgpack_sbuffer_init(&body);
     msgpack_sbuffer_init(&env);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, json_is_integer(stock) ? 4 : 3);
+    msgpack_pack_map(&pk, 4);
     mc_pack_kv_cstr(&pk, "event_id", ce_id);
     mc_pack_kv_cstr(&pk, "type", ce_type);
-    mc_pack_kv_cstr(&pk, "product_id", key);
-    if (json_is_integer(stock))
-        mc_pack_kv_int(&pk, "initial_stock", json_integer_value(stock));
-    json_decref(data);
+    mc_pack_kv_cstr(&pk, "key", key);
+    mc_pack_cstr(&pk, "data");
+    msgpack_sbuffer_write(&body, data.data, data.size);
+    msgpack_sbuffer_destroy(&data);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
     uint64_t now = mc_now_ms();

@@ -1,7 +1,7 @@
 #include "edge_auth.h"
 
 #include "edge_client.h"
-#include "edge_json.h"
+#include "mc_json.h"
 #include "mc_envelope.h"
 #include "mc_log.h"
 #include "mc_util.h"

@@ -1,7 +1,7 @@
 #include "edge_http.h"
 
 #include "edge_client.h"
-#include "edge_json.h"
+#include "mc_json.h"
 #include "edge_metrics.h"
 #include "edge_pages.h"
 #include "edge_identity.h"
@@ -487,14 +487,14 @@ s_body(edge_req_t *q, const char *json, size_t jlen, msgpack_sbuffer *out)
     mc_errors_t errs = { 0 };
     char detail[256];
     if (route->body) {
-        int rc = jlen == 0 ? 0 : edge_json_to_msgpack(json, jlen, out, detail, sizeof detail);
+        int rc = jlen == 0 ? 0 : mc_json_parse(json, jlen, out, detail, sizeof detail);
         if (jlen == 0)
             msgpack_sbuffer_write(out, "\x80", 1);     //  no body at all reads as {}
         if (rc) {
             edge_metrics_rejected("json");
-            edge_problem(q->r, rc == EDGE_JSON_NOT_OBJECT ? 422 : 400,
-                         rc == EDGE_JSON_NOT_OBJECT ? "validation_failed"
-                         : rc == EDGE_JSON_LIMIT ? "json_limit_exceeded" : "malformed_json", detail, NULL, NULL);
+            edge_problem(q->r, rc == MC_JSON_NOT_OBJECT ? 422 : 400,
+                         rc == MC_JSON_NOT_OBJECT ? "validation_failed"
+                         : rc == MC_JSON_LIMIT ? "json_limit_exceeded" : "malformed_json", detail, NULL, NULL);
             return -1;
         }
         //  a client may not set fields the edge fills in, and must send those it reads itself

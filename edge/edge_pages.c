@@ -2,7 +2,7 @@
 
 #include "edge_auth.h"
 #include "edge_client.h"
-#include "edge_json.h"
+#include "mc_json.h"
 #include "edge_metrics.h"
 #include "mc_proto.h"
 #include "mc_schema.h"

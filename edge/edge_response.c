@@ -1,6 +1,6 @@
 #include "edge_response.h"
 
-#include "edge_json.h"
+#include "mc_json.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -190,7 +190,7 @@ s_event(mc_ctx_t *ctx)
     mc_str_t event_id, type, product;
     mc_map_str(b, "event_id", &event_id);
     mc_map_str(b, "type", &type);
-    mc_map_str(b, "product_id", &product);
+    mc_map_str(b, "key", &product);
     //  not static: on MDB_KEYEXIST LMDB writes the existing value back into it
     MDB_val ek = { event_id.len, (void *) event_id.ptr }, empty = { 0, "" };
     int rc = mdb_put(ctx->txn, db->processed, &ek, &empty, MDB_NOOVERWRITE);
@@ -206,7 +206,9 @@ s_event(mc_ctx_t *ctx)
     stock_t st;
     if (mc_str_eq(type, "product.created") && inventory_load(ctx->txn, db, product, &st) == MDB_NOTFOUND) {
         int64_t initial = 0;
-        mc_map_int(b, "initial_stock", &initial);
+        const msgpack_object *data = mc_map_get(b, "data");
+        if (data && data->type == MSGPACK_OBJECT_MAP && (mc_map_int(data, "initial_stock", &initial) || initial < 0))
+            initial = 0;
         memset(&st, 0, sizeof st);
         st.on_hand = initial;
         st.threshold = initial / 10 + (initial % 10 != 0);

@@ -30,7 +30,9 @@ s_event(const char *event_id, const char *product, int64_t stock)
     msgpack_pack_map(&pk, 4);
     mc_pack_kv_cstr(&pk, "event_id", event_id);
     mc_pack_kv_cstr(&pk, "type", "product.created");
-    mc_pack_kv_cstr(&pk, "product_id", product);
+    mc_pack_kv_cstr(&pk, "key", product);
+    mc_pack_cstr(&pk, "data");
+    msgpack_pack_map(&pk, 1);
     mc_pack_kv_int(&pk, "initial_stock", stock);
     result_t r;
     int status = s_call(&r, "stock.event", product, event_id, &b);

@@ -1,5 +1,5 @@
 /*  JSON in and out of msgpack at the edge: limits, types, escaping. */
-#include "edge_json.h"
+#include "mc_json.h"
 #include "mc_test.h"
 
 static int
@@ -7,7 +7,7 @@ s_convert(const char *json, msgpack_sbuffer *out)
 {
     char err[256];
     msgpack_sbuffer_clear(out);
-    return edge_json_to_msgpack(json, strlen(json), out, err, sizeof err);
+    return mc_json_parse(json, strlen(json), out, err, sizeof err);
 }
 
 //  JSON -> msgpack -> JSON must give back canonical text.
@@ -45,12 +45,12 @@ test_rejections(void)
 {
     msgpack_sbuffer out;
     msgpack_sbuffer_init(&out);
-    ASSERT_EQ(s_convert("{\"a\":", &out), EDGE_JSON_MALFORMED);
-    ASSERT_EQ(s_convert("", &out), EDGE_JSON_MALFORMED);
-    ASSERT_EQ(s_convert("{\"a\":1,\"a\":2}", &out), EDGE_JSON_MALFORMED);   //  duplicate member
-    ASSERT_EQ(s_convert("{\"a\":\"\xff\"}", &out), EDGE_JSON_MALFORMED);     //  not UTF-8
-    ASSERT_EQ(s_convert("[1,2]", &out), EDGE_JSON_NOT_OBJECT);
-    ASSERT_EQ(s_convert("\"str\"", &out), EDGE_JSON_NOT_OBJECT);
+    ASSERT_EQ(s_convert("{\"a\":", &out), MC_JSON_MALFORMED);
+    ASSERT_EQ(s_convert("", &out), MC_JSON_MALFORMED);
+    ASSERT_EQ(s_convert("{\"a\":1,\"a\":2}", &out), MC_JSON_MALFORMED);   //  duplicate member
+    ASSERT_EQ(s_convert("{\"a\":\"\xff\"}", &out), MC_JSON_MALFORMED);     //  not UTF-8
+    ASSERT_EQ(s_convert("[1,2]", &out), MC_JSON_NOT_OBJECT);
+    ASSERT_EQ(s_convert("\"str\"", &out), MC_JSON_NOT_OBJECT);
     char deep[200];
     size_t n = 0;
     deep[n++] = '{';
@@ -61,7 +61,7 @@ test_rejections(void)
         deep[n++] = ']';
     deep[n++] = '}';
     deep[n] = 0;
-    ASSERT_EQ(s_convert(deep, &out), EDGE_JSON_LIMIT);
+    ASSERT_EQ(s_convert(deep, &out), MC_JSON_LIMIT);
     //  brackets inside strings do not count as nesting
     ASSERT_EQ(s_convert("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}", &out), 0);
     msgpack_sbuffer_destroy(&out);
