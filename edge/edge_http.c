@@ -340,7 +340,8 @@ s_answer(edge_req_t *q, zframe_t *frame)
             hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "Retry-After: %" PRIu64 "\r\n", retry);
         if (rep.status == 401)
             snprintf(headers + hl, sizeof headers - hl, "WWW-Authenticate: Bearer realm=\"mercato\"\r\n");
-        edge_problem(r, rep.status, c, d, mc_map_get(rep.error, "errors"), headers);
+        edge_problem_ext(r, rep.status, c, d, mc_map_get(rep.error, "errors"), mc_map_get(rep.error, "members"),
+                         headers);
     }
     else {
         const char *inm = route->etag ? s_header1(q->ri, "If-None-Match") : NULL;

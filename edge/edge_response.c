@@ -119,6 +119,13 @@ void
 edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
              const msgpack_object *errors, const char *extra_headers)
 {
+    edge_problem_ext(r, status, code, detail, errors, NULL, extra_headers);
+}
+
+void
+edge_problem_ext(edge_reply_t *r, int status, const char *code, const char *detail,
+                 const msgpack_object *errors, const msgpack_object *members, const char *extra_headers)
+{
     msgpack_sbuffer b;
     msgpack_sbuffer_init(&b);
     char type[160];
@@ -142,6 +149,20 @@ edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
     if (errors && errors->type == MSGPACK_OBJECT_ARRAY) {
         msgpack_sbuffer_write(&b, ",\"errors\":", 10);
         mc_json_write(&b, errors);
+    }
+    static const char *const standard[] = { "type", "title", "status", "detail", "code", "instance", "errors" };
+    for (uint32_t i = 0; members && members->type == MSGPACK_OBJECT_MAP && i < members->via.map.size; i++) {
+        const msgpack_object_kv *kv = &members->via.map.ptr[i];
+        bool taken = kv->key.type != MSGPACK_OBJECT_STR;
+        for (size_t j = 0; j < sizeof standard / sizeof *standard && !taken; j++)
+            taken = kv->key.via.str.size == strlen(standard[j])
+                    && memcmp(kv->key.via.str.ptr, standard[j], kv->key.via.str.size) == 0;
+        if (taken)
+            continue;
+        msgpack_sbuffer_write(&b, ",", 1);
+        mc_json_write_str(&b, kv->key.via.str.ptr, kv->key.via.str.size);
+        msgpack_sbuffer_write(&b, ":", 1);
+        mc_json_write(&b, &kv->val);
     }
     msgpack_sbuffer_write(&b, "}", 1);
     edge_respond(r, status, "application/problem+json", extra_headers, b.data, b.size);

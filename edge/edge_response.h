@@ -23,6 +23,11 @@ void edge_respond(edge_reply_t *r, int status, const char *content_type, const c
 void edge_problem(edge_reply_t *r, int status, const char *code, const char *detail,
                   const msgpack_object *errors, const char *extra_headers);
 
+//  A problem with extension members (RFC 9457 §3.2): members is a map, e.g. {payment_id}; the
+//  standard members cannot be overridden by it.
+void edge_problem_ext(edge_reply_t *r, int status, const char *code, const char *detail,
+                      const msgpack_object *errors, const msgpack_object *members, const char *extra_headers);
+
 const char *edge_reason(int status);
 
 //  Makes civetweb close the connection after this response (framing errors, refused bodies).

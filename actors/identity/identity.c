@@ -79,7 +79,7 @@ s_user_put(MDB_txn *txn, const identity_db_t *db, mc_str_t id, mc_str_t email, m
     MDB_val k = { id.len, (void *) id.ptr }, v = { sb.size, sb.data };
     int rc = mdb_put(txn, db->users, &k, &v, 0);
     msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return rc ? rc : identity_admin_index(txn, db, id, role);
 }
 
 //  Creates a user; 409 when the email is taken (any case).
@@ -148,10 +148,17 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     if (!db)
         return -1;
     static const char *const names[] = { "users", "emails", "addresses", "refresh", "families", "user_families",
-                                         "failures" };
+                                         "failures", "admins" };
     MDB_dbi *const dbis[] = { &db->users, &db->emails, &db->addresses, &db->refresh, &db->families,
-                              &db->user_families, &db->failures };
-    int rc = mc_store_dbis(store, names, dbis, 7);
+                              &db->user_families, &db->failures, &db->admins };
+    int rc = mc_store_dbis(store, names, dbis, 8);
+    MDB_txn *txn;
+    if (!rc && !(rc = mc_store_begin(store, &txn))) {
+        if ((rc = identity_admin_index_build(txn, db)))
+            mdb_txn_abort(txn);
+        else
+            rc = mdb_txn_commit(txn);
+    }
     if (!rc && !(db->keys = identity_keys_new(data_dir)))
         rc = -1;
     if (rc) {
@@ -448,6 +455,8 @@ static const mc_handler_t s_handlers[] = {
     { "address.delete", true, identity_address_delete },
     { "address.get", false, identity_address_get },
     { "user.list", false, s_user_list },
+    { "user.contact", false, identity_contact },
+    { "user.admins", false, identity_admins },
     { "keys.list", false, s_keys_list },
     { "keys.rotate", false, s_keys_rotate },
 };

@@ -7,6 +7,7 @@
 
 typedef struct {
     MDB_dbi users, emails, addresses, refresh, families, user_families, failures;
+    MDB_dbi admins;             //  user id -> "" for every admin
     identity_keys_t *keys;      //  signing keys and the refresh secret
 } identity_db_t;
 
@@ -39,6 +40,13 @@ int identity_address_create(mc_ctx_t *ctx);
 int identity_address_list(mc_ctx_t *ctx);
 int identity_address_delete(mc_ctx_t *ctx);
 int identity_address_get(mc_ctx_t *ctx);
+
+//  identity_directory.c: the admins index (kept by every user write; built once for data that
+//  predates it), and the internal user.contact and user.admins.
+int identity_admin_index(MDB_txn *txn, const identity_db_t *db, mc_str_t id, mc_str_t role);
+int identity_admin_index_build(MDB_txn *txn, const identity_db_t *db);
+int identity_contact(mc_ctx_t *ctx);
+int identity_admins(mc_ctx_t *ctx);
 
 //  Lowercases ASCII of s into out; returns the length.
 size_t identity_lower(char *out, size_t outsz, mc_str_t s);

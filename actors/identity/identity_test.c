@@ -255,9 +255,38 @@ test_keys(void)
     s_free(&r);
 }
 
+static void
+test_directory(void)
+{
+    //  other services only: a customer asking is refused
+    result_t r;
+    ASSERT_EQ(s_call(&r, "user.contact", s_ann, "customer", NULL), 403);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.contact", s_ann, "system", NULL), 200);
+    char email[64];
+    s_field(&r, "email", email, sizeof email);
+    ASSERT_STR(email, "Ann@Example.com");
+    MC_CHECK(mc_map_get(r.rep.body, "password_hash") == NULL);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.contact", "01NOBODY000000000000000000", "system", NULL), 404);
+    s_free(&r);
+    //  the admin made from the environment at start, and no customer
+    ASSERT_EQ(s_call(&r, "user.admins", "admins", "system", NULL), 200);
+    const msgpack_object *items = mc_map_get(r.rep.body, "items");
+    MC_CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->via.array.size == 1) {
+        mc_str_t e = { "", 0 };
+        mc_map_str(&items->via.array.ptr[0], "email", &e);
+        MC_CHECK(mc_str_eq(e, "boss@example.com"));
+    }
+    s_free(&r);
+}
+
 int
 main(void)
 {
+    setenv("MERCATO_ADMIN_EMAIL", "boss@example.com", 1);
+    setenv("MERCATO_ADMIN_PASSWORD", "boss-password-1", 1);
     char dir[64];
     s_core = mc_core_test_open(&identity_service, dir, 1u << 30);
     if (!s_core)
@@ -268,6 +297,7 @@ main(void)
     MC_TEST_RUN(test_refresh_families);
     MC_TEST_RUN(test_addresses);
     MC_TEST_RUN(test_keys);
+    MC_TEST_RUN(test_directory);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

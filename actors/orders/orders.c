@@ -13,9 +13,11 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     orders_db_t *db = calloc(1, sizeof *db);
     if (!db)
         return -1;
-    static const char *const names[] = { "orders", "orders_by_user", "orders_by_time", "expiry", "sagas", "settle" };
-    MDB_dbi *const dbis[] = { &db->orders, &db->by_user, &db->by_time, &db->expiry, &db->sagas, &db->settle };
-    int rc = mc_store_dbis(store, names, dbis, 6);
+    static const char *const names[] = { "orders", "orders_by_user", "orders_by_time", "expiry", "sagas", "settle",
+                                          "paid_by" };
+    MDB_dbi *const dbis[] = { &db->orders, &db->by_user, &db->by_time, &db->expiry, &db->sagas, &db->settle,
+                              &db->paid_by };
+    int rc = mc_store_dbis(store, names, dbis, 7);
     if (!rc)
         rc = mc_idem_open(store, &db->idem);
     if (rc) {
@@ -251,8 +253,9 @@ s_move(mc_ctx_t *ctx, const char *to)
             status = FAIL(rc);
         else
         if (settles) {
+            //  not o.id: o points into a record the transition may have overwritten in place
             char key[96];
-            snprintf(key, sizeof key, "settle:%.*s", (int) o.id.len, o.id.ptr);
+            snprintf(key, sizeof key, "settle:%.*s", (int) ctx->req->key.len, ctx->req->key.ptr);
             mc_park(ctx, key, false);
             status = MC_PARKED;
         }
@@ -266,6 +269,106 @@ s_move(mc_ctx_t *ctx, const char *to)
     }
     msgpack_unpacked_destroy(&u);
     return status;
+}
+
+//  order.pay: the payments service captured payment_id for the order's total. Only the order's
+//  owner pays, and only before the reservation expires; the same payment again is answered as
+//  before, so the payments service may resend until it hears.
+static int
+s_pay(mc_ctx_t *ctx)
+{
+    const orders_db_t *db = ctx->state;
+    const mc_request_t *req = ctx->req;
+    mc_str_t payment = { "", 0 };
+    int64_t amount = -1;
+    mc_map_str(req->body, "payment_id", &payment);
+    mc_map_int(req->body, "amount_cents", &amount);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_t o;
+    int rc = orders_load(ctx->txn, db, req->key, &u, &o);
+    int status;
+    MDB_val k = { req->key.len, (void *) req->key.ptr }, v;
+    bool owner = !rc && req->user.len == o.user_id.len && memcmp(req->user.ptr, o.user_id.ptr, req->user.len) == 0;
+    if (rc == MDB_NOTFOUND || (!rc && !owner)) {
+        mc_reply_error(ctx->pk, req->id, 404, "order_not_found", "no such order", NULL);
+        status = 404;
+    }
+    else
+    if (rc || ((rc = mdb_get(ctx->txn, db->paid_by, &k, &v)) && rc != MDB_NOTFOUND))
+        status = FAIL(rc);
+    else
+    if (rc == 0 && v.mv_size == payment.len && memcmp(v.mv_data, payment.ptr, payment.len) == 0) {
+        mc_reply_begin(ctx->pk, req->id, 200, NULL);
+        orders_pack(ctx->pk, &o);
+        status = 200;
+    }
+    else
+    if (rc == 0) {
+        mc_reply_error(ctx->pk, req->id, 409, "already_paid", "the order has been paid already", NULL);
+        status = 409;
+    }
+    else
+    if (!mc_str_eq(o.status, "pending_payment"))
+        status = s_illegal(ctx, &o, "paid");
+    else
+    if (req->time >= o.expires_ms) {
+        mc_reply_error(ctx->pk, req->id, 409, "illegal_transition", "the order's reservation has expired", NULL);
+        status = 409;
+    }
+    else
+    if (amount != o.total_cents) {
+        mc_reply_error(ctx->pk, req->id, 409, "amount_mismatch", "the payment's amount is not the order's total", NULL);
+        status = 409;
+    }
+    else {
+        msgpack_sbuffer body;
+        msgpack_sbuffer_init(&body);
+        MDB_val pv = { payment.len, (void *) payment.ptr };
+        if ((rc = orders_transition(ctx, &o, "paid", &body)) || (rc = mdb_put(ctx->txn, db->paid_by, &k, &pv, 0)))
+            status = FAIL(rc);
+        else {
+            mc_reply_begin(ctx->pk, req->id, 200, NULL);
+            msgpack_sbuffer_write(ctx->pk->data, body.data, body.size);
+            status = 200;
+        }
+        msgpack_sbuffer_destroy(&body);
+    }
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+//  order.advance: the shipment moved, and the order follows. A resend of a move already made
+//  (or overtaken: delivered when asked for shipped) is answered with the order as it is.
+static int
+s_advance(mc_ctx_t *ctx)
+{
+    if (!mc_str_eq(ctx->req->role, "system")) {
+        mc_reply_error(ctx->pk, ctx->req->id, 403, "forbidden", "only the shipping service advances orders", NULL);
+        return 403;
+    }
+    mc_str_t to = { "", 0 };
+    mc_map_str(ctx->req->body, "status", &to);
+    if (!mc_str_eq(to, "shipped") && !mc_str_eq(to, "delivered")) {
+        mc_errors_t errs = { 0 };
+        mc_errors_add(&errs, "status", "must be shipped or delivered");
+        return s_invalid(ctx, &errs);
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_t o;
+    int rc = orders_load(ctx->txn, ctx->state, ctx->req->key, &u, &o);
+    bool done = !rc && (mc_str_eq(o.status, "delivered") || (mc_str_eq(o.status, "shipped") && mc_str_eq(to, "shipped")));
+    if (done) {
+        char etag[32];
+        snprintf(etag, sizeof etag, "\"o%" PRIu64 "\"", o.version);
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
+        orders_pack(ctx->pk, &o);
+    }
+    msgpack_unpacked_destroy(&u);
+    if (done)
+        return 200;
+    return s_move(ctx, mc_str_eq(to, "shipped") ? "shipped" : "delivered");
 }
 
 static int
@@ -305,6 +408,8 @@ static const mc_handler_t s_handlers[] = {
     { "order.list", false, orders_list },
     { "order.cancel", true, s_cancel },
     { "order.status", true, s_status },
+    { "order.pay", true, s_pay },
+    { "order.advance", true, s_advance },
     { "order.step", true, orders_step },
     { "order.tick", true, orders_tick },
 };

@@ -1,6 +1,7 @@
 /*  orders_db: the order service's records, shared by its files.
 
-    orders.c        order.create, order.cancel, order.status and the state machine
+    orders.c        order.create, order.cancel, order.status, order.pay, order.advance and the
+                    state machine
     orders_saga.c   the reservation saga (order.step replies, order.tick timers)
     orders_view.c   the public order, order.get and order.list */
 #ifndef ORDERS_DB_H
@@ -16,6 +17,7 @@ typedef struct {
     MDB_dbi expiry;     //  expires ms (8) order id -> ""      (pending_payment orders only)
     MDB_dbi sagas;      //  order id -> saga_t + blobs          (orders being reserved)
     MDB_dbi settle;     //  order id -> settle_t               (stock still to release or sell)
+    MDB_dbi paid_by;    //  order id -> payment id              (orders the payments service paid)
     mc_idem_db_t idem;  //  Idempotency-Key records
     uint64_t ttl_ms;    //  MERCATO_RESERVATION_TTL_S
 } orders_db_t;
@@ -64,7 +66,7 @@ size_t orders_lines(const msgpack_object *items, order_line_t *lines);
 //  Answers everyone waiting on key with the order named id as it now is.
 int orders_answer(mc_ctx_t *ctx, const char *key, mc_str_t id, int status);
 
-//  True when the caller may see the order: its owner, or an admin.
+//  True when the caller may see the order: its owner, an admin, or another service.
 bool orders_visible(const mc_request_t *req, const order_t *o);
 
 //  Starts releasing (op 'x') or selling (op 's') the order's stock; the settle record keeps

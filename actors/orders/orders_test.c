@@ -336,6 +336,83 @@ test_state_machine(void)
     s_expect_status(c, "cancelled");
 }
 
+static int
+s_pay(const char *id, const char *payment, int64_t amount)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "payment_id", payment);
+    mc_pack_kv_int(&pk, "amount_cents", amount);
+    result_t r;
+    int rc = s_send(&r, "order.pay", id, NULL, "customer", NULL, &b);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static int
+s_advance(const char *id, const char *status, const char *role)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_cstr(&pk, "status", status);
+    result_t r;
+    int rc = s_send(&r, "order.advance", id, NULL, role, NULL, &b);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&b);
+    return rc;
+}
+
+static void
+test_payment_and_shipping_move_the_order(void)
+{
+    const char *id = "01ORDER0000000000000000013";
+    s_placed(id);
+    result_t r;
+    ASSERT_EQ(s_get(id, &r), 200);
+    int64_t total = 0;
+    mc_map_int(r.rep.body, "total_cents", &total);
+    s_free(&r);
+    MC_CHECK(total > 0);
+    //  only the owner pays, and only the order's total
+    const char *owner = s_user;
+    s_user = "01USER00000000000000000002";
+    ASSERT_EQ(s_pay(id, "PAY1", total), 404);
+    s_user = owner;
+    ASSERT_EQ(s_pay(id, "PAY1", total - 1), 409);
+    ASSERT_EQ(s_advance(id, "shipped", "system"), 409);         //  not paid yet
+    ASSERT_EQ(s_pay(id, "PAY1", total), 200);
+    s_expect_status(id, "paid");
+    ASSERT_EQ(s_pay(id, "PAY1", total), 200);                   //  the same payment, resent
+    ASSERT_EQ(s_pay(id, "PAY2", total), 409);                   //  another one
+    ASSERT_EQ(s_advance(id, "shipped", "admin"), 403);          //  shipping's own message
+    ASSERT_EQ(s_advance(id, "shipped", "system"), -1);          //  waits for the stock to be sold
+    s_stock_reply(id, 's', 200, NULL);
+    s_expect_status(id, "shipped");
+    ASSERT_EQ(s_advance(id, "shipped", "system"), 200);         //  resent: answered as it is
+    ASSERT_EQ(s_advance(id, "delivered", "system"), 200);
+    s_expect_status(id, "delivered");
+    ASSERT_EQ(s_advance(id, "shipped", "system"), 200);         //  overtaken
+    ASSERT_EQ(s_advance(id, "returned", "system"), 422);
+    //  an expired reservation cannot be paid, even before the timer has run
+    const char *late = "01ORDER0000000000000000014";
+    s_placed(late);
+    ASSERT_EQ(s_get(late, &r), 200);
+    mc_map_int(r.rep.body, "total_cents", &total);
+    s_free(&r);
+    s_clock += 900 * 1000;
+    ASSERT_EQ(s_pay(late, "PAY3", total), 409);
+    s_tick();
+    s_stock_reply(late, 'x', 200, NULL);
+    s_expect_status(late, "expired");
+}
+
 static void
 test_unpaid_orders_expire(void)
 {
@@ -453,6 +530,7 @@ main(void)
     MC_TEST_RUN(test_unanswered_saga_is_resent_then_released);
     MC_TEST_RUN(test_state_machine);
     MC_TEST_RUN(test_unpaid_orders_expire);
+    MC_TEST_RUN(test_payment_and_shipping_move_the_order);
     MC_TEST_RUN(test_lines_in_two_shards);
     MC_TEST_RUN(test_steps_and_ticks_are_the_runtimes_own);
     MC_TEST_RUN(test_replay_gives_the_same_order);
