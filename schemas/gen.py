@@ -19,6 +19,7 @@ KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user":
 INT64_MAX = 2**63 - 1
 
 ERRORS = {400: "malformed request", 401: "missing, invalid or expired token", 403: "role not allowed",
+          402: "payment declined (code card_declined or insufficient_funds, with payment_id)",
           404: "not found", 405: "method not allowed", 409: "conflict",
           412: "precondition failed", 413: "body too large", 415: "unsupported media type",
           422: "validation failed", 429: "rate limited", 503: "service unavailable",
@@ -143,7 +144,9 @@ def openapi(services):
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                 "detail": {"type": "string"}, "code": {"type": "string"}, "instance": {"type": "string"},
                 "errors": {"type": "array", "items": {"type": "object", "properties": {
-                    "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+                    "field": {"type": "string"}, "message": {"type": "string"}}}},
+                "payment_id": {"type": "string", "description": "402 declines: the declined payment, listed with "
+                                                                "the order's payments (also given as id)"}}},
         }},
     }
     schemas = doc["components"]["schemas"]
@@ -204,6 +207,7 @@ def openapi(services):
                 errs.append(412)
             if route.get("query"):
                 errs += [400, 422]
+            errs += route.get("errors", [])
             for st in sorted(set(errs)):
                 op["responses"][str(st)] = problem_ref(st)
             doc["paths"].setdefault(route["path"], {})[route["method"].lower()] = op
