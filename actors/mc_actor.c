@@ -40,7 +40,25 @@ typedef struct {
     waiter_t *waiters;          //  parked callers
     size_t nwaiters;
     uint64_t malformed;         //  frames that were not the protocol
+    zhashx_t *asked;            //  tag of an unanswered mc_send -> origin_t
 } actor_t;
+
+//  Where an mc_send came from: its reply's step message carries these on, so the events it
+//  causes name the HTTP request that started the chain. Kept in memory: after a restart the
+//  resent requests' replies arrive without them.
+typedef struct {
+    char corr[128], trace[64];
+} origin_t;
+
+//  Unanswered requests remembered at most; past it the table starts afresh.
+#define ASKED_MAX 16384
+
+static void
+s_origin_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
 
 static void
 s_send(actor_t *self, int cmd, zmsg_t *body)
@@ -160,6 +178,17 @@ s_effects(actor_t *self)
             zmsg_addstr(msg, e->tag);
             zmsg_addmem(msg, e->data.data, e->data.size);
             zmsg_send(&msg, self->client);
+            //  a resend from a tick knows no origin: the first one's stays
+            if (*e->corr || *e->trace || !zhashx_lookup(self->asked, e->tag)) {
+                if (zhashx_size(self->asked) >= ASKED_MAX)
+                    zhashx_purge(self->asked);
+                origin_t *o = malloc(sizeof *o);
+                if (o) {
+                    memcpy(o->corr, e->corr, sizeof o->corr);
+                    memcpy(o->trace, e->trace, sizeof o->trace);
+                    zhashx_update(self->asked, e->tag, o);
+                }
+            }
         }
     }
 }
@@ -192,7 +221,7 @@ s_add(actor_t *self, zframe_t *client, zframe_t *rid, zframe_t *frame)
 
 //  A message of our own (a tick, a reply to mc_send) as an envelope with the time it arrived.
 static void
-s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *body)
+s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *body, const origin_t *origin)
 {
     char id[MC_ULID_LEN + 1];
     uint64_t now = mc_now_ms();
@@ -200,6 +229,10 @@ s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *
     mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = { type, strlen(type) }, .key = key,
                          .corr = MC_STR(""), .reply = MC_STR("self"), .user = MC_STR(""), .role = MC_STR("system"),
                          .trace = MC_STR(""), .time = now };
+    if (origin) {
+        req.corr = (mc_str_t) { origin->corr, strlen(origin->corr) };
+        req.trace = (mc_str_t) { origin->trace, strlen(origin->trace) };
+    }
     msgpack_sbuffer env;
     msgpack_sbuffer_init(&env);
     mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
@@ -239,7 +272,11 @@ s_handle_client(actor_t *self, zmsg_t *msg)
             mc_pack_cstr(&pk, "body");
             msgpack_pack_object(&pk, *rep.body);
         }
-        s_add_own(self, svc->step, t, &body);
+        char name[MC_REQUEST_ID_MAX + 1];
+        snprintf(name, sizeof name, "%.*s", (int) t.len, t.ptr);
+        origin_t *origin = zhashx_lookup(self->asked, name);
+        s_add_own(self, svc->step, t, &body, origin);
+        zhashx_delete(self->asked, name);
         msgpack_unpacked_destroy(&u);
         msgpack_sbuffer_destroy(&body);
     }
@@ -295,7 +332,7 @@ s_tick(actor_t *self, uint64_t now_mono)
             s_waiter_drop(self, i);     //  its caller has given up
         else
             i++;
-    s_add_own(self, svc->tick, MC_STR(""), NULL);
+    s_add_own(self, svc->tick, MC_STR(""), NULL, NULL);
 }
 
 //  Serves until the pipe says $TERM; false when the broker went silent or said goodbye.
@@ -365,8 +402,12 @@ mc_actor(zsock_t *pipe, void *args)
     prctl(PR_SET_NAME, thread, 0, 0, 0);
     self.core = mc_core_new(self.args.service, self.args.data_dir, self.args.shard, self.args.map_max);
     self.waiters = calloc(WAITERS_MAX, sizeof *self.waiters);
+    self.asked = zhashx_new();
+    if (self.asked)
+        zhashx_set_destructor(self.asked, s_origin_free);
     zsock_signal(pipe, 0);
-    if (!self.core || !self.waiters) {
+    if (!self.core || !self.waiters || !self.asked) {
+        zhashx_destroy(&self.asked);
         zstr_send(pipe, "EXIT");
         mc_core_destroy(&self.core);
         free(self.waiters);
@@ -389,6 +430,7 @@ mc_actor(zsock_t *pipe, void *args)
     while (self.nwaiters)
         s_waiter_drop(&self, 0);
     free(self.waiters);
+    zhashx_destroy(&self.asked);
     zsock_destroy(&self.broker);
     zsock_destroy(&self.client);
     mc_core_destroy(&self.core);

@@ -57,6 +57,8 @@ typedef struct {
     char id[72];                //  REPLY, PARK: the request's message id
     char service[80];           //  SEND: "<service>.<shard>"
     char tag[MC_REQUEST_ID_MAX + 1];    //  SEND: names the request in its reply
+    char corr[128], trace[64];  //  SEND: the asking message's correlation id and traceparent, which
+                                //  the reply's step message carries on (empty when unknown)
     msgpack_sbuffer data;       //  REPLY: reply frame; ANSWER: body or error; SEND: request frame
     msgpack_packer pk;          //  packs into data
 } mc_fx_t;

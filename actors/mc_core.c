@@ -180,6 +180,8 @@ mc_send(mc_ctx_t *ctx, const mc_send_t *send)
     snprintf(fx->service, sizeof fx->service, "%s.%u", send->service, send->shard);
     snprintf(fx->tag, sizeof fx->tag, "%s", send->tag);
     const mc_request_t *req = ctx->req;
+    snprintf(fx->corr, sizeof fx->corr, "%.*s", (int) req->corr.len, req->corr.ptr);
+    snprintf(fx->trace, sizeof fx->trace, "%.*s", (int) req->trace.len, req->trace.ptr);
     mc_request_t out = {
         .id = send->id, .type = { send->type, strlen(send->type) }, .key = send->key,
         .corr = req->corr, .cause = req->id, .reply = MC_STR(""), .user = send->user, .role = send->role,

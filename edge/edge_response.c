@@ -142,18 +142,23 @@ edge_problem_ext(edge_reply_t *r, int status, const char *code, const char *deta
     mc_json_write_str(&b, detail, strlen(detail));
     msgpack_sbuffer_write(&b, ",\"code\":", 8);
     mc_json_write_str(&b, code, strlen(code));
+    //  a stored answer replayed for an Idempotency-Key names the request that made it
     msgpack_sbuffer_write(&b, ",\"instance\":", 12);
-    char instance[128];
+    char instance[200];
     snprintf(instance, sizeof instance, "urn:mercato:request:%s", r->request_id);
+    const msgpack_object *given = mc_map_get(members, "instance");
+    if (given && given->type == MSGPACK_OBJECT_STR && given->via.str.size < sizeof instance)
+        snprintf(instance, sizeof instance, "%.*s", (int) given->via.str.size, given->via.str.ptr);
     mc_json_write_str(&b, instance, strlen(instance));
     if (errors && errors->type == MSGPACK_OBJECT_ARRAY) {
         msgpack_sbuffer_write(&b, ",\"errors\":", 10);
         mc_json_write(&b, errors);
     }
-    static const char *const standard[] = { "type", "title", "status", "detail", "code", "instance", "errors" };
+    static const char *const standard[] = { "type", "title", "status", "detail", "code", "errors" };
     for (uint32_t i = 0; members && members->type == MSGPACK_OBJECT_MAP && i < members->via.map.size; i++) {
         const msgpack_object_kv *kv = &members->via.map.ptr[i];
-        bool taken = kv->key.type != MSGPACK_OBJECT_STR;
+        bool taken = kv->key.type != MSGPACK_OBJECT_STR
+                     || (kv->key.via.str.size == 8 && memcmp(kv->key.via.str.ptr, "instance", 8) == 0);
         for (size_t j = 0; j < sizeof standard / sizeof *standard && !taken; j++)
             taken = kv->key.via.str.size == strlen(standard[j])
                     && memcmp(kv->key.via.str.ptr, standard[j], kv->key.via.str.size) == 0;

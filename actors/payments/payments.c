@@ -45,6 +45,13 @@ payments_load(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, msgpack_unpacked *u)
     return rc;
 }
 
+size_t
+payments_lock(char *out, size_t size, mc_str_t order, mc_str_t user)
+{
+    int n = snprintf(out, size, "%.*s%c%.*s", (int) order.len, order.ptr, 0, (int) user.len, user.ptr);
+    return n > 0 && (size_t) n < size ? (size_t) n : 0;
+}
+
 int
 payments_put(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, const msgpack_sbuffer *map)
 {
@@ -157,8 +164,10 @@ s_create(mc_ctx_t *ctx)
         }
         msgpack_sbuffer_destroy(&rec.raw);
     }
-    //  one payment of an order at a time, and one that succeeds
-    MDB_val ok = { order.len, (void *) order.ptr }, ov;
+    //  one payment of an order at a time, and one that succeeds; held per payer, so that what
+    //  someone else's attempts hold never shows (theirs end in 404)
+    char lock[160];
+    MDB_val ok = { payments_lock(lock, sizeof lock, order, req->user), lock }, ov;
     if (!status && (rc = mdb_get(ctx->txn, db->orders, &ok, &ov)) != MDB_NOTFOUND) {
         if (rc)
             status = FAIL(rc);
@@ -178,7 +187,8 @@ s_create(mc_ctx_t *ctx)
         msgpack_sbuffer_init(&p);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &p, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 12);
+        msgpack_pack_map(&pk, 13);
+        mc_pack_kv_str(&pk, "corr", req->corr.ptr, req->corr.len);
         mc_pack_kv_cstr(&pk, "id", pid);
         mc_pack_kv_str(&pk, "order_id", order.ptr, order.len);
         mc_pack_kv_str(&pk, "user", req->user.ptr, req->user.len);
@@ -239,7 +249,11 @@ s_get(mc_ctx_t *ctx)
     if (rc)
         status = FAIL(rc);
     else {
-        mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
+        MDB_val k = { ctx->req->key.len, (void *) ctx->req->key.ptr }, v;
+        char etag[32] = "";
+        if (mdb_get(ctx->txn, db->payments, &k, &v) == 0)
+            snprintf(etag, sizeof etag, "\"p%08x\"", mc_fnv1a32(v.mv_data, v.mv_size));
+        mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
         msgpack_pack_object(ctx->pk, u.data);
         status = 200;
     }

@@ -19,7 +19,7 @@ typedef struct {
     MDB_dbi payments;   //  payment id -> public payment map
     MDB_dbi by_order;   //  order id \0 payment id -> ""
     MDB_dbi pending;    //  payment id -> pending map             (payments in progress)
-    MDB_dbi orders;     //  order id -> 'p'|'s' payment id         (in progress, or succeeded)
+    MDB_dbi orders;     //  order id \0 payer -> 'p'|'s' payment id (in progress, or succeeded)
     MDB_dbi closed;     //  order id -> ""                         (cancelled or refunded: owes a refund)
     MDB_dbi processed;  //  event id -> ""                         (order events applied)
     mc_idem_db_t idem;  //  Idempotency-Key records
@@ -34,6 +34,9 @@ typedef struct {
 
 //  Loads a record of dbi into u: 0, MDB_NOTFOUND or an LMDB error.
 int payments_load(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, msgpack_unpacked *u);
+
+//  The key of an order's payments by one payer in the orders db; 0 when it does not fit.
+size_t payments_lock(char *out, size_t size, mc_str_t order, mc_str_t user);
 
 //  Stores a packed map under key.
 int payments_put(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, const msgpack_sbuffer *map);

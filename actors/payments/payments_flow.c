@@ -72,7 +72,8 @@ s_finish(mc_ctx_t *ctx, const msgpack_object *pending, int status, bool error, c
     mc_map_str(pending, "idem", &idem);
     char pid[48];
     snprintf(pid, sizeof pid, "%.*s", (int) id.len, id.ptr);
-    MDB_val k = { order.len, (void *) order.ptr }, v;
+    char lock[160];
+    MDB_val k = { payments_lock(lock, sizeof lock, order, user), lock }, v;
     int rc = mdb_get(ctx->txn, db->orders, &k, &v);
     if (!rc && v.mv_size == id.len + 1 && ((const char *) v.mv_data)[0] == 'p'
     &&  memcmp((const char *) v.mv_data + 1, id.ptr, id.len) == 0)
@@ -187,9 +188,16 @@ s_quoted(mc_ctx_t *ctx, const msgpack_object *pending, const msgpack_object *ord
             mc_pack_kv_cstr(&pk, "detail", mc_str_eq(decline, "insufficient_funds")
                                            ? "the card has insufficient funds" : "the card was declined");
             mc_pack_cstr(&pk, "members");
-            msgpack_pack_map(&pk, 2);
+            //  the instance is the first request's, so that a replay is the same body
+            mc_str_t corr = { "", 0 };
+            mc_map_str(pending, "corr", &corr);
+            char instance[200];
+            snprintf(instance, sizeof instance, "urn:mercato:request:%.*s", (int) corr.len, corr.ptr);
+            msgpack_pack_map(&pk, corr.len ? 3 : 2);
             mc_pack_kv_str(&pk, "payment_id", pay.id.ptr, pay.id.len);
             mc_pack_kv_str(&pk, "id", pay.id.ptr, pay.id.len);
+            if (corr.len)
+                mc_pack_kv_cstr(&pk, "instance", instance);
             rc = s_finish(ctx, &u.data, 402, true, &err);
         }
         msgpack_sbuffer_destroy(&body);
@@ -211,35 +219,45 @@ static int
 s_refund(mc_ctx_t *ctx, mc_str_t order)
 {
     const payments_db_t *db = ctx->state;
-    MDB_val k = { order.len, (void *) order.ptr }, v;
-    int rc = mdb_get(ctx->txn, db->orders, &k, &v);
+    char prefix[80], ids[16][48];
+    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) (order.len < 64 ? order.len : 64), order.ptr) + 1;
+    size_t n = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, db->by_order, &cur);
     if (rc)
-        return rc == MDB_NOTFOUND ? 0 : rc;
-    if (v.mv_size < 2 || ((const char *) v.mv_data)[0] != 's')
-        return 0;
-    char pid[72];
-    snprintf(pid, sizeof pid, "%.*s", (int) v.mv_size - 1, (const char *) v.mv_data + 1);
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    rc = payments_load(ctx->txn, db->payments, (mc_str_t) { pid, strlen(pid) }, &u);
-    payment_t p = { 0 };
-    if (!rc && (mc_map_str(&u.data, "id", &p.id) || mc_map_str(&u.data, "order_id", &p.order_id)
-                || mc_map_str(&u.data, "user_id", &p.user_id) || mc_map_str(&u.data, "status", &p.status)
-                || mc_map_str(&u.data, "currency", &p.currency) || mc_map_str(&u.data, "card_brand", &p.brand)
-                || mc_map_str(&u.data, "card_last4", &p.last4) || mc_map_str(&u.data, "created_at", &p.created_at)
-                || mc_map_int(&u.data, "amount_cents", &p.amount)))
-        rc = MDB_CORRUPTED;
-    if (!rc && mc_str_eq(p.status, "succeeded")) {
-        char now[32];
-        mc_rfc3339(now, sizeof now, ctx->req->time);
-        p.status = (mc_str_t) { "refunded", 8 };
-        msgpack_sbuffer out;
-        msgpack_sbuffer_init(&out);
-        rc = s_record(ctx, &p, false, now, &out);
-        msgpack_sbuffer_destroy(&out);
+        return rc;
+    MDB_val k = { plen, prefix }, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < 16; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if (k.mv_size - plen < sizeof ids[0])
+            snprintf(ids[n++], sizeof ids[0], "%.*s", (int) (k.mv_size - plen), (const char *) k.mv_data + plen);
     }
-    msgpack_unpacked_destroy(&u);
-    return rc;
+    mdb_cursor_close(cur);
+    rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        rc = payments_load(ctx->txn, db->payments, (mc_str_t) { ids[i], strlen(ids[i]) }, &u);
+        payment_t p = { 0 };
+        if (!rc && (mc_map_str(&u.data, "id", &p.id) || mc_map_str(&u.data, "order_id", &p.order_id)
+                    || mc_map_str(&u.data, "user_id", &p.user_id) || mc_map_str(&u.data, "status", &p.status)
+                    || mc_map_str(&u.data, "currency", &p.currency) || mc_map_str(&u.data, "card_brand", &p.brand)
+                    || mc_map_str(&u.data, "card_last4", &p.last4) || mc_map_str(&u.data, "created_at", &p.created_at)
+                    || mc_map_int(&u.data, "amount_cents", &p.amount)))
+            rc = MDB_CORRUPTED;
+        if (!rc && mc_str_eq(p.status, "succeeded")) {
+            char now[32];
+            mc_rfc3339(now, sizeof now, ctx->req->time);
+            p.status = (mc_str_t) { "refunded", 8 };
+            msgpack_sbuffer out;
+            msgpack_sbuffer_init(&out);
+            rc = s_record(ctx, &p, false, now, &out);
+            msgpack_sbuffer_destroy(&out);
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 //  order.pay answered 200: the payment succeeded.
@@ -249,9 +267,10 @@ s_captured(mc_ctx_t *ctx, const msgpack_object *pending)
     const payments_db_t *db = ctx->state;
     char created[32];
     payment_t pay = s_from_pending(pending, "succeeded", created);
-    char mark[72];
+    char mark[72], lock[160];
     int ml = snprintf(mark, sizeof mark, "s%.*s", (int) pay.id.len, pay.id.ptr);
-    MDB_val k = { pay.order_id.len, (void *) pay.order_id.ptr }, mv = { (size_t) ml, mark }, v;
+    MDB_val k = { payments_lock(lock, sizeof lock, pay.order_id, pay.user_id), lock }, mv = { (size_t) ml, mark }, v;
+    MDB_val ck = { pay.order_id.len, (void *) pay.order_id.ptr };
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
     int rc = s_record(ctx, &pay, true, NULL, &body);
@@ -260,7 +279,7 @@ s_captured(mc_ctx_t *ctx, const msgpack_object *pending)
     if (!rc)
         rc = s_finish(ctx, pending, 201, false, &body);
     //  the order was cancelled before this capture was heard of: the refund it is owed
-    if (!rc && (rc = mdb_get(ctx->txn, db->closed, &k, &v)) == 0)
+    if (!rc && (rc = mdb_get(ctx->txn, db->closed, &ck, &v)) == 0)
         rc = s_refund(ctx, pay.order_id);
     msgpack_sbuffer_destroy(&body);
     return rc == MDB_NOTFOUND ? 0 : rc;
