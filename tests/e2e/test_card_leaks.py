@@ -139,7 +139,8 @@ class TestCardLeaks(PayEventCase):
                             found.append((where, "%s contains the number of %s" % (path, s.label)))
                 elif isinstance(v, int) and not isinstance(v, bool):
                     if str(v) in cvcs:
-                        found.append((where, "%s = %d: the cvc of %s" % (path, v, cvcs[str(v)].label)))
+                        found.append((where, "%s = %d: the cvc of %s" % (
+                            path, v, cvcs[str(v)].label)))
                     if str(v) in numbers:
                         found.append((where, "%s = %d: the number of %s" % (
                             path, v, numbers[str(v)].label)))
@@ -261,7 +262,8 @@ class TestCardLeaks(PayEventCase):
                     b"\xa3cvc\xcd" + struct.pack(">H", int(s.cvc)) + b"\x00" +
                     json.dumps({"CVC": s.cvc}).encode())
         found, scanned = self.scan_files(root, [s])
-        self.assertEqual(sorted({name for _, name in found}), sorted(name for name, _ in s.patterns),
+        self.assertEqual(sorted({name for _, name in found}),
+                         sorted(name for name, _ in s.patterns),
             "the scanner misses encodings in the canary file %s" % canary_path)
         os.unlink(canary_path)
         os.rmdir(os.path.dirname(canary_path))

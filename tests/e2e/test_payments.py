@@ -97,7 +97,7 @@ def luhn_broken(number):
     return number[:-1] + str((last + 1) % 10)
 
 
-#  (number, card_brand): every brand rule, its edges, and numbers of other networks.
+#  (number, card_brand): every brand rule and its edges.
 BRAND_CASES = (
     (VISA, "visa"),
     ("4000056655665556", "visa"),
@@ -118,18 +118,25 @@ BRAND_CASES = (
     (AMEX, "amex"),
     ("371449635398431", "amex"),
     (luhn_fill("34", 15, "6"), "amex"),
-    (luhn_fill("35", 16, "6"), "unknown"),
-    ("3530111333300000", "unknown"),                 # JCB
-    ("36227206271667", "unknown"),                   # Diners Club, 14 digits
     ("6011111111111117", "discover"),
     ("6011000990139424", "discover"),
     (luhn_fill("65", 16, "4"), "discover"),
     (luhn_fill("6012", 16, "4"), "unknown"),
-    (luhn_fill("64", 16, "4"), "unknown"),
+    (luhn_fill("640", 16, "4"), "unknown"),
     (luhn_fill("62", 16, "4"), "unknown"),           # UnionPay
     (luhn_fill("1", 16, "3"), "unknown"),
 )
-assert all(luhn_ok(n) for n, _ in BRAND_CASES)
+#  Numbers of networks the brand rules do not name: "unknown" by those rules (visa 4,
+#  mastercard 51-55 / 2221-2720, amex 34 / 37, discover 6011 / 65, else unknown).
+OTHER_NETWORKS = (
+    ("3530111333300000", "JCB"),
+    (luhn_fill("35", 16, "6"), "JCB"),
+    ("36227206271667", "Diners Club, 14 digits"),
+    (luhn_fill("300", 14, "5"), "Diners Club"),
+    (luhn_fill("644", 16, "4"), "Discover 644-649"),
+    (luhn_fill("649", 16, "1"), "Discover 644-649"),
+)
+assert all(luhn_ok(n) for n, _ in BRAND_CASES + OTHER_NETWORKS)
 assert luhn_ok(VISA) and luhn_ok(DECLINED) and luhn_ok(NO_FUNDS) and not luhn_ok(
     luhn_broken(VISA))
 
@@ -151,6 +158,11 @@ def card(number=VISA, cvc="123", exp=None):
 
 def pay_body(order_id, number=VISA, **kw):
     return {"order_id": order_id, "card": card(number, **kw)}
+
+
+def sans_instance(body):
+    """A problem without its instance member (which names the request it answered)."""
+    return {k: v for k, v in body.items() if k != "instance"}
 
 
 def problem_code(r):
@@ -247,7 +259,8 @@ class PayCase(ShopCase):
             if isinstance(v, dict):
                 for k, x in v.items():
                     self.assertNotIn(k.lower(), CARD_SECRET_MEMBERS,
-                                     "card data member %s.%s in %s: %s" % (path, k, what, text[:500]))
+                                     "card data member %s.%s in %s: %s" % (
+                                         path, k, what, text[:500]))
                     walk(x, path + "." + k)
             elif isinstance(v, list):
                 for i, x in enumerate(v):
@@ -314,17 +327,19 @@ class TestPay(PayCase):
         # The order is paid once the 201 is there.
         self.assertEqual(self.status_of(me, o["id"]), "paid",
                          "the payment answered 201 but the order is not paid")
-        # Location resolves to the payment, with an ETag; the admin sees it too.
+        # Location resolves to the payment; the admin sees it too.
         g = self.call("GET", r.headers["Location"], auth=me)
         self.assertStatus(g, 200)
         self.assertEqual(g.json(), pay)
-        self.assertTrue(g.headers.get("ETag"), "GET without ETag: %s" % dict(g.headers))
         self.assertEqual(self.payment(self.admin(), pay["id"]), pay)
         # The order's payments: just this one.
         self.assertEqual(self.all_payments(me, o["id"]), [pay])
         self.assertEqual(self.all_payments(self.admin(), o["id"]), [pay])
         # Paying keeps the reservation (shipping sells it).
         self.assertStock(p["id"], 10, 3, "after paying")
+        # CONTRACT 2: single-resource GETs return an ETag.
+        self.assertTrue(g.headers.get("ETag"), "GET %s without ETag: %s" % (
+            r.headers["Location"], dict(g.headers)))
 
     def test_every_test_card_and_brand(self):
         me = self.customer()
@@ -335,6 +350,17 @@ class TestPay(PayCase):
                 pay = self.assertPaid(self.pay(me, o["id"], number, cvc=cvc), o, number, brand)
                 self.assertEqual(self.payment(me, pay["id"]), pay)
                 self.assertEqual(self.status_of(me, o["id"]), "paid")
+
+    def test_other_networks_are_unknown(self):
+        """The brand rules name visa, mastercard, amex and discover (6011, 65); every other
+        number is "unknown"."""
+        me = self.customer()
+        for number, network in OTHER_NETWORKS:
+            with self.subTest(number=number, network=network):
+                _, o = self.pending(me, qty=1)
+                pay = self.assertPaid(self.pay(me, o["id"], number), o, number)
+                self.assertEqual(pay["card_brand"], "unknown",
+                                 "%s (%s) is not one of the four named brands" % (number, network))
 
     def test_cvc_of_three_or_four_digits_and_this_month_are_accepted(self):
         me = self.customer()
@@ -433,7 +459,8 @@ class TestPayValidation(PayCase):
         # A refused payment records nothing and leaves the order as it was.
         self.assertEqual(self.all_payments(self.me, self.oid), [],
                          "a refused payment was recorded")
-        self.assertEqual(self.fetch(self.me, self.oid), self.o, "a refused payment changed the order")
+        self.assertEqual(self.fetch(self.me, self.oid), self.o,
+                         "a refused payment changed the order")
 
     def with_card(self, **over):
         body = pay_body(self.oid)
@@ -454,7 +481,8 @@ class TestPayValidation(PayCase):
                 self.assertNotIn(number, r.text, "the 422 shows the card number")
 
     def test_malformed_numbers(self):
-        for number in ("", "424242424242424x", "abcdabcdabcdabcd", "４２４２４２４２４２４２４２４２",
+        for number in ("", "424242424242424x", "abcdabcdabcdabcd",
+                       "\uff14\uff12" * 8,                  # full-width digits
                        int(VISA), None, ["4242424242424242"]):
             with self.subTest(number=number):
                 self.assertInvalid(self.pay(self.me, self.oid, body=self.with_card(
@@ -537,7 +565,13 @@ class TestPaymentAccess(PayCase):
         # Unknown orders look the same.
         self.assertProblem(self.pay(alice, UNKNOWN_ID), 404)
         # Alice can still pay her order.
-        self.pay_ok(alice, o)
+        pay = self.pay_ok(alice, o)
+        # Once it is paid it is still not bob's: 404, not a 409 telling him it has been paid.
+        for number in (VISA, DECLINED):
+            with self.subTest(number=number, paid=True):
+                r = self.pay(bob, o["id"], number)
+                self.assertProblem(r, 404)
+        self.assertEqual(self.all_payments(alice, o["id"]), [pay])
 
     def test_who_sees_a_payment(self):
         alice, o = self.pending()
@@ -612,7 +646,7 @@ class TestPaymentIdempotency(PayCase):
         again = self.pay(me, o["id"], NO_FUNDS, key=key)
         self.assertStatus(again, 402, "a replay of a 402")
         self.assertEqual(again.headers.get(REPLAYED), "true", dict(again.headers))
-        self.assertEqual(again.json(), first.json())
+        self.assertEqual(sans_instance(again.json()), sans_instance(first.json()))
         self.assertEqual(again.json()["payment_id"], pid)
         self.assertEqual([p["id"] for p in self.all_payments(me, o["id"])], [pid],
                          "a replayed decline was recorded again")
@@ -620,6 +654,8 @@ class TestPaymentIdempotency(PayCase):
         pid2 = self.assertDeclined(self.pay(me, o["id"], NO_FUNDS), "insufficient_funds")
         self.assertNotEqual(pid2, pid)
         self.assertEqual(len(self.all_payments(me, o["id"])), 2)
+        # CONTRACT 2: "the same status and body" -- the problem's instance member included.
+        self.assertEqual(again.json(), first.json(), "a replayed 402 is not the same body")
 
     def test_same_key_different_body_is_422(self):
         me, o = self.pending()
@@ -627,9 +663,10 @@ class TestPaymentIdempotency(PayCase):
         first = self.pay(me, o["id"], DECLINED, key=key)
         pid = self.assertDeclined(first, "card_declined")
         for what, body in (("another card", pay_body(o["id"], VISA)),
-                           ("another cvc", pay_body(o["id"], DECLINED, cvc="999")),
                            ("another expiry", pay_body(o["id"], DECLINED,
-                                                       exp=(this_month()[0] + 4, 1)))):
+                                                       exp=(this_month()[0] + 4, 1))),
+                           ("another expiry month", pay_body(o["id"], DECLINED,
+                                                             exp=(this_month()[0] + 3, 11)))):
             with self.subTest(what):
                 self.assertProblem(self.pay(me, o["id"], key=key, body=body), 422,
                                    "idempotency_key_reused")
@@ -638,13 +675,42 @@ class TestPaymentIdempotency(PayCase):
                          "a reused key paid the order")
         again = self.pay(me, o["id"], DECLINED, key=key)
         self.assertStatus(again, 402)
-        self.assertEqual(again.json(), first.json(), "the original answer is still replayed")
+        self.assertEqual(again.headers.get(REPLAYED), "true", dict(again.headers))
+        self.assertEqual(sans_instance(again.json()), sans_instance(first.json()),
+                         "the original answer is still replayed")
         # After a 201 too.
         key2 = uuid.uuid4().hex
         ok = self.pay_ok(me, o, key=key2)
         self.assertProblem(self.pay(me, o["id"], MASTERCARD, key=key2), 422,
                            "idempotency_key_reused")
         self.assertEqual({p["id"] for p in self.all_payments(me, o["id"])}, {pid, ok["id"]})
+
+    def test_same_key_other_cvc_or_middle_digits_pays_nothing_more(self):
+        """CONTRACT 2 makes any other body a 422; CONTRACT 7 keeps only brand and last 4 of a
+        card, so the idempotency record cannot tell a body that differs only in the CVC or in
+        the digits between the first and the last 4. Either answer is safe: 422
+        idempotency_key_reused, or the first answer replayed. Never a second payment."""
+        me, o = self.pending()
+        key = uuid.uuid4().hex
+        first = self.pay(me, o["id"], VISA, key=key, cvc="123")
+        pay = self.assertPaid(first, o)
+        [twin] = [n for n in ("4242" + "0" * 7 + str(d) + "4242" for d in range(10))
+                  if luhn_ok(n)]         # visa, the same last 4, other digits between
+        others = (("another cvc", pay_body(o["id"], VISA, cvc="999")),
+                  ("other middle digits", pay_body(o["id"], twin)))
+        for what, body in others:
+            with self.subTest(what):
+                r = self.pay(me, o["id"], key=key, body=body)
+                if r.status_code == 422:
+                    self.assertProblem(r, 422, "idempotency_key_reused")
+                else:
+                    self.assertStatus(r, 201, what)
+                    self.assertEqual(r.headers.get(REPLAYED), "true", dict(r.headers))
+                    self.assertEqual(r.json(), first.json())
+                print("\n[payments] same key, %s: %d %s" % (what, r.status_code,
+                                                            problem_code(r) or ""),
+                      file=sys.stderr)
+        self.assertEqual(self.all_payments(me, o["id"]), [pay])
 
     def test_keys_are_per_user(self):
         key = uuid.uuid4().hex
@@ -921,18 +987,23 @@ class TestPaymentEvents(PayEventCase):
         recs = self.distinct(log.by_key("payment.events", pay["id"]))
         self.assertEqual([r.type for r in recs], ["payment.succeeded"], recs)
         rec = recs[0]
-        self.assertEnvelope(rec, "payment.succeeded", "/mercato/payments", corr, tp, "POST payments")
         self.assertPaymentEvent(rec, pay, me, "succeeded", None, MASTERCARD)
-        # order.paid: the order as GET shows it, in the chain the payment started.
+        # order.paid: the order as GET shows it.
         orecs = self.distinct(log.by_key("order.events", o["id"]))
         self.assertEqual([r.type for r in orecs], ["order.created", "order.paid"], orecs)
         paid = orecs[1]
-        self.assertChained(paid, "order.paid", "/mercato/orders", corr, "order paid by a payment")
-        if "traceparent" in paid.headers:
-            self.assertEqual(paid.headers["traceparent"], tp, paid)
         self.assertEqual(paid.value, self.fetch(me, o["id"]), "order.paid value")
         self.assertEqual(paid.value["status"], "paid")
         self.assertSchema(paid.value, "order.paid")
+        # Both in the chain the payment's request started (CONTRACT 8 headers).
+        with self.subTest(envelope="payment.succeeded"):
+            self.assertEnvelope(rec, "payment.succeeded", "/mercato/payments", corr, tp,
+                                "POST payments")
+        with self.subTest(envelope="order.paid"):
+            self.assertChained(paid, "order.paid", "/mercato/orders", corr,
+                               "order paid by a payment")
+            if "traceparent" in paid.headers:
+                self.assertEqual(paid.headers["traceparent"], tp, paid)
 
     def test_declined(self):
         log = self.log(("payment.events", "order.events"))
@@ -951,15 +1022,18 @@ class TestPaymentEvents(PayEventCase):
         log.wait(log.has("order.events", o["id"], ["order.paid"]), what="order.paid")
         self.drained()
         log.catch_up()
+        declines = []
         for pid, rec, number, code, corr in seen:
             recs = self.distinct(log.by_key("payment.events", pid))
             self.assertEqual([r.type for r in recs], ["payment.declined"], recs)
-            self.assertEnvelope(recs[0], "payment.declined", "/mercato/payments", corr, None,
-                                "declined POST")
             self.assertPaymentEvent(recs[0], rec, me, "declined", code, number)
+            declines.append((recs[0], corr))
         # One order.paid, after the success only.
         types = [r.type for r in self.distinct(log.by_key("order.events", o["id"]))]
         self.assertEqual(types, ["order.created", "order.paid"], "declines changed the order")
+        for rec, corr in declines:
+            self.assertEnvelope(rec, "payment.declined", "/mercato/payments", corr, None,
+                                "declined POST")
 
     def test_refunded(self):
         log = self.log(("payment.events", "order.events"))
@@ -1014,7 +1088,8 @@ class TestPaymentEvents(PayEventCase):
         self.assertInvalid(self.pay(bob, b["id"], VISA, exp=last_month(),
                                     request_id=quiet["expired"]), "card.exp")
         quiet["other"] = rid("other")
-        self.assertProblem(self.pay(bob, o["id"], VISA, request_id=quiet["other"]), 404)
+        _, still_open = self.pending(me)
+        self.assertProblem(self.pay(bob, still_open["id"], VISA, request_id=quiet["other"]), 404)
         quiet["reused"] = rid("reused")
         self.assertProblem(self.pay(me, o["id"], MASTERCARD, key=key, request_id=quiet["reused"]),
                            422, "idempotency_key_reused")
