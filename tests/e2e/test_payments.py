@@ -7,12 +7,15 @@ the payment and the order becomes paid; a decline answers 402 (a problem naming 
 payment in `payment_id`) and the order stays pending_payment. Only the brand and the last 4
 digits are kept (test_card_leaks.py scans every file and Kafka record for the rest).
 
-Covered here: every test card and the brand rules, declines then success, double payment (409
+Covered here: every test card and the brand rules (with README.md's extensions: jcb, diners,
+spaces or dashes between digits, two-digit years), declines then success, double payment (409
 already_paid), paying cancelled / shipped / expired orders (409), another user's order and
 unknown orders (404), 401 without a token, validation (Luhn, expiry, cvc, exp_month, types,
 missing / unknown / read-only fields, malformed JSON, wrong media type), GET /payments/{id} and
 GET /orders/{id}/payments for owner, admin and others, paging, Idempotency-Key (replayed 201 and
-402, a reused key with another body, keys per user, concurrent duplicates), concurrent payments
+402, a reused key with another body -- except that a body differing only in the CVC or in the
+digits between the first and last 4 may replay, since only brand and last 4 are kept -- keys per
+user, concurrent duplicates), concurrent payments
 of one order without a key (one 201, the rest 409), refunds when a paid order is cancelled or a
 shipped / delivered one refunded, and payment.succeeded|declined|refunded and order.paid on
 Kafka with their CloudEvents headers.
@@ -126,17 +129,24 @@ BRAND_CASES = (
     (luhn_fill("62", 16, "4"), "unknown"),           # UnionPay
     (luhn_fill("1", 16, "3"), "unknown"),
 )
-#  Numbers of networks the brand rules do not name: "unknown" by those rules (visa 4,
-#  mastercard 51-55 / 2221-2720, amex 34 / 37, discover 6011 / 65, else unknown).
+#  (number, card_brand, network): the brands the project adds to the four named above, documented
+#  in README.md as extensions ("jcb", "diners"; discover also for its 644-649 range), with their
+#  edges.
 OTHER_NETWORKS = (
-    ("3530111333300000", "JCB"),
-    (luhn_fill("35", 16, "6"), "JCB"),
-    ("36227206271667", "Diners Club, 14 digits"),
-    (luhn_fill("300", 14, "5"), "Diners Club"),
-    (luhn_fill("644", 16, "4"), "Discover 644-649"),
-    (luhn_fill("649", 16, "1"), "Discover 644-649"),
+    ("3530111333300000", "jcb", "JCB"),
+    (luhn_fill("3528", 16, "6"), "jcb", "JCB, first of 3528-3589"),
+    (luhn_fill("3589", 16, "6"), "jcb", "JCB, last of 3528-3589"),
+    (luhn_fill("3527", 16, "6"), "unknown", "just below JCB"),
+    ("36227206271667", "diners", "Diners Club, 14 digits"),
+    (luhn_fill("300", 14, "5"), "diners", "Diners Club 300-305"),
+    (luhn_fill("305", 14, "5"), "diners", "Diners Club 300-305"),
+    (luhn_fill("306", 14, "5"), "unknown", "just above Diners Club 300-305"),
+    (luhn_fill("38", 14, "5"), "diners", "Diners Club 38-39"),
+    (luhn_fill("644", 16, "4"), "discover", "Discover 644-649"),
+    (luhn_fill("649", 16, "1"), "discover", "Discover 644-649"),
+    (luhn_fill("643", 16, "1"), "unknown", "just below Discover 644-649"),
 )
-assert all(luhn_ok(n) for n, _ in BRAND_CASES + OTHER_NETWORKS)
+assert all(luhn_ok(c[0]) for c in BRAND_CASES + OTHER_NETWORKS)
 assert luhn_ok(VISA) and luhn_ok(DECLINED) and luhn_ok(NO_FUNDS) and not luhn_ok(
     luhn_broken(VISA))
 
@@ -351,16 +361,34 @@ class TestPay(PayCase):
                 self.assertEqual(self.payment(me, pay["id"]), pay)
                 self.assertEqual(self.status_of(me, o["id"]), "paid")
 
-    def test_other_networks_are_unknown(self):
-        """The brand rules name visa, mastercard, amex and discover (6011, 65); every other
-        number is "unknown"."""
+    def test_other_networks(self):
+        """Brands beyond the four of the brand rules, as README.md documents them."""
         me = self.customer()
-        for number, network in OTHER_NETWORKS:
+        for number, brand, network in OTHER_NETWORKS:
             with self.subTest(number=number, network=network):
                 _, o = self.pending(me, qty=1)
                 pay = self.assertPaid(self.pay(me, o["id"], number), o, number)
-                self.assertEqual(pay["card_brand"], "unknown",
-                                 "%s (%s) is not one of the four named brands" % (number, network))
+                self.assertEqual(pay["card_brand"], brand, "%s (%s)" % (number, network))
+
+    def test_documented_leniencies(self):
+        """README.md: spaces or dashes between digits, and a two-digit exp_year is 20xx."""
+        me = self.customer()
+        yy = this_month()[0] % 100
+        for number, kw in (("4242 4242 4242 4242", {}), ("4242-4242-4242-4242", {}),
+                           ("3782 822463 10005", {"cvc": "1234"}),
+                           (VISA, {"exp": (yy + 2, 6)})):
+            with self.subTest(number=number, **kw):
+                _, o = self.pending(me, qty=1)
+                r = self.pay(me, o["id"], number, **kw)
+                digits = number.replace(" ", "").replace("-", "")
+                pay = self.assertPaid(r, o, digits)
+                self.assertNoCardData(pay, [number, digits], "payment")
+        _, o = self.pending(me, qty=1)
+        for number, kw in ((" 4242424242424242", {}), ("4242424242424242 ", {}),
+                           ("4242--4242", {}), (VISA, {"exp": (yy - 1, 12)})):
+            with self.subTest(refused=number, **kw):
+                self.assertInvalid(self.pay(me, o["id"], number, **kw), "card.")
+        self.assertEqual(self.all_payments(me, o["id"]), [])
 
     def test_cvc_of_three_or_four_digits_and_this_month_are_accepted(self):
         me = self.customer()
