@@ -15,10 +15,9 @@ missing / unknown / read-only fields, malformed JSON, wrong media type), GET /pa
 GET /orders/{id}/payments for owner, admin and others, paging, Idempotency-Key (replayed 201 and
 402, a reused key with another body -- except that a body differing only in the CVC or in the
 digits between the first and last 4 may replay, since only brand and last 4 are kept -- keys per
-user, concurrent duplicates), concurrent payments
-of one order without a key (one 201, the rest 409), refunds when a paid order is cancelled or a
-shipped / delivered one refunded, and payment.succeeded|declined|refunded and order.paid on
-Kafka with their CloudEvents headers.
+user, concurrent duplicates), concurrent payments of one order without a key (one 201, the rest
+409), refunds when a paid order is cancelled or a shipped / delivered one refunded, and
+payment.succeeded|declined|refunded and order.paid on Kafka with their CloudEvents headers.
 
 Every class runs catalog, identity, inventory, orders, cart and payments with Kafka (stock records
 come from product.created, refunds from order.events). Tests isolate themselves with their own
