@@ -203,6 +203,12 @@ s_flush(actor_t *self)
         in[i] = (mc_in_t) { zframe_data(self->batch[i].frame), zframe_size(self->batch[i].frame) };
     mc_core_batch(self->core, in, self->nbatch, mc_now_ms());
     s_effects(self);
+    //  a long group (hundreds of messages on a loaded machine) must not look like a dead actor
+    uint64_t now = mc_mono_ms();
+    if (now >= self->heartbeat_at) {
+        s_send(self, MC_W_HEARTBEAT, NULL);
+        self->heartbeat_at = now + MC_HEARTBEAT_MS;
+    }
     for (size_t i = 0; i < self->nbatch; i++) {
         zframe_destroy(&self->batch[i].client);
         zframe_destroy(&self->batch[i].rid);

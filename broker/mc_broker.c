@@ -366,9 +366,13 @@ s_heartbeat(mc_broker_t *self)
     uint64_t now = mc_mono_ms();
     if (now < self->heartbeat_at)
         return;
+    //  with messages still waiting, a worker's heartbeat may be among them: a broker that is
+    //  behind gives its workers a second more before calling them dead
+    bool behind = (zsock_events(self->router) & ZMQ_POLLIN) != 0;
+    uint64_t grace = behind ? 1000 : 0;
     zlistx_t *dead = zlistx_new();
     for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
-        if (w->expiry < now)
+        if (w->expiry + grace < now)
             zlistx_add_end(dead, w);
         else
             s_send_worker(self, w->address, MC_W_HEARTBEAT, NULL);
