@@ -15,12 +15,13 @@
 #include "orders/orders.h"
 #include "cart/cart.h"
 #include "payments/payments.h"
+#include "shipping/shipping.h"
 
 #include <unistd.h>
 
 static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service,
                                              &orders_service, &cart_service,
-                                             &payments_service };
+                                             &payments_service, &shipping_service };
 
 //  What each service consumes from Kafka, and the message type a record becomes.
 static const struct {
@@ -28,6 +29,7 @@ static const struct {
 } s_feeds[] = {
     { "inventory", "product.events", "stock.event" },
     { "payments", "order.events", "payment.event" },
+    { "shipping", "order.events", "shipment.event" },
 };
 #define MC_FEEDS (sizeof s_feeds / sizeof *s_feeds)
 
@@ -53,7 +55,7 @@ main(int argc, char **argv)
     mc_log_init("node");
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
-    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart,payments");
+    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart,payments,shipping");
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;
