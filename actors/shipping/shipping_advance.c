@@ -7,7 +7,9 @@
     illegal_transition when the order has moved elsewhere, cancelled for one). shipment.tick
     sends order.advance again while it is unanswered, which is safe because the order answers
     200 to a move it has already made, and gives up after MOVE_TIMEOUT_MS with 503, leaving the
-    shipment as it was: asking again later then brings the shipment to where the order is. */
+    shipment as it was: asking again later then brings the shipment to where the order is. The
+    move keeps the admin's correlation id and trace, so that the resends and shipment.updated
+    continue the admin's request rather than the runtime's step or tick. */
 #include "shipping_db.h"
 
 #include "mc_util.h"
@@ -38,28 +40,37 @@ s_waitkey(char key[96], mc_str_t order_id)
     snprintf(key, 96, "ship:%.*s", (int) order_id.len, order_id.ptr);
 }
 
+//  A move waiting for the order to follow, as `moves` keeps it.
+typedef struct {
+    size_t m;                   //  its entry in s_moves
+    uint64_t at;                //  when it was asked for
+    uint64_t sent;              //  when order.advance last left
+    char corr[72], trace[72];   //  of the request that asked for it, which its event continues
+} move_t;
+
 static int
-s_move_store(mc_ctx_t *ctx, mc_str_t order_id, size_t m, uint64_t at, uint64_t sent)
+s_move_store(mc_ctx_t *ctx, mc_str_t order_id, const move_t *mv)
 {
     const shipping_db_t *db = ctx->state;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    mc_pack_kv_cstr(&pk, "to", s_moves[m].to);
-    mc_pack_kv_uint(&pk, "at", at);
-    mc_pack_kv_uint(&pk, "sent", sent);
+    msgpack_pack_map(&pk, 5);
+    mc_pack_kv_cstr(&pk, "to", s_moves[mv->m].to);
+    mc_pack_kv_uint(&pk, "at", mv->at);
+    mc_pack_kv_uint(&pk, "sent", mv->sent);
+    mc_pack_kv_cstr(&pk, "corr", mv->corr);
+    mc_pack_kv_cstr(&pk, "trace", mv->trace);
     MDB_val k = { order_id.len, (void *) order_id.ptr }, v = { sb.size, sb.data };
     int rc = mdb_put(ctx->txn, db->moves, &k, &v, 0);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
 
-//  The move waiting on an order: 0 with m its entry in s_moves, at when it was asked for and
-//  sent when order.advance last left; MDB_NOTFOUND or an LMDB error.
+//  The move waiting on an order: 0, MDB_NOTFOUND or an LMDB error.
 static int
-s_move_load(MDB_txn *txn, const shipping_db_t *db, mc_str_t order_id, size_t *m, uint64_t *at, uint64_t *sent)
+s_move_load(MDB_txn *txn, const shipping_db_t *db, mc_str_t order_id, move_t *mv)
 {
     MDB_val k = { order_id.len, (void *) order_id.ptr }, v;
     int rc = mdb_get(txn, db->moves, &k, &v);
@@ -67,14 +78,20 @@ s_move_load(MDB_txn *txn, const shipping_db_t *db, mc_str_t order_id, size_t *m,
         return rc;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    mc_str_t to = { "", 0 };
+    mc_str_t to = { "", 0 }, corr = { "", 0 }, trace = { "", 0 };
     if (mc_msgpack_unpack(&u, v.mv_data, v.mv_size) || mc_map_str(&u.data, "to", &to)
-    ||  mc_map_uint(&u.data, "at", at) || mc_map_uint(&u.data, "sent", sent))
+    ||  mc_map_uint(&u.data, "at", &mv->at) || mc_map_uint(&u.data, "sent", &mv->sent)
+    ||  mc_map_str(&u.data, "corr", &corr) || mc_map_str(&u.data, "trace", &trace)
+    ||  corr.len >= sizeof mv->corr || trace.len >= sizeof mv->trace)
         rc = MDB_CORRUPTED;
-    for (*m = 0; !rc && *m < MOVES && !mc_str_eq(to, s_moves[*m].to); (*m)++)
+    else {
+        snprintf(mv->corr, sizeof mv->corr, "%.*s", (int) corr.len, corr.ptr);
+        snprintf(mv->trace, sizeof mv->trace, "%.*s", (int) trace.len, trace.ptr);
+    }
+    for (mv->m = 0; !rc && mv->m < MOVES && !mc_str_eq(to, s_moves[mv->m].to); mv->m++)
         ;
     msgpack_unpacked_destroy(&u);
-    return rc ? rc : *m < MOVES ? 0 : MDB_CORRUPTED;
+    return rc ? rc : mv->m < MOVES ? 0 : MDB_CORRUPTED;
 }
 
 static int
@@ -84,10 +101,25 @@ s_move_delete(MDB_txn *txn, const shipping_db_t *db, mc_str_t order_id)
     return mdb_del(txn, db->moves, &k, NULL);
 }
 
-//  Sends (again) the order.advance of move m; its id is the same on every resend.
-static void
-s_ask_order(mc_ctx_t *ctx, mc_str_t order_id, size_t m)
+//  Makes ctx's message continue the chain of the request that asked for mv: what it sends and
+//  emits carries that request's correlation and trace, not the runtime's own empty ones. req
+//  receives the copy; returns the message to put back.
+static const mc_request_t *
+s_continue(mc_ctx_t *ctx, const move_t *mv, mc_request_t *req)
 {
+    const mc_request_t *own = ctx->req;
+    *req = *own;
+    req->corr = (mc_str_t) { mv->corr, strlen(mv->corr) };
+    req->trace = (mc_str_t) { mv->trace, strlen(mv->trace) };
+    ctx->req = req;
+    return own;
+}
+
+//  Sends (again) the order.advance of mv; its id is the same on every resend.
+static void
+s_ask_order(mc_ctx_t *ctx, mc_str_t order_id, const move_t *mv)
+{
+    size_t m = mv->m;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -100,7 +132,10 @@ s_ask_order(mc_ctx_t *ctx, mc_str_t order_id, size_t m)
     mc_send_t send = { .service = "orders", .shard = mc_fnv1a32(order_id.ptr, order_id.len) % mc_schema_shards("orders"),
                        .type = "order.advance", .id = { id, strlen(id) }, .key = order_id, .user = MC_STR(""),
                        .role = MC_STR("system"), .body = &sb, .tag = tag };
+    mc_request_t req;
+    const mc_request_t *own = s_continue(ctx, mv, &req);
     mc_send(ctx, &send);
+    ctx->req = own;
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -154,8 +189,11 @@ shipping_advance(mc_ctx_t *ctx)
         //  this caller waits for the same outcome
         MDB_val k = { req->key.len, (void *) req->key.ptr }, v;
         rc = mdb_get(ctx->txn, db->moves, &k, &v);
-        if (rc == MDB_NOTFOUND && !(rc = s_move_store(ctx, req->key, m, req->time, req->time)))
-            s_ask_order(ctx, req->key, m);
+        move_t mv = { .m = m, .at = req->time, .sent = req->time };
+        snprintf(mv.corr, sizeof mv.corr, "%.*s", (int) req->corr.len, req->corr.ptr);
+        snprintf(mv.trace, sizeof mv.trace, "%.*s", (int) req->trace.len, req->trace.ptr);
+        if (rc == MDB_NOTFOUND && !(rc = s_move_store(ctx, req->key, &mv)))
+            s_ask_order(ctx, req->key, &mv);
         if (rc)
             status = FAIL(rc);
         else {
@@ -174,11 +212,10 @@ static int
 s_answered(mc_ctx_t *ctx, mc_str_t order_id, char kind, int status, const msgpack_object *error)
 {
     const shipping_db_t *db = ctx->state;
-    size_t m;
-    uint64_t at, sent;
-    int rc = s_move_load(ctx->txn, db, order_id, &m, &at, &sent);
+    move_t mv;
+    int rc = s_move_load(ctx->txn, db, order_id, &mv);
     //  a late reply to a move that has ended; a 5xx is no answer: the tick asks again
-    if (rc == MDB_NOTFOUND || (!rc && (s_moves[m].kind != kind || status >= 500)))
+    if (rc == MDB_NOTFOUND || (!rc && (s_moves[mv.m].kind != kind || status >= 500)))
         return 0;
     if (rc)
         return rc;
@@ -191,8 +228,11 @@ s_answered(mc_ctx_t *ctx, mc_str_t order_id, char kind, int status, const msgpac
         msgpack_sbuffer out;
         msgpack_sbuffer_init(&out);
         rc = shipping_load(ctx->txn, db, order_id, &u, &s);
+        mc_request_t req;
+        const mc_request_t *own = s_continue(ctx, &mv, &req);
         if (!rc)
-            rc = shipping_record(ctx, &s, s_moves[m].to, "shipment.updated", &out);
+            rc = shipping_record(ctx, &s, s_moves[mv.m].to, "shipment.updated", &out);
+        ctx->req = own;
         if (!rc)
             mc_answer_raw(ctx, key, 200, false, out.data, out.size);
         msgpack_sbuffer_destroy(&out);
@@ -250,19 +290,19 @@ shipping_tick(mc_ctx_t *ctx)
     mdb_cursor_close(cur);
     for (size_t i = 0; i < n && !rc; i++) {
         mc_str_t order_id = { keys[i], strlen(keys[i]) };
-        size_t m;
-        uint64_t at, sent;
-        rc = s_move_load(ctx->txn, db, order_id, &m, &at, &sent);
-        if (!rc && at + MOVE_TIMEOUT_MS <= now) {
+        move_t mv;
+        rc = s_move_load(ctx->txn, db, order_id, &mv);
+        if (!rc && mv.at + MOVE_TIMEOUT_MS <= now) {
             char key[96];
             s_waitkey(key, order_id);
             mc_answer_error(ctx, key, 503, "unavailable", "the order service did not answer; try again", NULL);
             rc = s_move_delete(ctx->txn, db, order_id);
         }
         else
-        if (!rc && sent + RESEND_MS <= now) {
-            s_ask_order(ctx, order_id, m);
-            rc = s_move_store(ctx, order_id, m, at, now);
+        if (!rc && mv.sent + RESEND_MS <= now) {
+            s_ask_order(ctx, order_id, &mv);
+            mv.sent = now;
+            rc = s_move_store(ctx, order_id, &mv);
         }
     }
     if (rc)

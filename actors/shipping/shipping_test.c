@@ -15,6 +15,9 @@ static uint64_t s_clock = 1800000000000ull;
 static const char *s_owner = "01USER00000000000000000001";
 static const char *s_other = "01USER00000000000000000002";
 
+//  The correlation id of every admin's request; the runtime's own messages have none.
+static const char *s_corr = "admin-request-1";
+
 //  Sends a message as user with role at the current clock; the reply (if any) lands in r.
 static int
 s_send(result_t *r, const char *type, const char *key, const char *id, const char *user, const char *role,
@@ -22,9 +25,10 @@ s_send(result_t *r, const char *type, const char *key, const char *id, const cha
 {
     char mid[MC_ULID_LEN + 1];
     mc_ulid(mid, s_clock);
+    const char *corr = strcmp(role, "admin") == 0 ? s_corr : "";
     mc_request_t req = { .id = id ? (mc_str_t) { id, strlen(id) } : (mc_str_t) { mid, MC_ULID_LEN },
                          .type = { type, strlen(type) }, .key = { key, strlen(key) }, .role = { role, strlen(role) },
-                         .user = { user, strlen(user) }, .time = s_clock };
+                         .user = { user, strlen(user) }, .corr = { corr, strlen(corr) }, .time = s_clock };
     return mc_core_test_call(s_core, r, &req, body, s_clock);
 }
 
@@ -160,7 +164,7 @@ s_effects(mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
 }
 
 //  The order.advance the last message sent with tag: 1 when it asks for status (as the system,
-//  keyed by order), 0 otherwise.
+//  keyed by order, continuing the admin's request), 0 otherwise.
 static int
 s_asked(const char *tag, const char *order, const char *status)
 {
@@ -173,15 +177,15 @@ s_asked(const char *tag, const char *order, const char *status)
     mc_str_t got = { "", 0 };
     int ok = mc_request_decode(&u, send->data.data, send->data.size, &req) == 0
              && strcmp(send->service, "orders.0") == 0 && mc_str_eq(req.type, "order.advance")
-             && mc_str_eq(req.key, order) && mc_str_eq(req.role, "system")
+             && mc_str_eq(req.key, order) && mc_str_eq(req.role, "system") && mc_str_eq(req.corr, s_corr)
              && mc_map_str(req.body, "status", &got) == 0 && mc_str_eq(got, status);
     msgpack_unpacked_destroy(&u);
     return ok;
 }
 
-//  How many events of type the outbox holds.
+//  How many events of type the outbox holds; corr receives the last one's correlation id.
 static int
-s_events(const char *type)
+s_events_corr(const char *type, char corr[80])
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -191,12 +195,23 @@ s_events(const char *type)
     int n = 0;
     if (mc_msgpack_unpack(&u, sb.data, sb.size) == 0)
         for (uint32_t i = 0; i < u.data.via.array.size; i++) {
-            mc_str_t t;
-            n += mc_map_str(&u.data.via.array.ptr[i], "type", &t) == 0 && mc_str_eq(t, type);
+            mc_str_t t, c = { "", 0 };
+            if (mc_map_str(&u.data.via.array.ptr[i], "type", &t) == 0 && mc_str_eq(t, type)) {
+                mc_map_str(&u.data.via.array.ptr[i], "corr", &c);
+                snprintf(corr, 80, "%.*s", (int) c.len, c.ptr);
+                n++;
+            }
         }
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
     return n;
+}
+
+static int
+s_events(const char *type)
+{
+    char corr[80];
+    return s_events_corr(type, corr);
 }
 
 static void
@@ -329,7 +344,9 @@ test_the_order_follows_each_move(void)
     MC_CHECK(!answer->error);
     ASSERT_STR(s_status(order), "in_transit");
     ASSERT_EQ(s_history(order), 2);
-    ASSERT_EQ(s_events("shipment.updated"), updated + 1);
+    char corr[80] = "";
+    ASSERT_EQ(s_events_corr("shipment.updated", corr), updated + 1);
+    ASSERT_STR(corr, s_corr);       //  the admin's request started it, not the order's reply
     //  a repeated reply changes nothing
     s_reply(tag, 200, NULL);
     ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);

@@ -65,6 +65,9 @@ MATRIX = [
     ("GET", "/api/v1/orders/{order}", row(401, 200, 404, 200)),
     ("POST", "/api/v1/orders/{order}/cancel", row(401, 200, 404, 200)),
     ("PUT", "/api/v1/orders/{order}/status", row(401, 403, 403, 200)),
+    # CONTRACT 7: {shipment} is the shipment of a paid order of customer A; moving it is admin's.
+    ("GET", "/api/v1/shipping/{shipment}", row(401, 200, 404, 200)),
+    ("POST", "/api/v1/shipping/{shipment}/events", row(401, 403, 403, 200)),
     # CONTRACT 6: every signed-in caller has a cart of their own.
     ("GET", "/api/v1/cart", row(401, 200, 200, 200)),
     ("PUT", "/api/v1/cart/items/{item}", row(401, 200, 200, 200)),
@@ -139,6 +142,18 @@ class TestAuthorizationMatrix(IdentityCase):
                       params={"limit": 100})
         self.assertStatus(r, 200)
         return {a["id"] for a in r.json()["items"]}
+
+    def new_shipment_of_a(self):
+        """The id of a paid order of A's, once its shipment exists."""
+        r = self.call("POST", API + "/orders", {"items": [{"product_id": self.new_stocked_product(), "quantity": 1}],
+                                                 "shipping_address": address()}, auth=self.who["customer_a"])
+        self.assertStatus(r, 201, "fixture: A places an order")
+        oid = r.json()["id"]
+        self.assertStatus(self.call("PUT", API + "/orders/%s/status" % oid, {"status": "paid"}, auth=self.admin()),
+                          200, "fixture: the admin marks it paid")
+        wait_for(lambda: self.call("GET", API + "/shipping/" + oid, auth=self.admin()).status_code == 200, 30,
+                 what="the shipment of order %s" % oid)
+        return oid
 
     def fresh_refresh_token(self):
         return self.cluster.login(self.subject.email, self.subject.password)["refresh_token"]
@@ -233,6 +248,15 @@ class TestAuthorizationMatrix(IdentityCase):
                 def after(r, order=order):
                     g = self.call("GET", API + "/orders/" + order["id"], auth=self.who["customer_a"])
                     self.assertEqual(g.json()["status"], "pending_payment", "a refused %s changed the order" % method)
+        elif "{shipment}" in template:
+            oid = self.new_shipment_of_a()
+            path = template.replace("{shipment}", oid)
+            if method == "POST":
+                body = {"status": "in_transit"}
+                if expected >= 400:
+                    def after(r, oid=oid):
+                        g = self.call("GET", API + "/shipping/" + oid, auth=self.admin())
+                        self.assertEqual(g.json()["status"], "scheduled", "a refused POST moved the shipment")
         elif "{item}" in template:
             pid = self.new_product()["id"]
             path = template.replace("{item}", pid)

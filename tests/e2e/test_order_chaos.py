@@ -42,10 +42,10 @@ from datetime import datetime
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN_DIR, Cluster, ClusterTestCase, HarnessError, wait_for  # noqa: E402
+from harness import BIN_DIR, DEFAULT_ACTORS, Cluster, ClusterTestCase, HarnessError, wait_for  # noqa: E402
 
 API = "/api/v1"
-ACTORS = ("catalog", "identity", "inventory", "orders", "cart")
+ACTORS = DEFAULT_ACTORS      # /readyz waits for every routed service
 TTL_S = 3
 N_PRODUCTS = 20
 N_CLIENTS = 20
