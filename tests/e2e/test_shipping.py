@@ -4,10 +4,9 @@ scheduled -> in_transit -> delivered and nothing else, and the order follows (sh
 delivered) or, when it cannot (cancelled), the move is refused; shipment.scheduled and
 shipment.updated reach shipping.events.
 
-Orders are paid by an admin's PUT /orders/{id}/status, which emits the same order.paid a payment
-does. Uses test_orders.ShopCase (catalog, identity, inventory, orders, cart, shipping and Kafka)
-and test_events.EventLog; tests make their own customers, products and orders, so they may run
-in any order and alone.
+Orders are paid the way customers pay them, POST /payments with a test card. Uses
+test_orders.ShopCase (every actor, and Kafka) and test_events.EventLog; tests make their own
+customers, products and orders, so they may run in any order and alone.
 """
 
 import json
@@ -15,6 +14,7 @@ import os
 import sys
 import unittest
 import uuid
+from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import wait_for  # noqa: E402
@@ -38,12 +38,15 @@ def rid(tag):
 class TestShipping(ShopCase):
     # --- helpers -------------------------------------------------------------------------------
     def paid_order(self, who, request_id=None):
-        """A fresh 1-line order of who's, set to paid by the admin."""
+        """A fresh 1-line order of who's, paid by who with a card that succeeds."""
         p = self.product(stock=5)
         o = self.order(who, (p["id"], 1))
         h = {"X-Request-Id": request_id} if request_id else None
-        r = self.put_status(o["id"], "paid", headers=h)
-        self.assertStatus(r, 200, "fixture: the admin marks %s paid" % o["id"])
+        r = self.call("POST", API + "/payments", {"order_id": o["id"], "card": {
+            "number": "4242424242424242", "exp_month": 12, "exp_year": date.today().year + 2, "cvc": "123"}},
+            auth=who, headers=h)
+        self.assertStatus(r, 201, "fixture: %s pays order %s" % (who, o["id"]))
+        self.assertEqual(self.fetch(who, o["id"])["status"], "paid")
         return o
 
     def shipment(self, oid, auth):
@@ -176,18 +179,18 @@ class TestShipping(ShopCase):
         self.assertEqual([r.type for r in recs],
                          ["shipment.scheduled", "shipment.updated", "shipment.updated"], recs)
         self.assertEqual([r.value for r in recs], [scheduled, in_transit, delivered])
-        for r, corr in zip(recs, (paid_rid, transit_rid, delivered_rid)):
+        # the shipment was scheduled by the order.paid event itself, and continues its chain
+        paid = [r for r in log.by_key("order.events", o["id"]) if r.type == "order.paid"]
+        self.assertTrue(paid, "no order.paid for %s" % o["id"])
+        self.assertEqual(recs[0].headers.get("ce_causationid"), paid[0].ce_id, recs[0])
+        for r, corr in zip(recs, (paid[0].headers.get("ce_correlationid"), transit_rid, delivered_rid)):
             self.assertEqual(r.headers.get("ce_specversion"), "1.0", r)
             self.assertEqual(r.headers.get("ce_source"), "/mercato/shipping", r)
             self.assertEqual(r.headers.get("content-type"), "application/json", r)
             self.assertRegex(r.headers.get("ce_time", ""), RFC3339_UTC, r)
-            # each continues the HTTP request that started it: paying, or the admin's move
+            # each continues the request that started it: the payment, or the admin's move
             self.assertEqual(r.headers.get("ce_correlationid"), corr, r)
             self.assertEventSchema(r.value, r.type)
-        # the shipment was scheduled by the order.paid event itself
-        paid = [r for r in log.by_key("order.events", o["id"]) if r.type == "order.paid"]
-        self.assertTrue(paid, "no order.paid for %s" % o["id"])
-        self.assertEqual(recs[0].headers.get("ce_causationid"), paid[0].ce_id, recs[0])
 
 
 if __name__ == "__main__":
