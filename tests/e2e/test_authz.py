@@ -24,6 +24,7 @@ def row(anonymous, customer_a, customer_b, admin):
 
 
 PUBLIC_200 = row(200, 200, 200, 200)
+CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
 
 # (method, path template, expected status per caller). {product} is a product, {address} an
 # address of customer A. The path templates are also matched against the OpenAPI document.
@@ -65,6 +66,11 @@ MATRIX = [
     ("GET", "/api/v1/orders/{order}", row(401, 200, 404, 200)),
     ("POST", "/api/v1/orders/{order}/cancel", row(401, 200, 404, 200)),
     ("PUT", "/api/v1/orders/{order}/status", row(401, 403, 403, 200)),
+    # CONTRACT 7: A pays for A's order ({order} on the payments route); nobody else may, the
+    # admin included. {payment} is a payment of A's; an order's payments are its owner's.
+    ("POST", "/api/v1/payments", row(401, 201, 404, 404)),
+    ("GET", "/api/v1/payments/{payment}", row(401, 200, 404, 200)),
+    ("GET", "/api/v1/orders/{order}/payments", row(401, 200, 404, 200)),
     # CONTRACT 7: {shipment} is the shipment of a paid order of customer A; moving it is admin's.
     ("GET", "/api/v1/shipping/{shipment}", row(401, 200, 404, 200)),
     ("POST", "/api/v1/shipping/{shipment}/events", row(401, 403, 403, 200)),
@@ -155,6 +161,18 @@ class TestAuthorizationMatrix(IdentityCase):
                  what="the shipment of order %s" % oid)
         return oid
 
+    def new_order_of_a(self):
+        r = self.call("POST", API + "/orders", {"items": [{"product_id": self.new_stocked_product(), "quantity": 1}],
+                                                 "shipping_address": address()}, auth=self.who["customer_a"])
+        self.assertStatus(r, 201, "fixture: A places an order")
+        return r.json()["id"]
+
+    def new_payment_of_a(self):
+        oid = self.new_order_of_a()
+        r = self.call("POST", API + "/payments", {"order_id": oid, "card": CARD}, auth=self.who["customer_a"])
+        self.assertStatus(r, 201, "fixture: A pays for the order")
+        return r.json()["id"]
+
     def fresh_refresh_token(self):
         return self.cluster.login(self.subject.email, self.subject.password)["refresh_token"]
 
@@ -234,6 +252,15 @@ class TestAuthorizationMatrix(IdentityCase):
             if expected != 201:
                 def after(r, pid=pid):
                     self.assertEqual(self.stock_state(pid)["reserved"], 0, "a refused order reserved stock")
+        elif template == "/api/v1/payments":
+            oid = self.new_order_of_a()
+            body = {"order_id": oid, "card": CARD}
+            if expected >= 400:
+                def after(r, oid=oid):
+                    g = self.call("GET", API + "/orders/" + oid, auth=self.who["customer_a"])
+                    self.assertEqual(g.json()["status"], "pending_payment", "a refused payment paid the order")
+        elif "{payment}" in template:
+            path = template.replace("{payment}", self.new_payment_of_a())
         elif "{order}" in template:
             pid = self.new_stocked_product()
             r = self.call("POST", API + "/orders", {"items": [{"product_id": pid, "quantity": 1}],
