@@ -16,12 +16,14 @@
 #include "cart/cart.h"
 #include "payments/payments.h"
 #include "shipping/shipping.h"
+#include "notifications/mailer.h"
+#include "notifications/notifications.h"
 
 #include <unistd.h>
 
 static const mc_service_t *s_services[] = { &catalog_service, &identity_service, &inventory_service,
                                              &orders_service, &cart_service,
-                                             &payments_service, &shipping_service };
+                                             &payments_service, &shipping_service, &notifications_service };
 
 //  What each service consumes from Kafka, and the message type a record becomes.
 static const struct {
@@ -30,6 +32,7 @@ static const struct {
     { "inventory", "product.events", "stock.event" },
     { "payments", "order.events", "payment.event" },
     { "shipping", "order.events", "shipment.event" },
+    { "notifications", "user.events,order.events,payment.events,inventory.events,shipping.events", "notification.event" },
 };
 #define MC_FEEDS (sizeof s_feeds / sizeof *s_feeds)
 
@@ -55,7 +58,7 @@ main(int argc, char **argv)
     mc_log_init("node");
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
-    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart,payments,shipping");
+    const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart,payments,shipping,notifications");
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;
@@ -126,6 +129,12 @@ main(int argc, char **argv)
                 nconsumers++;
                 break;
             }
+    //  a node with the notifications actor hands its mails to SMTP (mailer.h)
+    zactor_t *mailer = NULL;
+    mailer_args_t mailer_args = { .broker = broker, .node_id = node };
+    for (size_t i = 0; i < count && !mailer; i++)
+        if (children[i].args.service == &notifications_service)
+            mailer = zactor_new(mailer_actor, &mailer_args);
     mc_info("node started", "\"node\":\"%s\",\"broker\":\"%s\",\"actors\":\"%s\"", node, broker, actors);
 
     while (!zsys_interrupted) {
@@ -156,6 +165,7 @@ main(int argc, char **argv)
     mc_info("node stopping", NULL);
     for (size_t i = 0; i < nconsumers; i++)
         zactor_destroy(&consumers[i]);
+    zactor_destroy(&mailer);
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
     free(list);

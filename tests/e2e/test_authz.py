@@ -79,6 +79,9 @@ MATRIX = [
     ("PUT", "/api/v1/cart/items/{item}", row(401, 200, 200, 200)),
     ("DELETE", "/api/v1/cart/items/{item}", row(401, 204, 204, 204)),
     ("POST", "/api/v1/cart/checkout", row(401, 201, 201, 201)),
+    # CONTRACT 7: notifications are the caller's own (an admin's: everyone's); test mails are admin's.
+    ("GET", "/api/v1/notifications", row(401, 200, 200, 200)),
+    ("POST", "/api/v1/notifications/test", row(401, 403, 403, 202)),
     # CONTRACT 2 and 3: operational and discovery endpoints are public.
     ("GET", "/.well-known/jwks.json", PUBLIC_200),
     ("GET", "/healthz", PUBLIC_200),
@@ -305,6 +308,8 @@ class TestAuthorizationMatrix(IdentityCase):
             path = template + "?product_id=%s&quantity=1" % self.new_stocked_product()
         elif template == "/api/v1/inventory":
             path = template + "?low_stock=true"
+        elif template == "/api/v1/notifications/test":
+            body = {"to": unique_email("mx")}
 
         ctype = "application/merge-patch+json" if "{product}" in template and \
             method == "PATCH" else "application/json"

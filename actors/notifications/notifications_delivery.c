@@ -1,0 +1,379 @@
+/*  Delivery: who a notification goes to (identity's user.contact and user.admins), its attempts
+    (mail.send to the node's mailer) and their retries, all moved on by notification.step (the
+    replies) and notification.tick (the clock).
+
+    Requests are tagged "c:<id>" (a user's address), "a:<fan-out id>" (the admins) and
+    "m:<id>:<attempt>" (a mail). A mailer's "sent" ends a notification whichever attempt it
+    answers; a failure counts only for the attempt in flight, so a late answer to an attempt
+    already given up on cannot cost a second one. */
+#include "notifications_db.h"
+
+#include "mc_log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+//  Work one tick takes on, at most; the rest waits for the next.
+#define TICK_MAX 64
+
+//  A fan-out's value: created and sent ms (8 bytes each), then {event_id, event_type, subject, text}.
+#define FANOUT_HEAD 16
+
+static uint64_t
+s_backoff(const notifications_db_t *db, int64_t attempts)
+{
+    uint64_t delay = db->retry_ms;
+    for (int64_t i = 1; i < attempts && delay < BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    return delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS;
+}
+
+void
+notifications_attempt(mc_ctx_t *ctx, note_t *n)
+{
+    n->attempts++;
+    n->phase = PHASE_SENDING;
+    n->status = MC_STR("pending");
+    n->updated_ms = ctx->req->time;
+    n->next_ms = ctx->req->time + ATTEMPT_MS;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    mc_pack_kv_str(&pk, "id", n->id.ptr, n->id.len);
+    mc_pack_kv_str(&pk, "message_id", n->message_id.ptr, n->message_id.len);
+    mc_pack_kv_str(&pk, "to", n->recipient.ptr, n->recipient.len);
+    mc_pack_kv_str(&pk, "subject", n->subject.ptr, n->subject.len);
+    mc_pack_kv_str(&pk, "text", n->text.ptr, n->text.len);
+    char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
+    snprintf(id, sizeof id, "%.*s-m%" PRId64, (int) n->id.len, n->id.ptr, n->attempts);
+    snprintf(tag, sizeof tag, "m:%.*s:%" PRId64, (int) n->id.len, n->id.ptr, n->attempts);
+    mc_send_t send = { .service = "mailer", .shard = 0, .type = "mail.send", .id = { id, strlen(id) },
+                       .key = n->id, .role = MC_STR("system"), .body = &sb, .tag = tag };
+    mc_send(ctx, &send);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+//  Asks identity for the address of n's user; asked again at next_ms until it answers.
+static void
+s_lookup(mc_ctx_t *ctx, note_t *n)
+{
+    char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
+    snprintf(id, sizeof id, "%.*s-c", (int) n->id.len, n->id.ptr);
+    snprintf(tag, sizeof tag, "c:%.*s", (int) n->id.len, n->id.ptr);
+    unsigned shard = mc_fnv1a32(n->user_id.ptr, n->user_id.len) % mc_schema_shards("identity");
+    mc_send_t send = { .service = "identity", .shard = shard, .type = "user.contact", .id = { id, strlen(id) },
+                       .key = n->user_id, .role = MC_STR("system"), .tag = tag };
+    mc_send(ctx, &send);
+    n->next_ms = ctx->req->time + RESEND_MS;
+}
+
+//  An attempt failed (detail says why): the next one after the backoff, or failed for good
+//  after the last one, or at once when the mail can never be sent.
+static void
+s_failed(const mc_ctx_t *ctx, note_t *n, const char *detail, bool permanent)
+{
+    const notifications_db_t *db = ctx->state;
+    n->last_error = (mc_str_t) { detail, strlen(detail) };
+    n->updated_ms = ctx->req->time;
+    if (permanent || n->attempts >= db->attempts) {
+        n->status = MC_STR("failed");
+        n->phase = PHASE_FINAL;
+    }
+    else {
+        n->phase = PHASE_WAITING;
+        n->next_ms = ctx->req->time + s_backoff(db, n->attempts);
+    }
+}
+
+int
+notifications_fanout(mc_ctx_t *ctx, mc_str_t event_id, mc_str_t type, const char *subject, mc_str_t text)
+{
+    const notifications_db_t *db = ctx->state;
+    char fid[MC_ULID_LEN + 1];
+    notifications_id(fid, ctx->req->time, event_id, 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    unsigned char head[FANOUT_HEAD];
+    notifications_be64(head, ctx->req->time);
+    notifications_be64(head + 8, 0);
+    msgpack_sbuffer_write(&sb, (const char *) head, sizeof head);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mc_pack_kv_str(&pk, "event_id", event_id.ptr, event_id.len);
+    mc_pack_kv_str(&pk, "event_type", type.ptr, type.len);
+    mc_pack_kv_cstr(&pk, "subject", subject);
+    mc_pack_kv_str(&pk, "text", text.ptr, text.len);
+    MDB_val k = { MC_ULID_LEN, fid }, v = { sb.size, sb.data };
+    int rc = mdb_put(ctx->txn, db->fanouts, &k, &v, 0);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+//  A fan-out's value, copied (the notifications it makes are written while it is read).
+static int
+s_fanout_load(MDB_txn *txn, const notifications_db_t *db, mc_str_t fid, msgpack_sbuffer *copy)
+{
+    MDB_val k = { fid.len, (void *) fid.ptr }, v;
+    int rc = fid.len ? mdb_get(txn, db->fanouts, &k, &v) : MDB_NOTFOUND;
+    if (rc)
+        return rc;
+    if (v.mv_size <= FANOUT_HEAD)
+        return MDB_CORRUPTED;
+    msgpack_sbuffer_write(copy, v.mv_data, v.mv_size);
+    return 0;
+}
+
+//  identity's list of admins: one notification each, each attempted at once.
+static int
+s_admins_reply(mc_ctx_t *ctx, mc_str_t fid, int status, const msgpack_object *body)
+{
+    const notifications_db_t *db = ctx->state;
+    msgpack_sbuffer copy;
+    msgpack_sbuffer_init(&copy);
+    int rc = s_fanout_load(ctx->txn, db, fid, &copy);
+    if (rc || status != 200) {
+        msgpack_sbuffer_destroy(&copy);
+        return rc == MDB_NOTFOUND ? 0 : rc;     //  not answered: the tick asks again
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_str_t event_id = { "", 0 }, type = { "", 0 }, subject = { "", 0 }, text = { "", 0 };
+    if (mc_msgpack_unpack(&u, copy.data + FANOUT_HEAD, copy.size - FANOUT_HEAD)
+    ||  mc_map_str(&u.data, "event_id", &event_id) || mc_map_str(&u.data, "event_type", &type)
+    ||  mc_map_str(&u.data, "subject", &subject) || mc_map_str(&u.data, "text", &text))
+        rc = MDB_CORRUPTED;
+    uint64_t created = notifications_rd64((const unsigned char *) copy.data);
+    const msgpack_object *items = mc_map_get(body, "items");
+    unsigned made = 0;
+    for (uint32_t i = 0; !rc && items && items->type == MSGPACK_OBJECT_ARRAY && i < items->via.array.size; i++) {
+        mc_str_t admin = { "", 0 }, email = { "", 0 };
+        const msgpack_object *it = &items->via.array.ptr[i];
+        if (mc_map_str(it, "id", &admin) || mc_map_str(it, "email", &email) || !admin.len || admin.len > 64
+        ||  !email.len)
+            continue;
+        made++;
+        char id[MC_ULID_LEN + 1], message_id[128];
+        notifications_id(id, created, event_id, made);
+        snprintf(message_id, sizeof message_id, "<%.*s.%u@mercato>", (int) event_id.len, event_id.ptr, made);
+        note_t n = {
+            .id = { id, MC_ULID_LEN }, .user_id = admin, .event_type = type, .recipient = email,
+            .subject = subject, .text = text, .status = MC_STR("pending"),
+            .message_id = { message_id, strlen(message_id) }, .phase = PHASE_WAITING,
+            .created_ms = created, .updated_ms = ctx->req->time,
+        };
+        notifications_attempt(ctx, &n);
+        rc = notifications_store(ctx->txn, db, &n, NULL);
+    }
+    if (!rc) {
+        MDB_val k = { fid.len, (void *) fid.ptr };
+        rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&copy);
+    return rc;
+}
+
+//  identity's answer about a user: the address, or that there is no such user.
+static int
+s_contact_reply(mc_ctx_t *ctx, mc_str_t id, int status, const msgpack_object *body)
+{
+    const notifications_db_t *db = ctx->state;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    note_t n;
+    int rc = notifications_load(ctx->txn, db, id, &u, &n);
+    mc_str_t email = { "", 0 };
+    if (!rc && n.phase == PHASE_LOOKUP && (status == 200 || status == 404)) {
+        note_t before = n;
+        if (status == 200 && mc_map_str(body, "email", &email) == 0 && email.len) {
+            n.recipient = email;
+            notifications_attempt(ctx, &n);
+        }
+        else {
+            n.status = MC_STR("failed");
+            n.phase = PHASE_FINAL;
+            n.updated_ms = ctx->req->time;
+            n.last_error = MC_STR("the user has no address to mail");
+        }
+        rc = notifications_store(ctx->txn, db, &n, &before);
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  The mailer's answer to attempt of notification id.
+static int
+s_mail_reply(mc_ctx_t *ctx, mc_str_t id, int64_t attempt, int status, const msgpack_object *body,
+             const msgpack_object *error)
+{
+    const notifications_db_t *db = ctx->state;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    note_t n;
+    int rc = notifications_load(ctx->txn, db, id, &u, &n);
+    note_t before = n;
+    bool changed = false;
+    char detail[256];
+    if (!rc && n.phase != PHASE_FINAL && status == 200) {
+        mc_str_t outcome = { "", 0 };
+        mc_map_str(body, "outcome", &outcome);
+        n.status = mc_str_eq(outcome, "logged") ? MC_STR("logged") : MC_STR("sent");
+        n.phase = PHASE_FINAL;
+        n.last_error = (mc_str_t) { "", 0 };
+        n.updated_ms = ctx->req->time;
+        changed = true;
+    }
+    else
+    if (!rc && n.phase == PHASE_SENDING && attempt == n.attempts) {
+        mc_str_t why = { "", 0 };
+        mc_map_str(error, "detail", &why);
+        if (why.len)
+            snprintf(detail, sizeof detail, "%.*s", (int) why.len, why.ptr);
+        else
+            snprintf(detail, sizeof detail, status == 503 ? "no mailer is running" : "the mailer answered %d", status);
+        //  a mail the mailer refuses (not one it failed to hand over) would be refused again
+        s_failed(ctx, &n, detail, status >= 400 && status < 500);
+        changed = true;
+    }
+    if (changed)
+        rc = notifications_store(ctx->txn, db, &n, &before);
+    msgpack_unpacked_destroy(&u);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+notifications_step(mc_ctx_t *ctx)
+{
+    mc_str_t tag = { "", 0 };
+    int64_t status = 0;
+    mc_map_str(ctx->req->body, "tag", &tag);
+    mc_map_int(ctx->req->body, "status", &status);
+    const msgpack_object *body = mc_map_get(ctx->req->body, "body");
+    const msgpack_object *error = mc_map_get(ctx->req->body, "error");
+    int rc = 0;
+    if (tag.len > 2 && tag.ptr[1] == ':') {
+        mc_str_t rest = { tag.ptr + 2, tag.len - 2 };
+        if (tag.ptr[0] == 'c')
+            rc = s_contact_reply(ctx, rest, (int) status, body);
+        else
+        if (tag.ptr[0] == 'a')
+            rc = s_admins_reply(ctx, rest, (int) status, body);
+        else
+        if (tag.ptr[0] == 'm') {
+            const char *colon = memrchr(rest.ptr, ':', rest.len);
+            int64_t attempt = 0;
+            for (const char *p = colon ? colon + 1 : rest.ptr + rest.len; p < rest.ptr + rest.len; p++)
+                attempt = *p >= '0' && *p <= '9' && attempt < 1000000 ? attempt * 10 + (*p - '0') : -1;
+            if (colon && attempt > 0)
+                rc = s_mail_reply(ctx, (mc_str_t) { rest.ptr, (size_t) (colon - rest.ptr) }, attempt, (int) status,
+                                  body, error);
+        }
+    }
+    return rc ? FAIL(rc) : mc_reply_empty(ctx, 200);
+}
+
+//  Up to TICK_MAX keys of dbi, copied, so the loop that handles them may write. With due, only
+//  those whose time has come.
+static size_t
+s_keys(MDB_txn *txn, MDB_dbi dbi, bool due, uint64_t now, unsigned char (*keys)[72], size_t *lens)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, dbi, &cur))
+        return 0;
+    MDB_val k, v;
+    size_t n = 0;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < TICK_MAX;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (due && (k.mv_size <= 8 || notifications_rd64(k.mv_data) > now))
+            break;
+        if (k.mv_size <= sizeof keys[0]) {
+            memcpy(keys[n], k.mv_data, k.mv_size);
+            lens[n++] = k.mv_size;
+        }
+    }
+    mdb_cursor_close(cur);
+    return n;
+}
+
+//  Notifications whose time has come: a lookup to resend, an attempt to make, or an attempt
+//  the mailer never answered.
+static int
+s_tick_due(mc_ctx_t *ctx)
+{
+    const notifications_db_t *db = ctx->state;
+    unsigned char keys[TICK_MAX][72];
+    size_t lens[TICK_MAX];
+    size_t count = s_keys(ctx->txn, db->due, true, ctx->req->time, keys, lens);
+    int rc = 0;
+    for (size_t i = 0; i < count && !rc; i++) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        note_t n;
+        rc = notifications_load(ctx->txn, db, (mc_str_t) { (const char *) keys[i] + 8, lens[i] - 8 }, &u, &n);
+        if (rc == MDB_CORRUPTED)
+            mc_error("unreadable notification left out of delivery", "\"key_bytes\":%zu", lens[i]);
+        if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED
+        ||  (!rc && (n.phase == PHASE_FINAL || n.next_ms != notifications_rd64(keys[i])))) {
+            //  an entry that outlived its notification's schedule, or one that would stop every tick
+            MDB_val k = { lens[i], keys[i] };
+            rc = mdb_del(ctx->txn, db->due, &k, NULL);
+        }
+        else
+        if (!rc) {
+            note_t before = n;
+            if (n.phase == PHASE_LOOKUP)
+                s_lookup(ctx, &n);
+            else
+            if (n.phase == PHASE_WAITING)
+                notifications_attempt(ctx, &n);
+            else
+                s_failed(ctx, &n, "the mailer did not answer", false);
+            rc = notifications_store(ctx->txn, db, &n, &before);
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    return rc;
+}
+
+//  Alerts still waiting for the list of admins ask again.
+static int
+s_tick_fanouts(mc_ctx_t *ctx)
+{
+    const notifications_db_t *db = ctx->state;
+    unsigned char keys[TICK_MAX][72];
+    size_t lens[TICK_MAX];
+    size_t count = s_keys(ctx->txn, db->fanouts, false, 0, keys, lens);
+    int rc = 0;
+    for (size_t i = 0; i < count && !rc; i++) {
+        mc_str_t fid = { (const char *) keys[i], lens[i] };
+        msgpack_sbuffer copy;
+        msgpack_sbuffer_init(&copy);
+        rc = s_fanout_load(ctx->txn, db, fid, &copy);
+        unsigned char *head = (unsigned char *) copy.data;
+        if (!rc && notifications_rd64(head + 8) + RESEND_MS <= ctx->req->time) {
+            char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
+            snprintf(id, sizeof id, "%.*s-a", (int) fid.len, fid.ptr);
+            snprintf(tag, sizeof tag, "a:%.*s", (int) fid.len, fid.ptr);
+            mc_send_t send = { .service = "identity", .shard = 0, .type = "user.admins", .id = { id, strlen(id) },
+                               .key = MC_STR("admins"), .role = MC_STR("system"), .tag = tag };
+            mc_send(ctx, &send);
+            notifications_be64(head + 8, ctx->req->time);
+            MDB_val k = { fid.len, keys[i] }, v = { copy.size, copy.data };
+            rc = mdb_put(ctx->txn, db->fanouts, &k, &v, 0);
+        }
+        msgpack_sbuffer_destroy(&copy);
+    }
+    return rc;
+}
+
+int
+notifications_tick(mc_ctx_t *ctx)
+{
+    int rc = s_tick_due(ctx);
+    if (!rc)
+        rc = s_tick_fanouts(ctx);
+    return rc ? FAIL(rc) : mc_reply_empty(ctx, 200);
+}
