@@ -313,8 +313,9 @@ s_finished(mailer_t *self)
     while ((m = curl_multi_info_read(self->multi, &left)))
         if (m->msg == CURLMSG_DONE) {
             CURLcode result = m->data.result;
-            transfer_t *t = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+            char *private = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &private);
+            transfer_t *t = (transfer_t *) private;
             long code = 0;
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
             mc_str_t id = { t->id, strlen(t->id) };
@@ -379,6 +380,7 @@ s_request(mailer_t *self, zframe_t **client, zframe_t **rid, zframe_t *frame)
         s_answer(self, client, rid, req.id, 422, NULL, "unsendable", "the mail has an invalid address or Message-ID");
     }
     else {
+        //  no deadline check: a mail is still wanted late, and the actor takes a late "sent"
         mc_map_str(req.body, "id", &note);
         mc_map_str(req.body, "subject", &subject);
         mc_map_str(req.body, "text", &text);

@@ -353,6 +353,13 @@ s_tick_fanouts(mc_ctx_t *ctx)
         msgpack_sbuffer_init(&copy);
         rc = s_fanout_load(ctx->txn, db, fid, &copy);
         unsigned char *head = (unsigned char *) copy.data;
+        if (rc == MDB_CORRUPTED) {
+            //  it could never be sent, and it would stop every tick
+            mc_error("unreadable low-stock alert dropped", "\"id\":\"%.*s\"", (int) fid.len, fid.ptr);
+            MDB_val k = { fid.len, keys[i] };
+            rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
+        }
+        else
         if (!rc && notifications_rd64(head + 8) + RESEND_MS <= ctx->req->time) {
             char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
             snprintf(id, sizeof id, "%.*s-a", (int) fid.len, fid.ptr);

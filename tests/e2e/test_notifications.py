@@ -234,6 +234,27 @@ class TestNotifications(ClusterTestCase):
         [done] = self.settled(self.admin(), lambda x: x["id"] == n["id"])
         self.assertEqual(done["status"], "sent")
 
+    def test_payment_mails_name_the_card_by_brand_and_last_digits(self):
+        paths = self.get(API + "/openapi.json").json()["paths"]
+        if "post" not in paths.get(API + "/payments", {}):
+            self.skipTest("no payments service in this build")
+        who = self.customer()
+        order = self.place_order(who, self.stocked_product(20))
+
+        def pay(number):
+            return self.call("POST", API + "/payments", {"order_id": order["id"], "card": {
+                "number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123"}}, auth=who)
+        self.assertStatus(pay("4000000000000002"), 402)
+        self.assertStatus(pay("4242424242424242"), 201)
+        for subject, card in (("Payment declined for your Mercato order ", "ending in 0002"),
+                              ("Payment received for your Mercato order ", "ending in 4242")):
+            [mail] = self.sink.wait_to(who.email, lambda m: m["Subject"] == subject + order["id"],
+                                       what=subject.lower())
+            self.assertIn(card, body_of(mail))
+            raw = mail.as_bytes()
+            for secret in (b"4000000000000002", b"4242424242424242", b"cvc"):
+                self.assertNotIn(secret, raw.lower())
+
     def test_smtp_outage_is_waited_out(self):
         self.sink.stop()
         try:
