@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define FIELD_MAX 256
 #define ITEMS_MAX 100
@@ -130,9 +131,18 @@ s_order(const char *what, const msgpack_object *data, char *subject, msgpack_sbu
 static void
 s_card(char out[96], const msgpack_object *data)
 {
+    static const struct {
+        const char *code, *name;
+    } brands[] = {
+        { "visa", "Visa" }, { "mastercard", "Mastercard" }, { "amex", "American Express" },
+        { "discover", "Discover" }, { "jcb", "JCB" }, { "diners", "Diners Club" }, { "unknown", "" },
+    };
     char brand[FIELD_MAX];
     mc_str_t last4 = { "", 0 };
     s_field(brand, data, "card_brand");
+    for (size_t i = 0; i < sizeof brands / sizeof *brands; i++)
+        if (strcasecmp(brand, brands[i].code) == 0)
+            snprintf(brand, sizeof brand, "%s", brands[i].name);
     mc_map_str(data, "card_last4", &last4);
     bool digits = last4.len == 4;
     for (size_t i = 0; digits && i < 4; i++)

@@ -240,7 +240,7 @@ s_payment(msgpack_packer *pk, const char *status, const char *decline)
     mc_pack_kv_cstr(pk, "status", status);
     mc_pack_kv_int(pk, "amount_cents", 1234);
     mc_pack_kv_cstr(pk, "currency", "USD");
-    mc_pack_kv_cstr(pk, "card_brand", "Visa");
+    mc_pack_kv_cstr(pk, "card_brand", "visa");
     mc_pack_kv_cstr(pk, "card_last4", decline ? "0002" : "4242");
     //  never in a real event; here to show a mail would not carry it
     mc_pack_kv_cstr(pk, "card_number", "4242424242424242");

@@ -18,6 +18,7 @@ import sys
 import threading
 import unittest
 import uuid
+from datetime import datetime, timezone
 
 import requests
 
@@ -188,6 +189,9 @@ class TestNotifications(ClusterTestCase):
         self.assertIn("Total: USD 24.68", text)
         n = self.settled(who, lambda n: n["event_type"] == "order.created")
         self.assertEqual([(x["status"], x["recipient"]) for x in n], [("sent", who.email)])
+        self.assertStatus(self.call("POST", API + "/orders/%s/cancel" % order["id"], auth=who), 200)
+        subject = "Your Mercato order %s is cancelled" % order["id"]
+        self.sink.wait_to(who.email, lambda m: m["Subject"] == subject, what="the cancellation mail")
 
     def test_low_stock_mails_every_admin(self):
         pid = self.stocked_product(100)                  # threshold 10
@@ -243,7 +247,8 @@ class TestNotifications(ClusterTestCase):
 
         def pay(number):
             return self.call("POST", API + "/payments", {"order_id": order["id"], "card": {
-                "number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123"}}, auth=who)
+                "number": number, "exp_month": 12, "exp_year": datetime.now(timezone.utc).year + 2,
+                "cvc": "123"}}, auth=who)
         self.assertStatus(pay("4000000000000002"), 402)
         self.assertStatus(pay("4242424242424242"), 201)
         for subject, card in (("Payment declined for your Mercato order ", "ending in 0002"),
