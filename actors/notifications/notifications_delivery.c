@@ -4,8 +4,9 @@
 
     Requests are tagged "c:<id>" (a user's address), "a:<fan-out id>" (the admins) and
     "m:<id>:<attempt>" (a mail). A mailer's "sent" ends a notification whichever attempt it
-    answers; a failure counts only for the attempt in flight, so a late answer to an attempt
-    already given up on cannot cost a second one. */
+    answers, even one already counted as failed, since the mail did go; a failure counts only
+    for the attempt in flight, so a late answer to an attempt already given up on cannot cost a
+    second one. */
 #include "notifications_db.h"
 
 #include "mc_log.h"
@@ -217,7 +218,7 @@ s_mail_reply(mc_ctx_t *ctx, mc_str_t id, int64_t attempt, int status, const msgp
     note_t before = n;
     bool changed = false;
     char detail[256];
-    if (!rc && n.phase != PHASE_FINAL && status == 200) {
+    if (!rc && (n.phase != PHASE_FINAL || mc_str_eq(n.status, "failed")) && status == 200) {
         mc_str_t outcome = { "", 0 };
         mc_map_str(body, "outcome", &outcome);
         n.status = mc_str_eq(outcome, "logged") ? MC_STR("logged") : MC_STR("sent");
