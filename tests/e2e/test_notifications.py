@@ -1,8 +1,9 @@
 """CONTRACT 7 (notifications) through HTTP, Kafka and a real SMTP server on loopback.
 
 The cluster runs every actor, mercato-kafka-dev and mercato-relay, with MERCATO_SMTP_URL pointing
-at an aiosmtpd sink this test starts on a free port. Registration, an order and low stock mail
-the right people; the history is each caller's own (an admin's: everyone's); the admin's test
+at an aiosmtpd sink this test starts on a free port. Registration, an order (placed, cancelled,
+paid or declined, shipped) and low stock mail the right people, payments by card brand and last
+four digits only; the history is each caller's own (an admin's: everyone's); the admin's test
 mail arrives; a redelivered event (the consumer group's offsets reset to the beginning) sends no
 second mail; mails wait out an SMTP outage and are sent after it with their attempts recorded;
 and with no MERCATO_SMTP_URL a mail is recorded as logged.
@@ -238,7 +239,7 @@ class TestNotifications(ClusterTestCase):
         [done] = self.settled(self.admin(), lambda x: x["id"] == n["id"])
         self.assertEqual(done["status"], "sent")
 
-    def test_payment_mails_name_the_card_by_brand_and_last_digits(self):
+    def test_payment_and_shipping_mails(self):
         paths = self.get(API + "/openapi.json").json()["paths"]
         if "post" not in paths.get(API + "/payments", {}):
             self.skipTest("no payments service in this build")
@@ -259,6 +260,15 @@ class TestNotifications(ClusterTestCase):
             raw = mail.as_bytes()
             for secret in (b"4000000000000002", b"4242424242424242", b"cvc"):
                 self.assertNotIn(secret, raw.lower())
+        if "post" not in paths.get(API + "/shipping/{order_id}/events", {}):
+            return
+        # a paid order gets a shipment; once it moves, the order has shipped
+        wait_for(lambda: self.call("GET", API + "/shipping/" + order["id"], auth=who).status_code == 200,
+                 MAIL_TIMEOUT, what="the shipment")
+        self.assertStatus(self.call("POST", API + "/shipping/%s/events" % order["id"], {"status": "in_transit"},
+                                    auth=self.admin()), 200)
+        subject = "Your Mercato order %s has shipped" % order["id"]
+        self.sink.wait_to(who.email, lambda m: m["Subject"] == subject, what="the shipping mail")
 
     def test_smtp_outage_is_waited_out(self):
         self.sink.stop()
