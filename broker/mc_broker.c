@@ -13,6 +13,7 @@ typedef struct {
     char *node_id;          //  the node process it lives in
     void *handle;           //  its place in service->workers, for round-robin
     uint64_t expiry;        //  mono ms after which it is dead
+    int fd;                 //  the connection its last message came on, or -1
     zhashx_t *pending;      //  "client-hex/request-id" -> zmsg_t header (client, request-id) it owes
 } worker_t;
 
@@ -23,6 +24,7 @@ struct _service_t {
 
 struct _mc_broker_t {
     zsock_t *router;        //  clients and workers connect here
+    zsock_t *monitor;       //  the router's closed connections (ZMQ_EVENT_DISCONNECTED)
     char *endpoint;         //  bound endpoint
     zhashx_t *services;     //  name -> service_t
     zhashx_t *workers;      //  key -> worker_t
@@ -78,6 +80,14 @@ mc_broker_new(const char *endpoint)
         mc_broker_destroy(&self);
         return NULL;
     }
+    //  a worker whose process died is gone the moment its connection closes; heartbeats only
+    //  decide for workers that are still connected but silent (a hung process, a lost host)
+    char monitor[64];
+    snprintf(monitor, sizeof monitor, "inproc://mc-broker-monitor-%p", (void *) self);
+    if (zmq_socket_monitor(zsock_resolve(self->router), monitor, ZMQ_EVENT_DISCONNECTED) == 0)
+        self->monitor = zsock_new(ZMQ_PAIR);
+    if (self->monitor)
+        zsock_connect(self->monitor, "%s", monitor);
     self->services = zhashx_new();
     zhashx_set_destructor(self->services, s_service_destroy);
     self->workers = zhashx_new();
@@ -100,6 +110,7 @@ mc_broker_destroy(mc_broker_t **self_p)
         zhashx_destroy(&self->workers);
     }
     zhashx_destroy(&self->services);
+    zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
     zstr_free(&self->endpoint);
     free(self);
@@ -278,7 +289,7 @@ done:
 }
 
 static void
-s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
+s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
 {
     zframe_t *cmd = zmsg_pop(msg);
     char *key = zframe_strhex(sender);
@@ -313,6 +324,7 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
             w->service = s_service_require(self, service);
             w->handle = zlistx_add_start(w->service->workers, w);
             w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
+            w->fd = fd;
             zhashx_insert(self->workers, key, w);
             mc_info("worker ready", "\"service\":\"%s\",\"node\":\"%s\"", service, w->node_id);
         }
@@ -329,6 +341,7 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
     }
     else
     if (mc_proto_is(cmd, MC_W_REPLY)) {
+        w->fd = fd;
         zframe_t *client = zmsg_pop(msg);
         zframe_t *rid = zmsg_pop(msg);
         zframe_t *body = zmsg_pop(msg);
@@ -347,8 +360,10 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
         w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     }
     else
-    if (mc_proto_is(cmd, MC_W_HEARTBEAT))
+    if (mc_proto_is(cmd, MC_W_HEARTBEAT)) {
         w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
+        w->fd = fd;
+    }
     else
     if (mc_proto_is(cmd, MC_W_DISCONNECT)) {
         mc_info("worker left", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
@@ -386,10 +401,64 @@ s_heartbeat(mc_broker_t *self)
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
+//  Receives one message from the router, and the descriptor of the connection it came on.
+static zmsg_t *
+s_recv(mc_broker_t *self, int *fd)
+{
+    void *raw = zsock_resolve(self->router);
+    zmsg_t *msg = zmsg_new();
+    *fd = -1;
+    for (bool more = true; more; ) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, raw, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            zmsg_destroy(&msg);
+            return NULL;
+        }
+        //  the routing-id part the router makes up may not carry it; the peer's own parts do
+        if (*fd < 0)
+            *fd = zmq_msg_get(&part, ZMQ_SRCFD);
+        zmsg_addmem(msg, zmq_msg_data(&part), zmq_msg_size(&part));
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    return msg;
+}
+
+//  A connection closed: the workers that spoke on it are gone (their process died or left).
+static void
+s_handle_monitor(mc_broker_t *self)
+{
+    zmsg_t *event = zmsg_recv(self->monitor);
+    zframe_t *head = event ? zmsg_first(event) : NULL;
+    if (head && zframe_size(head) == 6) {
+        //  16-bit event and 32-bit value (the descriptor), in host order
+        const byte *d = zframe_data(head);
+        uint16_t id;
+        int32_t fd;
+        memcpy(&id, d, sizeof id);
+        memcpy(&fd, d + 2, sizeof fd);
+        zlistx_t *gone = zlistx_new();
+        for (worker_t *w = zhashx_first(self->workers); w && id == ZMQ_EVENT_DISCONNECTED; w = zhashx_next(self->workers))
+            if (w->fd == fd)
+                zlistx_add_end(gone, w);
+        for (worker_t *w = zlistx_first(gone); w; w = zlistx_next(gone)) {
+            mc_warn("worker disconnected", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
+            self->workers_expired++;
+            s_worker_delete(self, w, false);
+        }
+        zlistx_destroy(&gone);
+    }
+    zmsg_destroy(&event);
+}
+
 void
 mc_broker_run(mc_broker_t *self, zsock_t *pipe)
 {
     zpoller_t *poller = zpoller_new(self->router, pipe, NULL);
+    if (self->monitor)
+        zpoller_add(poller, self->monitor);
     while (!zsys_interrupted) {
         uint64_t now = mc_mono_ms();
         int wait = self->heartbeat_at > now ? (int) (self->heartbeat_at - now) : 0;
@@ -405,7 +474,8 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
         }
         //  drain what is there before the next poll: one poll per burst, not per message
         for (int i = 0; i < 1000 && (zsock_events(self->router) & ZMQ_POLLIN); i++) {
-            zmsg_t *msg = zmsg_recv(self->router);
+            int fd;
+            zmsg_t *msg = s_recv(self, &fd);
             if (!msg)
                 break;
             zframe_t *sender = zmsg_pop(msg);
@@ -414,13 +484,15 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
                 s_handle_client(self, sender, msg);
             else
             if (sender && proto && zframe_streq(proto, MC_WORKER))
-                s_handle_worker(self, sender, msg);
+                s_handle_worker(self, sender, msg, fd);
             else
                 self->malformed++;
             zframe_destroy(&sender);
             zframe_destroy(&proto);
             zmsg_destroy(&msg);
         }
+        while (self->monitor && (zsock_events(self->monitor) & ZMQ_POLLIN))
+            s_handle_monitor(self);
         s_heartbeat(self);
     }
     zpoller_destroy(&poller);

@@ -19,8 +19,12 @@
 #define MC_W_HEARTBEAT  0x04
 #define MC_W_DISCONNECT 0x05
 
+//  A peer silent for 3 s is dead. A process that dies is noticed sooner, when its connection
+//  closes (the broker watches its socket); the silence rule is for peers still connected but
+//  gone (a hung process, an unreachable host). Half a second was too short: an actor busy with
+//  a burst on a loaded 2-core machine under a sanitizer went quiet that long and was dropped.
 #define MC_HEARTBEAT_MS       100
-#define MC_HEARTBEAT_LIVENESS 5
+#define MC_HEARTBEAT_LIVENESS 30
 #define MC_REQUEST_ID_MAX     64
 
 //  Applies the settings every Mercato socket needs: frame cap, high-water marks, no linger.

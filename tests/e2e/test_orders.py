@@ -791,18 +791,28 @@ class TestConcurrentBuyers(ShopCase):
         body = json.dumps(order_body(lines((p["id"], 1))))
         go = threading.Event()
 
+        retried = collections.Counter()
+
         def buy(who):
+            # as a careful client does: a 503 or 504 (no outcome known) is asked again with the
+            # same Idempotency-Key, which must never buy twice
+            key = uuid.uuid4().hex
             go.wait()
-            return requests.post(self.cluster.api + "/orders", data=body, timeout=60, headers={
-                "Content-Type": "application/json", **who.headers()})
+            for _ in range(10):
+                r = requests.post(self.cluster.api + "/orders", data=body, timeout=60, headers={
+                    "Content-Type": "application/json", "Idempotency-Key": key, **who.headers()})
+                if r.status_code not in (503, 504):
+                    return r
+                retried[r.status_code] += 1
+            return r
 
         with ThreadPoolExecutor(64) as pool:
             futures = [pool.submit(buy, b) for b in buyers]
             go.set()
             answers = [f.result() for f in futures]
         statuses = collections.Counter(r.status_code for r in answers)
-        print("\n[orders] %d buyers for %d units: %s" % (
-            self.BUYERS, self.STOCK, dict(sorted(statuses.items()))), file=sys.stderr)
+        print("\n[orders] %d buyers for %d units: %s (asked again after %s)" % (
+            self.BUYERS, self.STOCK, dict(sorted(statuses.items())), dict(retried)), file=sys.stderr)
         self.assertEqual(statuses, {201: self.STOCK, 409: self.BUYERS - self.STOCK},
                          [r.text[:200] for r in answers if r.status_code not in (201, 409)][:5])
         codes = collections.Counter(r.json().get("code") for r in answers if r.status_code == 409)
