@@ -4,6 +4,8 @@
 #include "mc_proto.h"
 #include "mc_util.h"
 
+#include <stdatomic.h>
+
 typedef struct _service_t service_t;
 
 typedef struct {
@@ -82,8 +84,10 @@ mc_broker_new(const char *endpoint)
     }
     //  a worker whose process died is gone the moment its connection closes; heartbeats only
     //  decide for workers that are still connected but silent (a hung process, a lost host)
+    //  a name never used before: a previous broker's monitor may still be bound to its own
+    static atomic_uint s_monitors;
     char monitor[64];
-    snprintf(monitor, sizeof monitor, "inproc://mc-broker-monitor-%p", (void *) self);
+    snprintf(monitor, sizeof monitor, "inproc://mc-broker-monitor-%u", atomic_fetch_add(&s_monitors, 1));
     if (zmq_socket_monitor(zsock_resolve(self->router), monitor, ZMQ_EVENT_DISCONNECTED) == 0)
         self->monitor = zsock_new(ZMQ_PAIR);
     if (self->monitor)
@@ -110,6 +114,8 @@ mc_broker_destroy(mc_broker_t **self_p)
         zhashx_destroy(&self->workers);
     }
     zhashx_destroy(&self->services);
+    if (self->monitor && self->router)
+        zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
     zstr_free(&self->endpoint);
@@ -472,6 +478,10 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
             if (term)
                 break;
         }
+        //  closed connections first: a descriptor closed and reused by a new connection must not
+        //  take the new connection's worker with it
+        while (self->monitor && (zsock_events(self->monitor) & ZMQ_POLLIN))
+            s_handle_monitor(self);
         //  drain what is there before the next poll: one poll per burst, not per message
         for (int i = 0; i < 1000 && (zsock_events(self->router) & ZMQ_POLLIN); i++) {
             int fd;
@@ -491,8 +501,6 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
             zframe_destroy(&proto);
             zmsg_destroy(&msg);
         }
-        while (self->monitor && (zsock_events(self->monitor) & ZMQ_POLLIN))
-            s_handle_monitor(self);
         s_heartbeat(self);
     }
     zpoller_destroy(&poller);
