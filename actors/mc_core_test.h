@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     msgpack_sbuffer frame;      //  the reply frame
@@ -36,6 +37,23 @@ mc_core_test_call(mc_core_t *core, result_t *r, const mc_request_t *req, const m
     if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
         return -1;
     return r->rep.status;
+}
+
+//  How many effects of kind the core's last message caused for tag (SEND) or key (PARK, ANSWER),
+//  any when tag_or_key is NULL; *last (may be NULL) receives the last of them.
+static inline size_t
+mc_core_test_effects(mc_core_t *core, mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
+{
+    size_t n, count = 0;
+    mc_fx_t *const *fx = mc_core_effects(core, &n);
+    for (size_t i = 0; i < n; i++)
+        if (fx[i]->kind == kind
+        &&  (!tag_or_key || strcmp(kind == MC_FX_SEND ? fx[i]->tag : fx[i]->key, tag_or_key) == 0)) {
+            count++;
+            if (last)
+                *last = fx[i];
+        }
+    return count;
 }
 
 //  Opens service's shard 0 in a fresh temporary data directory (dir receives its path).

@@ -1,4 +1,5 @@
 #include "mc_idem.h"
+#include "mc_util.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -7,22 +8,6 @@
 /*  Record: 1 byte state ('p' pending, 'd' done) | 8 bytes first-seen ms | 32 bytes body hash |
     1 byte ref length | ref | 2 bytes status | 1 byte error | raw. */
 #define HEAD (1 + 8 + 32 + 1)
-
-static void
-s_be64(unsigned char *out, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (unsigned char) v;
-}
-
-static uint64_t
-s_rd64(const unsigned char *in)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | in[i];
-    return v;
-}
 
 static size_t
 s_key(char *out, size_t size, mc_str_t user, mc_str_t key)
@@ -67,7 +52,7 @@ mc_idem_check(MDB_txn *txn, const mc_idem_db_t *db, const mc_request_t *req, mc_
     const unsigned char *p = v.mv_data;
     if (v.mv_size < HEAD || v.mv_size < HEAD + (size_t) p[HEAD - 1])
         return MDB_CORRUPTED;
-    if (s_rd64(p + 1) + MC_IDEM_TTL_MS <= req->time)
+    if (mc_be64_get(p + 1) + MC_IDEM_TTL_MS <= req->time)
         return 0;       //  expired: the key may be used again
     unsigned char hash[32];
     s_hash(req->body, hash);
@@ -100,7 +85,7 @@ s_put(MDB_txn *txn, const mc_idem_db_t *db, const char *key, size_t klen, char s
     msgpack_sbuffer_init(&sb);
     unsigned char head[HEAD];
     head[0] = (unsigned char) state;
-    s_be64(head + 1, first);
+    mc_be64_put(head + 1, first);
     memcpy(head + 9, hash, 32);
     head[HEAD - 1] = (unsigned char) rlen;
     msgpack_sbuffer_write(&sb, (const char *) head, HEAD);
@@ -129,7 +114,7 @@ mc_idem_begin(MDB_txn *txn, const mc_idem_db_t *db, const mc_request_t *req, con
     unsigned char hash[32];
     s_hash(req->body, hash);
     int rc = s_put(txn, db, key, klen, 'p', req->time, hash, ref, rlen, 0, false, NULL, 0);
-    s_be64((unsigned char *) tkey, req->time);
+    mc_be64_put((unsigned char *) tkey, req->time);
     memcpy(tkey + 8, key, klen);
     MDB_val tk = { 8 + klen, tkey }, empty = { 0, "" };
     return rc ? rc : mdb_put(txn, db->by_time, &tk, &empty, 0);
@@ -147,10 +132,10 @@ mc_idem_finish(MDB_txn *txn, const mc_idem_db_t *db, mc_str_t user, mc_str_t key
     const unsigned char *p = v.mv_data;
     if (v.mv_size < HEAD || v.mv_size < HEAD + (size_t) p[HEAD - 1])
         return MDB_CORRUPTED;
-    uint64_t first = s_rd64(p + 1);
+    uint64_t first = mc_be64_get(p + 1);
     if (status >= 500) {
         char tkey[408];
-        s_be64((unsigned char *) tkey, first);
+        mc_be64_put((unsigned char *) tkey, first);
         memcpy(tkey + 8, k, mk.mv_size);
         MDB_val tk = { 8 + mk.mv_size, tkey };
         rc = mdb_del(txn, db->by_time, &tk, NULL);
@@ -176,12 +161,12 @@ mc_idem_prune(MDB_txn *txn, const mc_idem_db_t *db, uint64_t now_ms, int max)
         return rc;
     MDB_val k, v;
     for (int n = 0; n < max && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0; n++) {
-        if (k.mv_size < 8 || s_rd64(k.mv_data) + MC_IDEM_TTL_MS > now_ms)
+        if (k.mv_size < 8 || mc_be64_get(k.mv_data) + MC_IDEM_TTL_MS > now_ms)
             break;
         //  a key reused after it expired has a newer entry here: only its own record goes
         MDB_val key = { k.mv_size - 8, (char *) k.mv_data + 8 }, rec;
         rc = mdb_get(txn, db->keys, &key, &rec);
-        if (rc == 0 && rec.mv_size >= HEAD && s_rd64((const unsigned char *) rec.mv_data + 1) == s_rd64(k.mv_data))
+        if (rc == 0 && rec.mv_size >= HEAD && mc_be64_get((const unsigned char *) rec.mv_data + 1) == mc_be64_get(k.mv_data))
             rc = mdb_del(txn, db->keys, &key, NULL);
         if ((rc && rc != MDB_NOTFOUND) || (rc = mdb_cursor_del(cur, 0)))
             break;

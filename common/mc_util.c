@@ -148,3 +148,19 @@ mc_b64url_decode(void *out, size_t outsz, const char *in, size_t len)
     }
     return (long) n;
 }
+
+void
+mc_be64_put(unsigned char out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (unsigned char) v;
+}
+
+uint64_t
+mc_be64_get(const unsigned char in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
+}

@@ -21,6 +21,10 @@ int mc_ulid_valid(const char *s, size_t len);
 //  FNV-1a 32-bit: the shard function, shard = mc_fnv1a32(key) % shards.
 uint32_t mc_fnv1a32(const void *data, size_t len);
 
+//  Unsigned 64-bit integers as 8 big-endian bytes, so that LMDB's byte order is numeric order.
+void mc_be64_put(unsigned char out[8], uint64_t v);
+uint64_t mc_be64_get(const unsigned char in[8]);
+
 //  Formats unix ms as RFC 3339 UTC with milliseconds ("2026-11-22T01:02:03.456Z"); out >= 25.
 void mc_rfc3339(char *out, size_t outsz, uint64_t ms);
 

@@ -58,7 +58,7 @@ s_store_and_reply(mc_ctx_t *ctx, const catalog_product_t *p, uint64_t version, i
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     unsigned char ver[8];
-    catalog_be64(ver, version);
+    mc_be64_put(ver, version);
     msgpack_sbuffer_write(&buf, (const char *) ver, 8);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
@@ -178,7 +178,7 @@ s_get(mc_ctx_t *ctx)
     if (rc || v.mv_size <= CATALOG_VERSION_BYTES)
         return LMDB_FAIL(rc ? rc : MDB_CORRUPTED);
     char etag[32];
-    s_etag(etag, sizeof etag, catalog_rd64(v.mv_data));
+    s_etag(etag, sizeof etag, mc_be64_get(v.mv_data));
     //  the stored map is the public representation: no decode, no re-encode
     mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
     msgpack_sbuffer_write(ctx->pk->data, (const char *) v.mv_data + CATALOG_VERSION_BYTES,
@@ -312,7 +312,7 @@ s_categories(mc_ctx_t *ctx)
             continue;
         msgpack_pack_map(&pk, 2);
         mc_pack_kv_str(&pk, "name", (const char *) v.mv_data + 8, v.mv_size - 8);
-        mc_pack_kv_uint(&pk, "product_count", catalog_rd64(v.mv_data));
+        mc_pack_kv_uint(&pk, "product_count", mc_be64_get(v.mv_data));
         n++;
     }
     mdb_cursor_close(cur);

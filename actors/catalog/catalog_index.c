@@ -1,25 +1,8 @@
 #include "catalog_index.h"
+#include "mc_util.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-void
-catalog_be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (unsigned char) (v & 0xff);
-        v >>= 8;
-    }
-}
-
-uint64_t
-catalog_rd64(const unsigned char in[8])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | in[i];
-    return v;
-}
 
 size_t
 catalog_lower(char *out, size_t outsz, mc_str_t s)
@@ -40,7 +23,7 @@ catalog_product_decode(const MDB_val *val, msgpack_unpacked *u, catalog_product_
     if (val->mv_size <= CATALOG_VERSION_BYTES)
         return -1;
     if (version)
-        *version = catalog_rd64(val->mv_data);
+        *version = mc_be64_get(val->mv_data);
     if (mc_msgpack_unpack(u, (const char *) val->mv_data + CATALOG_VERSION_BYTES,
                           val->mv_size - CATALOG_VERSION_BYTES))
         return -1;
@@ -182,7 +165,7 @@ s_category_count(MDB_txn *txn, const catalog_db_t *db, mc_str_t category, int de
     uint64_t count = 0;
     int rc = mdb_get(txn, db->categories, &k, &v);
     if (rc == 0 && v.mv_size >= 8)
-        count = catalog_rd64(v.mv_data);
+        count = mc_be64_get(v.mv_data);
     else
     if (rc != MDB_NOTFOUND && rc != 0)
         return rc;
@@ -193,7 +176,7 @@ s_category_count(MDB_txn *txn, const catalog_db_t *db, mc_str_t category, int de
     }
     //  the display name is the spelling of the category's first product
     unsigned char buf[8 + CATALOG_KEY_MAX];
-    catalog_be64(buf, count);
+    mc_be64_put(buf, count);
     size_t nlen;
     if (rc == 0 && v.mv_size > 8) {
         nlen = v.mv_size - 8 < CATALOG_KEY_MAX ? v.mv_size - 8 : CATALOG_KEY_MAX;
@@ -227,7 +210,7 @@ s_apply(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p, bool p
     if (rc && rc != MDB_NOTFOUND)
         return rc;
 
-    catalog_be64(key, (uint64_t) p->price_cents);
+    mc_be64_put(key, (uint64_t) p->price_cents);
     memcpy(key + 8, p->id.ptr, p->id.len);
     MDB_val pk = { 8 + p->id.len, key };
     rc = put ? mdb_put(txn, db->idx_price, &pk, (MDB_val *) &empty, 0) : mdb_del(txn, db->idx_price, &pk, NULL);

@@ -41,8 +41,4 @@ size_t catalog_words(const char *text, size_t len, char (*words)[CATALOG_WORD_MA
 //  Lowercases ASCII of s into out (NUL-terminated, truncated to outsz - 1); returns its length.
 size_t catalog_lower(char *out, size_t outsz, mc_str_t s);
 
-//  Big-endian 8 bytes, for keys that sort as numbers.
-void catalog_be64(unsigned char out[8], uint64_t v);
-uint64_t catalog_rd64(const unsigned char in[8]);
-
 #endif

@@ -114,7 +114,7 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
         k = (MDB_val) { afterlen + 1, key };
     }
     else {
-        catalog_be64(key, (uint64_t) pr->min_price);
+        mc_be64_put(key, (uint64_t) pr->min_price);
         k = (MDB_val) { 8, key };
     }
     msgpack_sbuffer items;
@@ -127,7 +127,7 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
         s_reads++;
         if (k.mv_size < 8 || k.mv_size > 8 + MC_ULID_LEN)
             continue;
-        if (pr->has_max && (int64_t) catalog_rd64(k.mv_data) > pr->max_price)
+        if (pr->has_max && (int64_t) mc_be64_get(k.mv_data) > pr->max_price)
             break;
         if ((int64_t) n == limit) {
             more = true;

@@ -9,22 +9,6 @@
 #define FAILURE_WINDOW_MS (15ull * 60 * 1000)
 #define FAILURES_MAX 5
 
-static void
-s_be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (unsigned char) v;
-}
-
-static uint64_t
-s_rd64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 //  Failed logins for an email inside the window: how many, and when the oldest of them was.
 static int
 s_failures(MDB_txn *txn, const identity_db_t *db, MDB_val *key, uint64_t now, uint64_t *times, size_t *count)
@@ -37,7 +21,7 @@ s_failures(MDB_txn *txn, const identity_db_t *db, MDB_val *key, uint64_t now, ui
     if (rc)
         return rc;
     for (size_t i = 0; i + 8 <= v.mv_size && *count < FAILURES_MAX; i += 8) {
-        uint64_t t = s_rd64((unsigned char *) v.mv_data + i);
+        uint64_t t = mc_be64_get((unsigned char *) v.mv_data + i);
         if (t + FAILURE_WINDOW_MS > now)
             times[(*count)++] = t;
     }
@@ -75,7 +59,7 @@ s_record_failure(mc_ctx_t *ctx, MDB_val *key)
     unsigned char buf[8 * FAILURES_MAX];
     size_t n = 0;
     for (size_t i = first; i < count; i++, n += 8)
-        s_be64(buf + n, times[i]);
+        mc_be64_put(buf + n, times[i]);
     MDB_val v = { n, buf };
     const identity_db_t *db = ctx->state;
     return mdb_put(ctx->txn, db->failures, key, &v, 0);

@@ -6,13 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void
-s_be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (unsigned char) v;
-}
-
 static int
 s_open(mc_store_t *store, const char *data_dir, void **state)
 {
@@ -115,7 +108,7 @@ inventory_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, const inventory_change
     mc_rfc3339(st->updated_at, sizeof st->updated_at, ctx->req->time);
     char key[128];
     size_t n = (size_t) snprintf(key, sizeof key, "%.*s", (int) id.len, id.ptr) + 1;
-    s_be64((unsigned char *) key + n, ++st->changes);
+    mc_be64_put((unsigned char *) key + n, ++st->changes);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -340,7 +333,7 @@ s_history(mc_ctx_t *ctx)
     uint64_t from = 0;
     for (int i = 0; i < 8; i++)
         from = from << 8 | after[i];
-    s_be64((unsigned char *) key + plen, from + 1);
+    mc_be64_put((unsigned char *) key + plen, from + 1);
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(ctx->txn, db->history, &cur)))
         return FAIL(rc);

@@ -74,7 +74,4 @@ int notifications_fanout(mc_ctx_t *ctx, mc_str_t event_id, mc_str_t type, const 
 int notifications_step(mc_ctx_t *ctx);
 int notifications_tick(mc_ctx_t *ctx);
 
-void notifications_be64(unsigned char out[8], uint64_t v);
-uint64_t notifications_rd64(const unsigned char in[8]);
-
 #endif

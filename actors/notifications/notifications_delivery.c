@@ -10,6 +10,7 @@
 #include "notifications_db.h"
 
 #include "mc_log.h"
+#include "mc_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -97,8 +98,8 @@ notifications_fanout(mc_ctx_t *ctx, mc_str_t event_id, mc_str_t type, const char
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     unsigned char head[FANOUT_HEAD];
-    notifications_be64(head, ctx->req->time);
-    notifications_be64(head + 8, 0);
+    mc_be64_put(head, ctx->req->time);
+    mc_be64_put(head + 8, 0);
     msgpack_sbuffer_write(&sb, (const char *) head, sizeof head);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -146,7 +147,7 @@ s_admins_reply(mc_ctx_t *ctx, mc_str_t fid, int status, const msgpack_object *bo
     ||  mc_map_str(&u.data, "event_id", &event_id) || mc_map_str(&u.data, "event_type", &type)
     ||  mc_map_str(&u.data, "subject", &subject) || mc_map_str(&u.data, "text", &text))
         rc = MDB_CORRUPTED;
-    uint64_t created = notifications_rd64((const unsigned char *) copy.data);
+    uint64_t created = mc_be64_get((const unsigned char *) copy.data);
     const msgpack_object *items = mc_map_get(body, "items");
     unsigned made = 0;
     for (uint32_t i = 0; !rc && items && items->type == MSGPACK_OBJECT_ARRAY && i < items->via.array.size; i++) {
@@ -288,7 +289,7 @@ s_keys(MDB_txn *txn, MDB_dbi dbi, bool due, uint64_t now, unsigned char (*keys)[
     size_t n = 0;
     for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < TICK_MAX;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (due && (k.mv_size <= 8 || notifications_rd64(k.mv_data) > now))
+        if (due && (k.mv_size <= 8 || mc_be64_get(k.mv_data) > now))
             break;
         if (k.mv_size <= sizeof keys[0]) {
             memcpy(keys[n], k.mv_data, k.mv_size);
@@ -317,7 +318,7 @@ s_tick_due(mc_ctx_t *ctx)
         if (rc == MDB_CORRUPTED)
             mc_error("unreadable notification left out of delivery", "\"key_bytes\":%zu", lens[i]);
         if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED
-        ||  (!rc && (n.phase == PHASE_FINAL || n.next_ms != notifications_rd64(keys[i])))) {
+        ||  (!rc && (n.phase == PHASE_FINAL || n.next_ms != mc_be64_get(keys[i])))) {
             //  an entry that outlived its notification's schedule, or one that would stop every tick
             MDB_val k = { lens[i], keys[i] };
             rc = mdb_del(ctx->txn, db->due, &k, NULL);
@@ -361,14 +362,14 @@ s_tick_fanouts(mc_ctx_t *ctx)
             rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
         }
         else
-        if (!rc && notifications_rd64(head + 8) + RESEND_MS <= ctx->req->time) {
+        if (!rc && mc_be64_get(head + 8) + RESEND_MS <= ctx->req->time) {
             char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
             snprintf(id, sizeof id, "%.*s-a", (int) fid.len, fid.ptr);
             snprintf(tag, sizeof tag, "a:%.*s", (int) fid.len, fid.ptr);
             mc_send_t send = { .service = "identity", .shard = 0, .type = "user.admins", .id = { id, strlen(id) },
                                .key = MC_STR("admins"), .role = MC_STR("system"), .tag = tag };
             mc_send(ctx, &send);
-            notifications_be64(head + 8, ctx->req->time);
+            mc_be64_put(head + 8, ctx->req->time);
             MDB_val k = { fid.len, keys[i] }, v = { copy.size, copy.data };
             rc = mdb_put(ctx->txn, db->fanouts, &k, &v, 0);
         }

@@ -3,6 +3,7 @@
     Stored value: a map of id, user_id, event_type, recipient (nil until known), subject, text,
     status, message_id, last_error (nil), phase, attempts, created_ms, updated_ms, next_ms. */
 #include "notifications_db.h"
+#include "mc_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,22 +11,6 @@
 //  Longest id and user id the indexes take; events with longer ones are not ours to mail.
 #define ID_MAX 64
 #define USER_MAX 100
-
-void
-notifications_be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (unsigned char) v;
-}
-
-uint64_t
-notifications_rd64(const unsigned char in[8])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | in[i];
-    return v;
-}
 
 static uint64_t
 s_fnv64(uint64_t h, const void *data, size_t len)
@@ -100,7 +85,7 @@ s_time_key(unsigned char *out, mc_str_t prefix, uint64_t ms, mc_str_t id)
         out[prefix.len] = 0;
         at = prefix.len + 1;
     }
-    notifications_be64(out + at, ms);
+    mc_be64_put(out + at, ms);
     memcpy(out + at + 8, id.ptr, id.len);
     return at + 8 + id.len;
 }
@@ -201,7 +186,7 @@ notifications_list(mc_ctx_t *ctx)
     memcpy(key, user.ptr, user.len);
     key[user.len] = 0;
     size_t klen = plen + 8;
-    notifications_be64(key + plen, UINT64_MAX);
+    mc_be64_put(key + plen, UINT64_MAX);
     if (cursor.len) {
         long alen = mc_b64url_decode(key + plen, 8 + ID_MAX, cursor.ptr, cursor.len);
         if (alen < 8) {

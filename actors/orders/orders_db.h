@@ -87,7 +87,4 @@ int orders_list(mc_ctx_t *ctx);
 //  409 when the state machine forbids the move (nothing done), or an LMDB error.
 int orders_transition(mc_ctx_t *ctx, const order_t *o, const char *to, msgpack_sbuffer *out);
 
-void orders_be64(unsigned char out[8], uint64_t v);
-uint64_t orders_rd64(const unsigned char in[8]);
-
 #endif

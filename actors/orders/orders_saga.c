@@ -696,7 +696,7 @@ s_tick_expiry(mc_ctx_t *ctx, uint64_t now)
     size_t lens[64], n = 0;
     MDB_val k, v;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < 64; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < 8 || orders_rd64(k.mv_data) > now || k.mv_size >= sizeof keys[0])
+        if (k.mv_size < 8 || mc_be64_get(k.mv_data) > now || k.mv_size >= sizeof keys[0])
             break;
         memcpy(keys[n], k.mv_data, k.mv_size);
         lens[n++] = k.mv_size;

@@ -65,21 +65,6 @@ s_create(const char *id, const char *idem, int64_t q1, int64_t q2, result_t *r)
     return status;
 }
 
-//  How many effects of kind the last message caused, and the last one of them.
-static size_t
-s_effects(mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
-{
-    size_t n, count = 0;
-    mc_fx_t *const *fx = mc_core_effects(s_core, &n);
-    for (size_t i = 0; i < n; i++)
-        if (fx[i]->kind == kind && (!tag_or_key || strcmp(kind == MC_FX_SEND ? fx[i]->tag : fx[i]->key, tag_or_key) == 0)) {
-            count++;
-            if (last)
-                *last = fx[i];
-        }
-    return count;
-}
-
 //  Plays a reply to the request tagged tag: status with body (a packed object) or error.
 static void
 s_reply(const char *tag, int status, const msgpack_sbuffer *payload, bool error)
@@ -178,16 +163,16 @@ test_order_is_created_when_all_is_reserved(void)
     ASSERT_EQ(s_create("01ORDER0000000000000000001", "k1", 2, 1, &r), -1);
     s_free(&r);
     //  after its commit: the catalog and the inventory shard are asked, the caller waits
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000001:c0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000001:r0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_PARK, "01ORDER0000000000000000001", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000001:c0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000001:r0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, "01ORDER0000000000000000001", NULL), 1);
     ASSERT_EQ(s_get("01ORDER0000000000000000001", &r), 404);       //  no order before the saga ends
     s_free(&r);
     s_catalog_reply("01ORDER0000000000000000001");
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     s_stock_reply("01ORDER0000000000000000001", 'r', 200, NULL);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000001", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01ORDER0000000000000000001", &answer), 1);
     ASSERT_EQ(answer->status, 201);
     ASSERT_EQ(s_get("01ORDER0000000000000000001", &r), 200);
     int64_t total = 0;
@@ -205,7 +190,7 @@ test_order_is_created_when_all_is_reserved(void)
     ASSERT_EQ(s_create("01ORDER0000000000000000009", "k1", 2, 1, &r), 201);
     MC_CHECK(r.rep.replayed);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     //  the same key, another body
     ASSERT_EQ(s_create("01ORDER0000000000000000010", "k1", 3, 1, &r), 422);
     s_free(&r);
@@ -221,24 +206,24 @@ test_short_line_releases_everything_before_answering(void)
     ASSERT_EQ(s_create("01ORDER0000000000000000003", "k2", 1, 5, &r), -1);
     s_free(&r);
     const mc_fx_t *park = NULL;
-    ASSERT_EQ(s_effects(MC_FX_PARK, "01ORDER0000000000000000002", &park), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, "01ORDER0000000000000000002", &park), 1);
     MC_CHECK(park->replayed);
     s_stock_reply("01ORDER0000000000000000002", 'r', 409, "P2");
     //  an unknown product would say more than a short one: the catalog is heard first
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 0);
     s_catalog_reply("01ORDER0000000000000000002");
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);     //  not before the release is confirmed
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000002:y0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);     //  not before the release is confirmed
     s_stock_reply("01ORDER0000000000000000002", 'y', 200, NULL);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000002", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01ORDER0000000000000000002", &answer), 1);
     ASSERT_EQ(answer->status, 409);
     MC_CHECK(answer->error);
     ASSERT_EQ(s_get("01ORDER0000000000000000002", &r), 404);
     s_free(&r);
     //  a late (repeated) reply to the ended saga changes nothing
     s_stock_reply("01ORDER0000000000000000002", 'r', 409, "P2");
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     //  and the key now replays the 409
     ASSERT_EQ(s_create("01ORDER0000000000000000004", "k2", 1, 5, &r), 409);
     MC_CHECK(r.rep.replayed);
@@ -254,18 +239,18 @@ test_unanswered_saga_is_resent_then_released(void)
     s_free(&r);
     s_clock = start + 500;
     s_tick();
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     s_clock = start + 1000;
     s_tick();       //  a crash lost the requests or their replies: ask again
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:r0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:c0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000005:r0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000005:c0", NULL), 1);
     s_stock_reply("01ORDER0000000000000000005", 'r', 503, NULL);     //  no inventory node
     s_clock = start + 15000;
     s_tick();       //  too long: give up and release
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000005:y0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000005:y0", NULL), 1);
     s_stock_reply("01ORDER0000000000000000005", 'y', 200, NULL);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01ORDER0000000000000000005", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01ORDER0000000000000000005", &answer), 1);
     ASSERT_EQ(answer->status, 503);
 }
 
@@ -312,12 +297,12 @@ test_state_machine(void)
     ASSERT_EQ(s_set_status(id, "paid", "admin"), 409);
     //  shipping sells the stock: the caller hears once inventory has
     ASSERT_EQ(s_set_status(id, "shipped", "admin"), -1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000006:s0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000006:s0", NULL), 1);
     char settle[64];
     snprintf(settle, sizeof settle, "settle:%s", id);
-    ASSERT_EQ(s_effects(MC_FX_PARK, settle, NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, settle, NULL), 1);
     s_stock_reply(id, 's', 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, settle, NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, settle, NULL), 1);
     ASSERT_EQ(s_set_status(id, "cancelled", "admin"), 409);
     ASSERT_EQ(s_set_status(id, "delivered", "admin"), 200);
     ASSERT_EQ(s_set_status(id, "refunded", "admin"), 200);
@@ -329,7 +314,7 @@ test_state_machine(void)
     result_t r;
     ASSERT_EQ(s_send(&r, "order.cancel", c, NULL, "customer", NULL, NULL), -1);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000007:x0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000007:x0", NULL), 1);
     ASSERT_EQ(s_send(&r, "order.cancel", c, NULL, "customer", NULL, NULL), 409);
     s_free(&r);
     s_stock_reply(c, 'x', 200, NULL);
@@ -423,7 +408,7 @@ test_unpaid_orders_expire(void)
     s_expect_status(id, "pending_payment");
     s_clock += 1000;
     s_tick();
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000008:x0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000008:x0", NULL), 1);
     s_expect_status(id, "expired");
     ASSERT_EQ(s_set_status(id, "paid", "admin"), 409);
 }
@@ -438,19 +423,19 @@ test_lines_in_two_shards(void)
     result_t r;
     ASSERT_EQ(s_create(ok, NULL, 1, 1, &r), -1);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r1", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000011:r0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000011:r1", NULL), 1);
     const mc_fx_t *send = NULL;
-    s_effects(MC_FX_SEND, "01ORDER0000000000000000011:r1", &send);
+    mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000011:r1", &send);
     MC_CHECK(send && strcmp(send->service, "inventory.1") == 0);
     s_catalog_reply(ok);
     s_stock_reply(ok, 'r', 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);     //  shard 1 has not answered
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);     //  shard 1 has not answered
     char tag[64];
     snprintf(tag, sizeof tag, "%s:r1", ok);
     s_reply(tag, 200, NULL, false);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, ok, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, ok, &answer), 1);
     ASSERT_EQ(answer->status, 201);
     ASSERT_EQ(s_create(bad, NULL, 1, 1, &r), -1);
     s_free(&r);
@@ -467,13 +452,13 @@ test_lines_in_two_shards(void)
     s_reply(tag, 409, &b, true);
     msgpack_sbuffer_destroy(&b);
     //  both shards are told to release (shard 1 too: a resent reserve must find the mark)
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000012:y0", NULL), 1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01ORDER0000000000000000012:y1", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000012:y0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000012:y1", NULL), 1);
     s_stock_reply(bad, 'y', 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     snprintf(tag, sizeof tag, "%s:y1", bad);
     s_reply(tag, 200, NULL, false);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, bad, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, bad, &answer), 1);
     ASSERT_EQ(answer->status, 409);
     unsetenv("MERCATO_SHARDS");
 }

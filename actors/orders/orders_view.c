@@ -11,22 +11,6 @@
 //  Stored value: version, created ms, expires ms (8 bytes each, big-endian), then the public map.
 #define HEAD 24
 
-void
-orders_be64(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (unsigned char) v;
-}
-
-uint64_t
-orders_rd64(const unsigned char in[8])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | in[i];
-    return v;
-}
-
 int
 orders_load(MDB_txn *txn, const orders_db_t *db, mc_str_t id, msgpack_unpacked *u, order_t *o)
 {
@@ -38,9 +22,9 @@ orders_load(MDB_txn *txn, const orders_db_t *db, mc_str_t id, msgpack_unpacked *
     const unsigned char *p = v.mv_data;
     if (v.mv_size <= HEAD || mc_msgpack_unpack(u, p + HEAD, v.mv_size - HEAD))
         return MDB_CORRUPTED;
-    o->version = orders_rd64(p);
-    o->created_ms = orders_rd64(p + 8);
-    o->expires_ms = orders_rd64(p + 16);
+    o->version = mc_be64_get(p);
+    o->created_ms = mc_be64_get(p + 8);
+    o->expires_ms = mc_be64_get(p + 16);
     const msgpack_object *m = &u->data;
     if (mc_map_str(m, "id", &o->id) || mc_map_str(m, "user_id", &o->user_id) || mc_map_str(m, "status", &o->status)
     ||  mc_map_str(m, "currency", &o->currency) || mc_map_int(m, "total_cents", &o->total_cents)
@@ -88,7 +72,7 @@ s_time_key(unsigned char *out, mc_str_t prefix, uint64_t ms, mc_str_t id)
         out[prefix.len] = 0;
         n = prefix.len + 1;
     }
-    orders_be64(out + n, ms);
+    mc_be64_put(out + n, ms);
     memcpy(out + n + 8, id.ptr, id.len);
     return n + 8 + id.len;
 }
@@ -99,9 +83,9 @@ orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     unsigned char head[HEAD];
-    orders_be64(head, o->version);
-    orders_be64(head + 8, o->created_ms);
-    orders_be64(head + 16, o->expires_ms);
+    mc_be64_put(head, o->version);
+    mc_be64_put(head + 8, o->created_ms);
+    mc_be64_put(head + 16, o->expires_ms);
     msgpack_sbuffer_write(&sb, (const char *) head, HEAD);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -319,7 +303,7 @@ orders_list(mc_ctx_t *ctx)
         klen = plen + (size_t) alen;
     }
     else {
-        orders_be64(key + plen, to + 1);
+        mc_be64_put(key + plen, to + 1);
         klen = plen + 8;
     }
     MDB_cursor *cur;
@@ -342,7 +326,7 @@ orders_list(mc_ctx_t *ctx)
         const unsigned char *kp = k.mv_data;
         if (k.mv_size < plen + 8 || (plen && memcmp(kp, key, plen) != 0))
             break;
-        uint64_t created = orders_rd64(kp + plen);
+        uint64_t created = mc_be64_get(kp + plen);
         if (created < from)
             break;
         if (created > to)

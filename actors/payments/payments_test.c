@@ -51,20 +51,6 @@ s_pay(const char *id, const char *order, const char *number, int month, int year
     return status;
 }
 
-static size_t
-s_effects(mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
-{
-    size_t n, count = 0;
-    mc_fx_t *const *fx = mc_core_effects(s_core, &n);
-    for (size_t i = 0; i < n; i++)
-        if (fx[i]->kind == kind && (!tag_or_key || strcmp(kind == MC_FX_SEND ? fx[i]->tag : fx[i]->key, tag_or_key) == 0)) {
-            count++;
-            if (last)
-                *last = fx[i];
-        }
-    return count;
-}
-
 //  Plays the orders service's reply to tag: the order (owner, status, total) or an error.
 static void
 s_reply(const char *tag, int status, const char *owner, const char *order_status, int64_t total)
@@ -163,14 +149,14 @@ test_capture_in_two_steps(void)
     s_free(&r);
     //  the order is read on the payer's behalf, and the caller waits
     const mc_fx_t *send = NULL;
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01PAY00000000000000000001:q", &send), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01PAY00000000000000000001:q", &send), 1);
     ASSERT_STR(send->service, "orders.0");
-    ASSERT_EQ(s_effects(MC_FX_PARK, pid, NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, pid, NULL), 1);
     //  a second payment of the same order meanwhile
     ASSERT_EQ(s_pay("01PAY00000000000000000002", order, "4242424242424242", 12, 2030, NULL, &r), 409);
     s_free(&r);
     s_reply("01PAY00000000000000000001:q", 200, s_user, "pending_payment", 2250);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01PAY00000000000000000001:c", &send), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01PAY00000000000000000001:c", &send), 1);
     //  the capture carries the order's amount, not the client's
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -185,10 +171,10 @@ test_capture_in_two_steps(void)
     s_clock += 1000;
     ASSERT_EQ(s_send(&r, "payment.tick", "", NULL, "system", NULL, NULL), 200);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01PAY00000000000000000001:c", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01PAY00000000000000000001:c", NULL), 1);
     s_reply("01PAY00000000000000000001:c", 200, s_user, "paid", 2250);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, pid, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, pid, &answer), 1);
     ASSERT_EQ(answer->status, 201);
     ASSERT_EQ(s_send(&r, "payment.get", pid, NULL, "customer", NULL, NULL), 200);
     mc_str_t status = { "", 0 }, last4 = { "", 0 }, brand = { "", 0 };
@@ -223,9 +209,9 @@ test_declines_are_recorded(void)
     ASSERT_EQ(s_pay(pid, order, "4000000000009995", 12, 2030, NULL, &r), -1);
     s_free(&r);
     s_reply("01PAY00000000000000000011:q", 200, s_user, "pending_payment", 500);
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);        //  nothing to capture
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);        //  nothing to capture
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, pid, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, pid, &answer), 1);
     ASSERT_EQ(answer->status, 402);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -260,9 +246,9 @@ test_declines_are_recorded(void)
     ASSERT_EQ(s_send(&r, "payment.list", "01ORDER0000000000000000009", "01LIST00000000000000000001", "customer",
                      NULL, NULL), -1);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_SEND, "01LIST00000000000000000001:l", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01LIST00000000000000000001:l", NULL), 1);
     s_reply("01LIST00000000000000000001:l", 404, s_user, "", 0);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "list:01LIST00000000000000000001", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "list:01LIST00000000000000000001", &answer), 1);
     ASSERT_EQ(answer->status, 404);
 }
 
@@ -275,20 +261,20 @@ test_orders_that_cannot_be_paid(void)
     s_free(&r);
     s_reply("01PAY00000000000000000021:q", 200, "01USER00000000000000000002", "pending_payment", 100);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01PAY00000000000000000021", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01PAY00000000000000000021", &answer), 1);
     ASSERT_EQ(answer->status, 404);
     //  an expired one
     ASSERT_EQ(s_pay("01PAY00000000000000000022", "01ORDER0000000000000000004", "4242424242424242", 12, 2030, NULL, &r), -1);
     s_free(&r);
     s_reply("01PAY00000000000000000022:q", 200, s_user, "expired", 100);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01PAY00000000000000000022", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01PAY00000000000000000022", &answer), 1);
     ASSERT_EQ(answer->status, 409);
     //  one that expires between the two steps: nothing is captured
     ASSERT_EQ(s_pay("01PAY00000000000000000023", "01ORDER0000000000000000005", "4242424242424242", 12, 2030, NULL, &r), -1);
     s_free(&r);
     s_reply("01PAY00000000000000000023:q", 200, s_user, "pending_payment", 100);
     s_reply("01PAY00000000000000000023:c", 409, s_user, "", 0);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01PAY00000000000000000023", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01PAY00000000000000000023", &answer), 1);
     ASSERT_EQ(answer->status, 409);
     ASSERT_EQ(s_send(&r, "payment.get", "01PAY00000000000000000023", NULL, "admin", NULL, NULL), 404);
     s_free(&r);
@@ -298,7 +284,7 @@ test_orders_that_cannot_be_paid(void)
     s_clock += 16000;
     ASSERT_EQ(s_send(&r, "payment.tick", "", NULL, "system", NULL, NULL), 200);
     s_free(&r);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, "01PAY00000000000000000024", &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, "01PAY00000000000000000024", &answer), 1);
     ASSERT_EQ(answer->status, 503);
 }
 

@@ -147,29 +147,13 @@ s_reply(const char *tag, int status, const char *code)
     msgpack_sbuffer_destroy(&b);
 }
 
-//  How many effects of kind the last message caused for tag (SEND) or key (PARK, ANSWER), and
-//  the last one of them.
-static size_t
-s_effects(mc_fx_kind_t kind, const char *tag_or_key, const mc_fx_t **last)
-{
-    size_t n, count = 0;
-    mc_fx_t *const *fx = mc_core_effects(s_core, &n);
-    for (size_t i = 0; i < n; i++)
-        if (fx[i]->kind == kind && (!tag_or_key || strcmp(kind == MC_FX_SEND ? fx[i]->tag : fx[i]->key, tag_or_key) == 0)) {
-            count++;
-            if (last)
-                *last = fx[i];
-        }
-    return count;
-}
-
 //  The order.advance the last message sent with tag: 1 when it asks for status (as the system,
 //  keyed by order, continuing the admin's request), 0 otherwise.
 static int
 s_asked(const char *tag, const char *order, const char *status)
 {
     const mc_fx_t *send = NULL;
-    if (s_effects(MC_FX_SEND, tag, &send) != 1)
+    if (mc_core_test_effects(s_core, MC_FX_SEND, tag, &send) != 1)
         return 0;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -307,7 +291,7 @@ test_illegal_moves(void)
     ASSERT_EQ(s_advance(order, "scheduled", "admin"), 422);
     ASSERT_EQ(s_advance("01ORDER0000000000000000099", "in_transit", "admin"), 404);
     ASSERT_EQ(s_advance(order, "delivered", "admin"), 409);     //  not before it is on its way
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     ASSERT_STR(s_status(order), "scheduled");
 }
 
@@ -321,25 +305,25 @@ test_the_order_follows_each_move(void)
     //  the admin waits while the order is asked to follow
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
     ASSERT_EQ(s_asked(tag, order, "shipped"), 1);
-    ASSERT_EQ(s_effects(MC_FX_PARK, key, NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, key, NULL), 1);
     ASSERT_STR(s_status(order), "scheduled");
     //  the same request meanwhile waits for the same outcome, without asking again
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
-    ASSERT_EQ(s_effects(MC_FX_PARK, key, NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, key, NULL), 1);
     //  no answer yet: asked again after a second, not before
     s_clock = start + 500;
     s_tick();
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     s_clock = start + 1000;
     s_tick();
     ASSERT_EQ(s_asked(tag, order, "shipped"), 1);
     s_reply(tag, 503, NULL);        //  no orders node: still waiting
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     ASSERT_STR(s_status(order), "scheduled");
     s_reply(tag, 200, NULL);
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, key, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, key, &answer), 1);
     ASSERT_EQ(answer->status, 200);
     MC_CHECK(!answer->error);
     ASSERT_STR(s_status(order), "in_transit");
@@ -349,13 +333,13 @@ test_the_order_follows_each_move(void)
     ASSERT_STR(corr, s_corr);       //  the admin's request started it, not the order's reply
     //  a repeated reply changes nothing
     s_reply(tag, 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     ASSERT_EQ(s_history(order), 2);
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), 409);
     ASSERT_EQ(s_advance(order, "delivered", "admin"), -1);
     ASSERT_EQ(s_asked("01ORDER0000000000000000001:d", order, "delivered"), 1);
     s_reply("01ORDER0000000000000000001:d", 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, key, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, key, &answer), 1);
     ASSERT_EQ(answer->status, 200);
     ASSERT_STR(s_status(order), "delivered");
     ASSERT_EQ(s_history(order), 3);
@@ -374,7 +358,7 @@ test_a_refusing_order_keeps_the_shipment(void)
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
     s_reply(tag, 409, "illegal_transition");       //  the order was cancelled meanwhile
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, key, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, key, &answer), 1);
     ASSERT_EQ(answer->status, 409);
     MC_CHECK(answer->error);
     msgpack_unpacked u;
@@ -390,7 +374,7 @@ test_a_refusing_order_keeps_the_shipment(void)
     //  the move is gone: nothing left to resend, and asking again asks the order again
     s_clock += 5000;
     s_tick();
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
     ASSERT_EQ(s_asked(tag, order, "shipped"), 1);
     s_reply(tag, 409, "illegal_transition");
@@ -406,16 +390,16 @@ test_a_silent_order_is_given_up(void)
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
     s_clock = start + 14999;
     s_tick();
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     s_clock = start + 15000;
     s_tick();
     const mc_fx_t *answer = NULL;
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, key, &answer), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, key, &answer), 1);
     ASSERT_EQ(answer->status, 503);
-    ASSERT_EQ(s_effects(MC_FX_SEND, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);
     //  a reply after giving up changes nothing; asking again brings the shipment along
     s_reply(tag, 200, NULL);
-    ASSERT_EQ(s_effects(MC_FX_ANSWER, NULL, NULL), 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
     ASSERT_STR(s_status(order), "scheduled");
     ASSERT_EQ(s_advance(order, "in_transit", "admin"), -1);
     s_reply(tag, 200, NULL);
