@@ -1,5 +1,7 @@
 #include "mc_store.h"
 
+#include "mc_util.h"
+
 #include "mc_config.h"
 #include "mc_log.h"
 
@@ -145,4 +147,27 @@ mc_store_grow(mc_store_t *self)
         self->map_size = next;
     }
     return rc;
+}
+
+int
+mc_store_once(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len)
+{
+    //  not shared: on MDB_KEYEXIST LMDB writes the existing value back into it
+    MDB_val k = { len, (void *) key }, empty = { 0, "" };
+    return mdb_put(txn, dbi, &k, &empty, MDB_NOOVERWRITE);
+}
+
+size_t
+mc_store_time_key(unsigned char *out, const void *prefix, size_t prefix_len, uint64_t ms, const void *id,
+                  size_t id_len)
+{
+    size_t at = 0;
+    if (prefix_len) {
+        memcpy(out, prefix, prefix_len);
+        out[prefix_len] = 0;
+        at = prefix_len + 1;
+    }
+    mc_be64_put(out + at, ms);
+    memcpy(out + at + 8, id, id_len);
+    return at + 8 + id_len;
 }

@@ -11,6 +11,7 @@
 
 #include <lmdb.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct _mc_store_t mc_store_t;
 
@@ -33,6 +34,15 @@ int mc_store_begin(mc_store_t *self, MDB_txn **txn);
 //  A read transaction, renewed from the previous one when possible; end with mc_store_read_end.
 int mc_store_read(mc_store_t *self, MDB_txn **txn);
 void mc_store_read_end(mc_store_t *self, MDB_txn *txn);
+
+//  Records key in dbi, once: 0 the first time, MDB_KEYEXIST when it was there already (a Kafka
+//  event redelivered), or another LMDB error.
+int mc_store_once(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len);
+
+//  A time index key: prefix \0 (when prefix_len is not 0), ms as 8 big-endian bytes, then id.
+//  out needs prefix_len + 9 + id_len bytes. Returns its length.
+size_t mc_store_time_key(unsigned char *out, const void *prefix, size_t prefix_len, uint64_t ms,
+                         const void *id, size_t id_len);
 
 //  Doubles the map size, up to map_max. 0, or MDB_MAP_FULL when already at the maximum.
 //  Only call with no transaction open in this environment.

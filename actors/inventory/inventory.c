@@ -184,9 +184,7 @@ s_event(mc_ctx_t *ctx)
     mc_map_str(b, "event_id", &event_id);
     mc_map_str(b, "type", &type);
     mc_map_str(b, "key", &product);
-    //  not static: on MDB_KEYEXIST LMDB writes the existing value back into it
-    MDB_val ek = { event_id.len, (void *) event_id.ptr }, empty = { 0, "" };
-    int rc = mdb_put(ctx->txn, db->processed, &ek, &empty, MDB_NOOVERWRITE);
+    int rc = mc_store_once(ctx->txn, db->processed, event_id.ptr, event_id.len);
     if (rc == MDB_KEYEXIST) {
         //  a redelivery: already applied, and saying so lets the consumer move on
         mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);

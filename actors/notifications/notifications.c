@@ -56,9 +56,7 @@ s_event(mc_ctx_t *ctx)
     notify_audience_t who = notifications_audience(type);
     if (who == NOTIFY_NOBODY || !data || data->type != MSGPACK_OBJECT_MAP)
         return s_handled(ctx, false);
-    //  not static: on MDB_KEYEXIST LMDB writes the existing value back into it
-    MDB_val ek = { event_id.len, (void *) event_id.ptr }, empty = { 0, "" };
-    int rc = mdb_put(ctx->txn, db->processed, &ek, &empty, MDB_NOOVERWRITE);
+    int rc = mc_store_once(ctx->txn, db->processed, event_id.ptr, event_id.len);
     if (rc == MDB_KEYEXIST)
         return s_handled(ctx, true);
     if (rc)

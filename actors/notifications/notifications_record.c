@@ -76,20 +76,6 @@ s_kv_nullable(msgpack_packer *pk, const char *key, mc_str_t s)
         msgpack_pack_nil(pk);
 }
 
-static size_t
-s_time_key(unsigned char *out, mc_str_t prefix, uint64_t ms, mc_str_t id)
-{
-    size_t at = 0;
-    if (prefix.len) {
-        memcpy(out, prefix.ptr, prefix.len);
-        out[prefix.len] = 0;
-        at = prefix.len + 1;
-    }
-    mc_be64_put(out + at, ms);
-    memcpy(out + at + 8, id.ptr, id.len);
-    return at + 8 + id.len;
-}
-
 int
 notifications_store(MDB_txn *txn, const notifications_db_t *db, const note_t *n, const note_t *before)
 {
@@ -119,10 +105,10 @@ notifications_store(MDB_txn *txn, const notifications_db_t *db, const note_t *n,
     memcpy(id, n->id.ptr, n->id.len);
     mc_str_t idc = { (const char *) id, n->id.len };
     MDB_val k = { idc.len, id }, v = { sb.size, sb.data }, empty = { 0, "" };
-    MDB_val tk = { s_time_key(tkey, (mc_str_t) { "", 0 }, n->created_ms, idc), tkey };
-    MDB_val uk = { s_time_key(ukey, n->user_id, n->created_ms, idc), ukey };
-    MDB_val ok = { s_time_key(old, (mc_str_t) { "", 0 }, before ? before->next_ms : 0, idc), old };
-    MDB_val dk = { s_time_key(due, (mc_str_t) { "", 0 }, n->next_ms, idc), due };
+    MDB_val tk = { mc_store_time_key(tkey, NULL, 0, n->created_ms, idc.ptr, idc.len), tkey };
+    MDB_val uk = { mc_store_time_key(ukey, n->user_id.ptr, n->user_id.len, n->created_ms, idc.ptr, idc.len), ukey };
+    MDB_val ok = { mc_store_time_key(old, NULL, 0, before ? before->next_ms : 0, idc.ptr, idc.len), old };
+    MDB_val dk = { mc_store_time_key(due, NULL, 0, n->next_ms, idc.ptr, idc.len), due };
     bool was_due = before && before->phase != PHASE_FINAL, is_due = n->phase != PHASE_FINAL;
     int rc = mdb_put(txn, db->notes, &k, &v, 0);
     if (!rc && !before)

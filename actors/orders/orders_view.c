@@ -63,20 +63,6 @@ orders_pack(msgpack_packer *pk, const order_t *o)
     mc_pack_kv_str(pk, "expires_at", o->expires_at.ptr, o->expires_at.len);
 }
 
-static size_t
-s_time_key(unsigned char *out, mc_str_t prefix, uint64_t ms, mc_str_t id)
-{
-    size_t n = 0;
-    if (prefix.len) {
-        memcpy(out, prefix.ptr, prefix.len);
-        out[prefix.len] = 0;
-        n = prefix.len + 1;
-    }
-    mc_be64_put(out + n, ms);
-    memcpy(out + n + 8, id.ptr, id.len);
-    return n + 8 + id.len;
-}
-
 int
 orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
 {
@@ -93,9 +79,9 @@ orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
     //  o points into the stored record, which the writes below may move: copy what the index
     //  keys need first
     unsigned char ukey[200], tkey[120], ekey[120];
-    size_t ulen = s_time_key(ukey, o->user_id, o->created_ms, o->id);
-    size_t tlen = s_time_key(tkey, (mc_str_t) { "", 0 }, o->created_ms, o->id);
-    size_t elen = s_time_key(ekey, (mc_str_t) { "", 0 }, o->expires_ms, o->id);
+    size_t ulen = mc_store_time_key(ukey, o->user_id.ptr, o->user_id.len, o->created_ms, o->id.ptr, o->id.len);
+    size_t tlen = mc_store_time_key(tkey, NULL, 0, o->created_ms, o->id.ptr, o->id.len);
+    size_t elen = mc_store_time_key(ekey, NULL, 0, o->expires_ms, o->id.ptr, o->id.len);
     bool pending = mc_str_eq(o->status, "pending_payment");
     char id[72];
     snprintf(id, sizeof id, "%.*s", (int) o->id.len, o->id.ptr);

@@ -414,12 +414,11 @@ payments_event(mc_ctx_t *ctx)
     mc_map_str(b, "event_id", &event_id);
     mc_map_str(b, "type", &type);
     mc_map_str(b, "key", &order);
-    MDB_val ek = { event_id.len, (void *) event_id.ptr }, empty = { 0, "" };
-    int rc = mdb_put(ctx->txn, db->processed, &ek, &empty, MDB_NOOVERWRITE);
+    int rc = mc_store_once(ctx->txn, db->processed, event_id.ptr, event_id.len);
     if (rc == MDB_KEYEXIST)
         return mc_reply_empty(ctx, 200);
     if (!rc && (mc_str_eq(type, "order.cancelled") || mc_str_eq(type, "order.refunded")) && order.len) {
-        MDB_val ok = { order.len, (void *) order.ptr };
+        MDB_val ok = { order.len, (void *) order.ptr }, empty = { 0, "" };
         if (!(rc = mdb_put(ctx->txn, db->closed, &ok, &empty, 0)))
             rc = s_refund(ctx, order);
     }

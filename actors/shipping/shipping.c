@@ -151,9 +151,7 @@ s_event(mc_ctx_t *ctx)
     mc_map_str(b, "event_id", &event_id);
     mc_map_str(b, "type", &type);
     mc_map_str(b, "key", &order_id);
-    //  not static: on MDB_KEYEXIST LMDB writes the existing value back into it
-    MDB_val ek = { event_id.len, (void *) event_id.ptr }, empty = { 0, "" };
-    int rc = mdb_put(ctx->txn, db->processed, &ek, &empty, MDB_NOOVERWRITE);
+    int rc = mc_store_once(ctx->txn, db->processed, event_id.ptr, event_id.len);
     bool duplicate = rc == MDB_KEYEXIST;
     if (rc && !duplicate)
         return FAIL(rc);
