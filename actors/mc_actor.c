@@ -2,6 +2,7 @@
 
 #include "mc_log.h"
 #include "mc_util.h"
+#include "mc_wait.h"
 
 #include <string.h>
 #include <sys/prctl.h>
@@ -347,41 +348,36 @@ s_tick(actor_t *self, uint64_t now_mono)
 static bool
 s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
 {
-    zpoller_t *poller = zpoller_new(pipe, self->broker, self->client, NULL);
+    zsock_t *socks[] = { pipe, self->broker, self->client };
     bool reconnect = false;
     while (!reconnect && !*terminated) {
         uint64_t now = mc_mono_ms();
         uint64_t next = self->heartbeat_at;
         if (mc_core_service(self->core)->tick && self->tick_at < next)
             next = self->tick_at;
-        void *which = zpoller_wait(poller, next > now ? (int) (next - now) : 0);
-        if (which == pipe) {
-            char *cmd = zstr_recv(pipe);
-            *terminated = !cmd || streq(cmd, "$TERM");
-            free(cmd);
+        unsigned ready = mc_wait(socks, 3, next > now ? (int) (next - now) : 0);
+        if (ready & 1) {
+            zmsg_t *cmd = mc_recv_nowait(pipe);
+            *terminated = cmd && zframe_streq(zmsg_first(cmd), "$TERM");
+            zmsg_destroy(&cmd);
         }
-        else
-        if (zpoller_terminated(poller))
+        if (zsys_interrupted)
             *terminated = true;
-        //  gather what is waiting into one group, then look at the clock again
-        for (int i = 0; i < BATCH_MAX && !reconnect; i++) {
-            bool any = false;
-            if (zsock_events(self->broker) & ZMQ_POLLIN) {
-                zmsg_t *msg = zmsg_recv(self->broker);
-                if (msg)
-                    reconnect = !s_handle_broker(self, msg);
-                zmsg_destroy(&msg);
-                any = true;
-            }
-            if (zsock_events(self->client) & ZMQ_POLLIN) {
-                zmsg_t *msg = zmsg_recv(self->client);
-                if (msg)
-                    s_handle_client(self, msg);
-                zmsg_destroy(&msg);
-                any = true;
-            }
-            if (!any)
-                break;
+        //  gather what is waiting into one group, then look at the clock again; a socket left
+        //  with input (a full group) is found by the next wait without blocking
+        for (int i = 0; i < BATCH_MAX && !reconnect && (ready & 6); i++) {
+            zmsg_t *msg = (ready & 2) ? mc_recv_nowait(self->broker) : NULL;
+            if (msg)
+                reconnect = !s_handle_broker(self, msg);
+            else
+                ready &= ~2u;
+            zmsg_destroy(&msg);
+            msg = (ready & 4) ? mc_recv_nowait(self->client) : NULL;
+            if (msg)
+                s_handle_client(self, msg);
+            else
+                ready &= ~4u;
+            zmsg_destroy(&msg);
         }
         now = mc_mono_ms();
         s_tick(self, now);
@@ -395,7 +391,6 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
             reconnect = true;
         }
     }
-    zpoller_destroy(&poller);
     return !reconnect;
 }
 

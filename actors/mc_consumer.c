@@ -56,7 +56,12 @@ s_connect_kafka(consumer_t *self)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", now, err, sizeof err)
     ||  rd_kafka_conf_set(conf, "group.id", group, err, sizeof err)
-    ||  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err)
+    //  a handled record's offset is stored, and stored offsets are committed in the background
+    //  and on close: a synchronous commit per record cost a round trip to Kafka per event, and
+    //  a record redelivered after a crash is found in the service's processed event ids
+    ||  rd_kafka_conf_set(conf, "enable.auto.commit", "true", err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "auto.commit.interval.ms", "200", err, sizeof err)
+    ||  rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, sizeof err)
     ||  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof err)
     //  a short session: a group rejoin otherwise waits for the whole timeout
     ||  rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err)
@@ -204,6 +209,18 @@ s_handle(consumer_t *self, const rd_kafka_message_t *msg)
     return false;
 }
 
+//  Marks msg handled: the next commit resumes after it.
+static void
+s_store_offset(rd_kafka_t *rk, const rd_kafka_message_t *msg)
+{
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(at, rd_kafka_topic_name(msg->rkt), msg->partition)->offset = msg->offset + 1;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, at);
+    if (err)
+        mc_warn("kafka offset not stored", "\"error\":\"%s\"", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(at);
+}
+
 void
 mc_consumer(zsock_t *pipe, void *args)
 {
@@ -215,15 +232,20 @@ mc_consumer(zsock_t *pipe, void *args)
     uint64_t checked_at = 0;
     rd_kafka_message_t *pending = NULL;     //  a record not yet handled, kept across retries
     uint64_t retry_at = 0, backoff = 100;
+    uint64_t pipe_at = 0;
     while (true) {
-        if (zsock_events(pipe) & ZMQ_POLLIN) {
-            char *cmd = zstr_recv(pipe);
-            bool term = !cmd || streq(cmd, "$TERM");
-            free(cmd);
-            if (term)
-                break;
-        }
         uint64_t now = mc_mono_ms();
+        //  asking the pipe costs two system calls: not once per record
+        if (now >= pipe_at) {
+            pipe_at = now + 50;
+            if (zsock_events(pipe) & ZMQ_POLLIN) {
+                char *cmd = zstr_recv(pipe);
+                bool term = !cmd || streq(cmd, "$TERM");
+                free(cmd);
+                if (term)
+                    break;
+            }
+        }
         if (now - checked_at >= 1000) {
             if (!pending)
                 s_connect_kafka(&self);
@@ -249,7 +271,7 @@ mc_consumer(zsock_t *pipe, void *args)
             continue;
         }
         if (s_handle(&self, pending)) {
-            rd_kafka_commit_message(self.rk, pending, 0);
+            s_store_offset(self.rk, pending);
             rd_kafka_message_destroy(pending);
             pending = NULL;
             backoff = 100;

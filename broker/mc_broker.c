@@ -3,6 +3,7 @@
 #include "mc_log.h"
 #include "mc_proto.h"
 #include "mc_util.h"
+#include "mc_wait.h"
 
 #include <stdatomic.h>
 
@@ -433,10 +434,12 @@ s_recv(mc_broker_t *self, int *fd)
 }
 
 //  A connection closed: the workers that spoke on it are gone (their process died or left).
-static void
+static bool
 s_handle_monitor(mc_broker_t *self)
 {
-    zmsg_t *event = zmsg_recv(self->monitor);
+    zmsg_t *event = mc_recv_nowait(self->monitor);
+    if (!event)
+        return false;
     zframe_t *head = event ? zmsg_first(event) : NULL;
     if (head && zframe_size(head) == 6) {
         //  16-bit event and 32-bit value (the descriptor), in host order
@@ -457,33 +460,41 @@ s_handle_monitor(mc_broker_t *self)
         zlistx_destroy(&gone);
     }
     zmsg_destroy(&event);
+    return true;
 }
 
 void
 mc_broker_run(mc_broker_t *self, zsock_t *pipe)
 {
-    zpoller_t *poller = zpoller_new(self->router, pipe, NULL);
+    enum { ROUTER = 1, PIPE = 2, MONITOR = 4 };
+    zsock_t *socks[3] = { self->router };
+    unsigned role[3] = { ROUTER };
+    int n = 1;
+    if (pipe)
+        socks[n] = pipe, role[n++] = PIPE;
     if (self->monitor)
-        zpoller_add(poller, self->monitor);
+        socks[n] = self->monitor, role[n++] = MONITOR;
     while (!zsys_interrupted) {
         uint64_t now = mc_mono_ms();
         int wait = self->heartbeat_at > now ? (int) (self->heartbeat_at - now) : 0;
-        void *which = zpoller_wait(poller, wait);
-        if (zpoller_terminated(poller))
-            break;
-        if (pipe && which == pipe) {
-            char *cmd = zstr_recv(pipe);
-            bool term = !cmd || streq(cmd, "$TERM");
-            free(cmd);
+        unsigned got = mc_wait(socks, n, wait), ready = 0;
+        for (int i = 0; i < n; i++)
+            if (got & (1u << i))
+                ready |= role[i];
+        if (ready & PIPE) {
+            zmsg_t *cmd = mc_recv_nowait(pipe);
+            bool term = cmd && zframe_streq(zmsg_first(cmd), "$TERM");
+            zmsg_destroy(&cmd);
             if (term)
                 break;
         }
         //  closed connections first: a descriptor closed and reused by a new connection must not
         //  take the new connection's worker with it
-        while (self->monitor && (zsock_events(self->monitor) & ZMQ_POLLIN))
-            s_handle_monitor(self);
-        //  drain what is there before the next poll: one poll per burst, not per message
-        for (int i = 0; i < 1000 && (zsock_events(self->router) & ZMQ_POLLIN); i++) {
+        if (ready & MONITOR)
+            while (s_handle_monitor(self))
+                ;
+        //  drain what is there before the next wait: one wait per burst, not per message
+        for (int i = 0; i < 1000 && (ready & ROUTER); i++) {
             int fd;
             zmsg_t *msg = s_recv(self, &fd);
             if (!msg)
@@ -503,7 +514,6 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
         }
         s_heartbeat(self);
     }
-    zpoller_destroy(&poller);
 }
 
 void

@@ -3,6 +3,7 @@
 #include "mc_log.h"
 #include "mc_proto.h"
 #include "mc_util.h"
+#include "mc_wait.h"
 
 #include <pthread.h>
 
@@ -77,15 +78,15 @@ s_to_worker(void *front, const void *wid, size_t wlen, int kind, const void *seq
         zmq_send(front, "", 0, 0);
 }
 
-//  A worker's request: [worker-id, service, seq, envelope] -> broker.
-static void
+//  A worker's request: [worker-id, service, seq, envelope] -> broker. False when none waited.
+static bool
 s_forward_request(void *front, void *back)
 {
     zmq_msg_t p[4];
     int n = s_recv_parts(front, p, 4);
     if (n != 4 || zmq_msg_size(&p[0]) > ROUTING_ID_MAX || zmq_msg_size(&p[2]) > 16) {
         s_close_parts(p, n > 0 ? n : 0);
-        return;
+        return n != 0;
     }
     byte rid[1 + ROUTING_ID_MAX + 16];
     size_t wlen = zmq_msg_size(&p[0]), slen = zmq_msg_size(&p[2]);
@@ -108,10 +109,12 @@ s_forward_request(void *front, void *back)
     else
         s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_C_UNAVAILABLE, zmq_msg_data(&p[2]), slen, NULL);
     s_close_parts(p, 4);
+    return true;
 }
 
-//  The broker's answer: [MCC1, kind, service, rid, payload] -> the worker named in rid.
-static void
+//  The broker's answer: [MCC1, kind, service, rid, payload] -> the worker named in rid. False
+//  when none waited.
+static bool
 s_forward_reply(void *front, void *back)
 {
     zmq_msg_t p[5];
@@ -125,21 +128,24 @@ s_forward_reply(void *front, void *back)
                         rlen - 1 - wlen, &p[4]);
     }
     s_close_parts(p, n > 0 ? n : 0);
+    return n != 0;
 }
 
 static void *
 s_dispatch(void *arg)
 {
     void *front = zsock_resolve(s_frontend), *back = zsock_resolve(s_backend);
+    zsock_t *socks[] = { s_frontend, s_backend };
     while (s_running) {
-        zmq_pollitem_t items[] = { { front, 0, ZMQ_POLLIN, 0 }, { back, 0, ZMQ_POLLIN, 0 } };
-        if (zmq_poll(items, 2, 200) < 0)
-            continue;
-        //  a bounded burst from each side per wake, so neither starves the other
-        for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN) && (zsock_events(s_frontend) & ZMQ_POLLIN); i++)
-            s_forward_request(front, back);
-        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN) && (zsock_events(s_backend) & ZMQ_POLLIN); i++)
-            s_forward_reply(front, back);
+        unsigned ready = mc_wait(socks, 2, 200);
+        //  a bounded burst from each side per wake, so neither starves the other; a side left
+        //  with input is found by the next wait without blocking
+        for (int i = 0; i < 256 && (ready & 1); i++)
+            if (!s_forward_request(front, back))
+                ready &= ~1u;
+        for (int i = 0; i < 256 && (ready & 2); i++)
+            if (!s_forward_reply(front, back))
+                ready &= ~2u;
     }
     return NULL;
 }
@@ -204,14 +210,12 @@ edge_client_call(const char *service, const void *envelope, size_t len, int time
         uint64_t now = mc_mono_ms();
         if (now >= deadline)
             return EDGE_CALL_TIMEOUT;
-        zmq_pollitem_t item = { raw, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll(&item, 1, (long) (deadline - now));
-        if (rc < 0 && zmq_errno() != EINTR)
-            return EDGE_CALL_UNAVAILABLE;
-        if (rc <= 0)
+        if (!mc_wait(&s_sock, 1, (int) (deadline - now)))
             continue;
         zmq_msg_t p[3];
         int n = s_recv_parts(raw, p, 3);
+        if (n == 0)
+            continue;
         bool mine = n == 3 && zmq_msg_size(&p[0]) == 1 && zmq_msg_size(&p[1]) == sizeof seq
                  && memcmp(zmq_msg_data(&p[1]), &seq, sizeof seq) == 0;
         if (!mine) {
