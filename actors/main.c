@@ -124,6 +124,7 @@ main(int argc, char **argv)
                 consumer_args[nconsumers] = (mc_consumer_args_t) {
                     .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
                     .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
+                    .wants = children[i].args.service->wants_event,
                     .data_dir = data, .broker = broker };
                 consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
                 nconsumers++;

@@ -110,6 +110,8 @@ typedef struct {
     const char *step;           //  message type that brings replies to mc_send, or NULL
     const char *tick;           //  message type the runtime sends every MC_TICK_MS, or NULL
                                 //  (both accepted only from the runtime: role "system")
+    bool (*wants_event)(mc_str_t type);     //  the Kafka event types its consumer delivers (the
+                                //  others are skipped before they cost a message), or NULL: all
 } mc_service_t;
 
 #define MC_TICK_MS 200

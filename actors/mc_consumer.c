@@ -15,7 +15,7 @@ typedef struct {
     rd_kafka_t *rk;             //  the consumer, or NULL while there is no bootstrap
     zsock_t *broker;            //  DEALER to the broker, as a client
     uint64_t seq;               //  request ids
-    uint64_t consumed, malformed;   //  counters
+    uint64_t consumed, malformed, skipped;  //  counters
 } consumer_t;
 
 static void
@@ -152,9 +152,13 @@ s_handle(consumer_t *self, const rd_kafka_message_t *msg)
     char ce_id[100], ce_type[80], corr[80] = "", key[80], why[160] = "no key, ce_id or ce_type";
     msgpack_sbuffer data;
     msgpack_sbuffer_init(&data);
-    if (!msg->key || msg->key_len >= sizeof key || !s_header(msg, "ce_id", ce_id, sizeof ce_id)
-    ||  strlen(ce_id) > 64 || !s_header(msg, "ce_type", ce_type, sizeof ce_type)
-    ||  mc_json_parse(msg->payload, msg->len, &data, why, sizeof why)) {
+    bool headers = msg->key && msg->key_len < sizeof key && s_header(msg, "ce_id", ce_id, sizeof ce_id)
+                && strlen(ce_id) <= 64 && s_header(msg, "ce_type", ce_type, sizeof ce_type);
+    if (headers && self->args.wants && !self->args.wants((mc_str_t) { ce_type, strlen(ce_type) })) {
+        self->skipped++;
+        return true;
+    }
+    if (!headers || mc_json_parse(msg->payload, msg->len, &data, why, sizeof why)) {
         self->malformed++;
         for (char *c = why; *c; c++)
             if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20)

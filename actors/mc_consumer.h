@@ -4,11 +4,16 @@
     of the service that owns the record's key, through the broker, with the body
     {event_id, type, key, data}: the CloudEvent's id and type, the Kafka key (the aggregate id)
     and the record's JSON value as a map. The envelope id is the event's ce_id too, so the actor
-    deduplicates redeliveries by it in the same transaction as their effect. The offset is committed only after the actor
-    has answered 200: a crash at any point means a redelivery, never a loss. A record that cannot
-    be understood (no ce_id, not JSON) is logged, counted and skipped. */
+    deduplicates redeliveries by it in the same transaction as their effect. A record's offset
+    is stored only after the actor has answered 200, and stored offsets are committed in the
+    background: a crash at any point means a redelivery, never a loss. A record of a type the
+    service does not act on is skipped without a message, so it costs the service nothing (not
+    even a processed event id). A record that cannot be understood (no ce_id, not JSON) is
+    logged, counted and skipped. */
 #ifndef MC_CONSUMER_H
 #define MC_CONSUMER_H
+
+#include "mc_msgpack.h"
 
 #include <czmq.h>
 
@@ -17,6 +22,7 @@ typedef struct {
     unsigned shards;            //  the service's shard count
     const char *topics;         //  "product.events", or several: "order.events,user.events"
     const char *message_type;   //  "stock.event"
+    bool (*wants)(mc_str_t type);   //  the event types delivered, or NULL: all
     const char *data_dir;       //  where kafka.bootstrap is, when MERCATO_KAFKA_BROKERS is unset
     const char *broker;         //  broker endpoint
 } mc_consumer_args_t;

@@ -426,10 +426,18 @@ static const mc_handler_t s_handlers[] = {
     { "stock.commit", true, inventory_commit },
 };
 
+//  stock.event acts on product.created only (a stock record is born)
+static bool
+s_wants_event(mc_str_t type)
+{
+    return mc_str_eq(type, "product.created");
+}
+
 const mc_service_t inventory_service = {
     .name = "inventory",
     .open = s_open,
     .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
+    .wants_event = s_wants_event,
 };

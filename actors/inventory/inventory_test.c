@@ -234,6 +234,16 @@ test_reservations(void)
     s_conserved("R2", 3);
 }
 
+//  Only the event types its handler acts on are delivered by its Kafka consumer.
+static void
+test_wanted_events(void)
+{
+    MC_CHECK(inventory_service.wants_event(MC_STR("product.created")));
+    MC_CHECK(!inventory_service.wants_event(MC_STR("product.updated")));
+    MC_CHECK(!inventory_service.wants_event(MC_STR("product.deleted")));
+    MC_CHECK(!inventory_service.wants_event(MC_STR("order.created")));
+}
+
 int
 main(void)
 {
@@ -244,6 +254,7 @@ main(void)
     MC_TEST_RUN(test_stock_from_events);
     MC_TEST_RUN(test_adjustments_and_low_stock);
     MC_TEST_RUN(test_reservations);
+    MC_TEST_RUN(test_wanted_events);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

@@ -151,6 +151,13 @@ static const mc_handler_t s_handlers[] = {
     { "notification.tick", true, notifications_tick },
 };
 
+//  notification.event acts on the events that mail someone
+static bool
+s_wants_event(mc_str_t type)
+{
+    return notifications_audience(type) != NOTIFY_NOBODY;
+}
+
 const mc_service_t notifications_service = {
     .name = "notifications",
     .open = s_open,
@@ -159,4 +166,5 @@ const mc_service_t notifications_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "notification.step",
     .tick = "notification.tick",
+    .wants_event = s_wants_event,
 };

@@ -744,6 +744,24 @@ test_the_same_event_gives_the_same_notification(void)
     s_core = saved;
 }
 
+//  Only the event types its handler acts on are delivered by its Kafka consumer.
+static void
+test_wanted_events(void)
+{
+    MC_CHECK(notifications_service.wants_event(MC_STR("user.registered")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("order.created")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("payment.succeeded")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("payment.declined")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("order.shipped")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("order.cancelled")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("order.expired")));
+    MC_CHECK(notifications_service.wants_event(MC_STR("inventory.low_stock")));
+    MC_CHECK(!notifications_service.wants_event(MC_STR("inventory.reserved")));
+    MC_CHECK(!notifications_service.wants_event(MC_STR("order.paid")));
+    MC_CHECK(!notifications_service.wants_event(MC_STR("notification.test")));
+    MC_CHECK(!notifications_service.wants_event(MC_STR("shipment.updated")));
+}
+
 int
 main(void)
 {
@@ -766,6 +784,7 @@ main(void)
     MC_TEST_RUN(test_card_number_in_free_text_is_masked);
     MC_TEST_RUN(test_mailer_message);
     MC_TEST_RUN(test_the_same_event_gives_the_same_notification);
+    MC_TEST_RUN(test_wanted_events);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

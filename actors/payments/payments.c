@@ -366,6 +366,13 @@ static const mc_handler_t s_handlers[] = {
     { "payment.tick", true, payments_tick },
 };
 
+//  payment.event acts on the events that give money back
+static bool
+s_wants_event(mc_str_t type)
+{
+    return mc_str_eq(type, "order.cancelled") || mc_str_eq(type, "order.refunded");
+}
+
 const mc_service_t payments_service = {
     .name = "payments",
     .open = s_open,
@@ -374,4 +381,5 @@ const mc_service_t payments_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "payment.step",
     .tick = "payment.tick",
+    .wants_event = s_wants_event,
 };

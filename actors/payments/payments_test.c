@@ -353,6 +353,17 @@ test_no_card_data_at_rest(void)
     MC_CHECK(memmem(buf, n, "9995", 4) != NULL);     //  the last 4 are kept: the scan sees the file
 }
 
+//  Only the event types its handler acts on are delivered by its Kafka consumer.
+static void
+test_wanted_events(void)
+{
+    MC_CHECK(payments_service.wants_event(MC_STR("order.cancelled")));
+    MC_CHECK(payments_service.wants_event(MC_STR("order.refunded")));
+    MC_CHECK(!payments_service.wants_event(MC_STR("order.created")));
+    MC_CHECK(!payments_service.wants_event(MC_STR("order.paid")));
+    MC_CHECK(!payments_service.wants_event(MC_STR("order.shipped")));
+}
+
 int
 main(void)
 {
@@ -366,6 +377,7 @@ main(void)
     MC_TEST_RUN(test_cancelled_orders_are_refunded);
     mc_core_destroy(&s_core);
     MC_TEST_RUN(test_no_card_data_at_rest);
+    MC_TEST_RUN(test_wanted_events);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
     if (system(cmd))

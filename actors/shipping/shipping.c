@@ -209,6 +209,13 @@ static const mc_handler_t s_handlers[] = {
     { "shipment.tick", true, shipping_tick },
 };
 
+//  shipment.event acts on order.paid only (a shipment is scheduled)
+static bool
+s_wants_event(mc_str_t type)
+{
+    return mc_str_eq(type, "order.paid");
+}
+
 const mc_service_t shipping_service = {
     .name = "shipping",
     .open = s_open,
@@ -217,4 +224,5 @@ const mc_service_t shipping_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "shipment.step",
     .tick = "shipment.tick",
+    .wants_event = s_wants_event,
 };

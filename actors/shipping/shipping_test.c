@@ -406,6 +406,16 @@ test_a_silent_order_is_given_up(void)
     ASSERT_STR(s_status(order), "in_transit");
 }
 
+//  Only the event types its handler acts on are delivered by its Kafka consumer.
+static void
+test_wanted_events(void)
+{
+    MC_CHECK(shipping_service.wants_event(MC_STR("order.paid")));
+    MC_CHECK(!shipping_service.wants_event(MC_STR("order.created")));
+    MC_CHECK(!shipping_service.wants_event(MC_STR("order.cancelled")));
+    MC_CHECK(!shipping_service.wants_event(MC_STR("order.delivered")));
+}
+
 int
 main(void)
 {
@@ -420,6 +430,7 @@ main(void)
     MC_TEST_RUN(test_the_order_follows_each_move);
     MC_TEST_RUN(test_a_refusing_order_keeps_the_shipment);
     MC_TEST_RUN(test_a_silent_order_is_given_up);
+    MC_TEST_RUN(test_wanted_events);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

@@ -1,7 +1,9 @@
 """CONTRACT §5 through HTTP: stock records born from product.created (consumed from Kafka),
 availability checks, admin changes with reasons and history, low stock, inventory.* events."""
 
+import json
 import os
+import random
 import sys
 import unittest
 import uuid
@@ -93,6 +95,35 @@ class TestInventory(EventCase):
         low = self.admin("GET", "/inventory?low_stock=true&limit=100")
         self.assertStatus(low, 200)
         self.assertIn(pid, [s["product_id"] for s in low.json()["items"]])
+
+    def test_malformed_records_are_counted_and_skipped(self):
+        """Records the consumer cannot understand are logged, counted and passed over; records
+        of a type inventory does not act on are skipped unread. The good record after them, in
+        the same partition (same key), still makes its stock record."""
+        from confluent_kafka import Producer
+        key = "01" + "".join(random.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(24))
+        producer = Producer({"bootstrap.servers": self.cluster.kafka_bootstrap})
+
+        def send(value, **headers):
+            producer.produce("product.events", key=key, value=value,
+                             headers=[(k, v.encode()) for k, v in headers.items()])
+
+        send(b"{not json", ce_id="poison-" + uuid.uuid4().hex, ce_type="product.created")
+        send(json.dumps({"id": key}).encode())                          # no CloudEvent headers
+        send(b"\xff\xfe not json either", ce_id="other-" + uuid.uuid4().hex, ce_type="product.updated")
+        send(json.dumps({"id": key, "initial_stock": 9}).encode(), ce_id="good-" + uuid.uuid4().hex,
+             ce_type="product.created")
+        self.assertEqual(producer.flush(10), 0)
+        wait_for(lambda: self.get(API + "/inventory/" + key).status_code == 200, 30,
+                 what="the stock record made by the good record after the bad ones")
+        self.assertEqual(self.get(API + "/inventory/" + key).json()["on_hand"], 9)
+        with open(self.cluster.procs["node"].out_path, encoding="utf-8", errors="replace") as f:
+            lines = [json.loads(line) for line in f if "malformed record skipped" in line]
+        mine = [x for x in lines if x.get("topic") == "product.events"]
+        self.assertEqual(len(mine), 2, lines)                           # not the product.updated one
+        counts = sorted(x["malformed_total"] for x in mine)
+        self.assertEqual(counts[1] - counts[0], 1)                      # counted, one each
+        self.assertTrue(self.cluster.procs["node"].alive())
 
 
 if __name__ == "__main__":
