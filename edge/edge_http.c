@@ -681,8 +681,12 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
     }
     edge_req_t q = { .r = &r, .ri = ri, .route = route, .param = param, .received_ms = received_ms,
                      .timeout_ms = s_config.timeout_ms };
+    //  neither Content-Length nor Transfer-Encoding: the request has no body (RFC 9112 §6.3), as
+    //  curl -X POST sends a command such as a cancel
+    const char *te = s_header1(ri, "Transfer-Encoding");
+    bool bodiless = ri->content_length == 0 || (ri->content_length < 0 && !te);
     if (!route->body) {
-        if (ri->content_length > 0) {
+        if (!bodiless) {
             edge_metrics_rejected("body_size");
             r.close = true;
             edge_problem(&r, 400, "unexpected_body", "this method takes no request body", NULL, NULL);
@@ -699,7 +703,11 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         goto done;
     }
     //  a POST with no body at all (a command such as a key rotation) needs no media type
-    if (ri->content_length != 0 && !s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
+    if (bodiless) {
+        s_serve(&q, "", 0);
+        goto done;
+    }
+    if (!s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
         edge_metrics_rejected("media_type");
         edge_problem(&r, 415, "unsupported_media_type",
                      route->merge_patch ? "send application/json or application/merge-patch+json"

@@ -193,6 +193,26 @@ class TestProblems(EdgeCase):
                 self.assertProblem(r, r.status_code)
 
 
+    def test_post_without_length_has_no_body(self):
+        """RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body (curl -X POST):
+        the route sees an empty body, not a media-type error, and the connection goes on."""
+        c = self.raw()
+        c.send(("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (P, self.admin_line())).encode()
+               + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        (first, second), _ = c.read(want=2)
+        self.assertEqual(first.status, 422, first)          # the product's fields are missing
+        self.assertIn(b"validation_failed", first.body)
+        self.assertEqual(second.status, 200, second)
+
+    def test_chunked_body_on_a_bodiless_route_is_refused(self):
+        c = self.raw()
+        c.send(b"GET /api/v1/products HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"2\r\n{}\r\n0\r\n\r\n")
+        responses, _ = c.read(want=1)
+        self.assertEqual(responses[0].status, 400, responses)
+        self.assertIn(b"unexpected_body", responses[0].body)
+        self.assertAlive()
+
     def test_oversized_query_is_refused_not_truncated(self):
         r = self.get(P + "?q=" + "a" * 5000)
         self.assertProblem(r, 422)
