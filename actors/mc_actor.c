@@ -357,7 +357,7 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
             next = self->tick_at;
         unsigned ready = mc_wait(socks, 3, next > now ? (int) (next - now) : 0);
         if (ready & 1) {
-            zmsg_t *cmd = mc_recv_nowait(pipe);
+            zmsg_t *cmd = mc_recv_nowait(pipe, NULL);
             *terminated = cmd && zframe_streq(zmsg_first(cmd), "$TERM");
             zmsg_destroy(&cmd);
         }
@@ -366,13 +366,13 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
         //  gather what is waiting into one group, then look at the clock again; a socket left
         //  with input (a full group) is found by the next wait without blocking
         for (int i = 0; i < BATCH_MAX && !reconnect && (ready & 6); i++) {
-            zmsg_t *msg = (ready & 2) ? mc_recv_nowait(self->broker) : NULL;
+            zmsg_t *msg = (ready & 2) ? mc_recv_nowait(self->broker, NULL) : NULL;
             if (msg)
                 reconnect = !s_handle_broker(self, msg);
             else
                 ready &= ~2u;
             zmsg_destroy(&msg);
-            msg = (ready & 4) ? mc_recv_nowait(self->client) : NULL;
+            msg = (ready & 4) ? mc_recv_nowait(self->client, NULL) : NULL;
             if (msg)
                 s_handle_client(self, msg);
             else

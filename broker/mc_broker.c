@@ -408,36 +408,11 @@ s_heartbeat(mc_broker_t *self)
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
-//  Receives one message from the router, and the descriptor of the connection it came on.
-static zmsg_t *
-s_recv(mc_broker_t *self, int *fd)
-{
-    void *raw = zsock_resolve(self->router);
-    zmsg_t *msg = zmsg_new();
-    *fd = -1;
-    for (bool more = true; more; ) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, raw, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            zmsg_destroy(&msg);
-            return NULL;
-        }
-        //  the routing-id part the router makes up may not carry it; the peer's own parts do
-        if (*fd < 0)
-            *fd = zmq_msg_get(&part, ZMQ_SRCFD);
-        zmsg_addmem(msg, zmq_msg_data(&part), zmq_msg_size(&part));
-        more = zmq_msg_more(&part);
-        zmq_msg_close(&part);
-    }
-    return msg;
-}
-
 //  A connection closed: the workers that spoke on it are gone (their process died or left).
 static bool
 s_handle_monitor(mc_broker_t *self)
 {
-    zmsg_t *event = mc_recv_nowait(self->monitor);
+    zmsg_t *event = mc_recv_nowait(self->monitor, NULL);
     if (!event)
         return false;
     zframe_t *head = event ? zmsg_first(event) : NULL;
@@ -482,7 +457,7 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
             if (got & (1u << i))
                 ready |= role[i];
         if (ready & PIPE) {
-            zmsg_t *cmd = mc_recv_nowait(pipe);
+            zmsg_t *cmd = mc_recv_nowait(pipe, NULL);
             bool term = cmd && zframe_streq(zmsg_first(cmd), "$TERM");
             zmsg_destroy(&cmd);
             if (term)
@@ -496,7 +471,7 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
         //  drain what is there before the next wait: one wait per burst, not per message
         for (int i = 0; i < 1000 && (ready & ROUTER); i++) {
             int fd;
-            zmsg_t *msg = s_recv(self, &fd);
+            zmsg_t *msg = mc_recv_nowait(self->router, &fd);
             if (!msg)
                 break;
             zframe_t *sender = zmsg_pop(msg);

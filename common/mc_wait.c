@@ -26,10 +26,12 @@ mc_wait(zsock_t **socks, int n, int timeout_ms)
 }
 
 zmsg_t *
-mc_recv_nowait(zsock_t *sock)
+mc_recv_nowait(zsock_t *sock, int *fd)
 {
     void *raw = zsock_resolve(sock);
     zmsg_t *msg = NULL;
+    if (fd)
+        *fd = -1;
     for (bool more = true; more; ) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -40,6 +42,9 @@ mc_recv_nowait(zsock_t *sock)
         }
         if (!msg)
             msg = zmsg_new();
+        //  a ROUTER's made-up routing-id part may not carry it; the peer's own parts do
+        if (fd && *fd < 0)
+            *fd = zmq_msg_get(&part, ZMQ_SRCFD);
         zmsg_addmem(msg, zmq_msg_data(&part), zmq_msg_size(&part));
         more = zmq_msg_more(&part);
         zmq_msg_close(&part);

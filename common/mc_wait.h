@@ -20,7 +20,8 @@
 //  next call without blocking.
 unsigned mc_wait(zsock_t **socks, int n, int timeout_ms);
 
-//  Receives a whole message if one is waiting; NULL when none is.
-zmsg_t *mc_recv_nowait(zsock_t *sock);
+//  Receives a whole message if one is waiting; NULL when none is. With fd, *fd gets the
+//  descriptor of the connection it came on (ZMQ_SRCFD), or -1.
+zmsg_t *mc_recv_nowait(zsock_t *sock, int *fd);
 
 #endif
