@@ -348,6 +348,7 @@ s_tick(actor_t *self, uint64_t now_mono)
 static bool
 s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
 {
+    enum { PIPE = 1, BROKER = 2, CLIENT = 4 };      //  mc_wait's bits for socks
     zsock_t *socks[] = { pipe, self->broker, self->client };
     bool reconnect = false;
     while (!reconnect && !*terminated) {
@@ -356,7 +357,7 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
         if (mc_core_service(self->core)->tick && self->tick_at < next)
             next = self->tick_at;
         unsigned ready = mc_wait(socks, 3, next > now ? (int) (next - now) : 0);
-        if (ready & 1) {
+        if (ready & PIPE) {
             zmsg_t *cmd = mc_recv_nowait(pipe, NULL);
             *terminated = cmd && zframe_streq(zmsg_first(cmd), "$TERM");
             zmsg_destroy(&cmd);
@@ -365,18 +366,18 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
             *terminated = true;
         //  gather what is waiting into one group, then look at the clock again; a socket left
         //  with input (a full group) is found by the next wait without blocking
-        for (int i = 0; i < BATCH_MAX && !reconnect && (ready & 6); i++) {
-            zmsg_t *msg = (ready & 2) ? mc_recv_nowait(self->broker, NULL) : NULL;
+        for (int i = 0; i < BATCH_MAX && !reconnect && (ready & (BROKER | CLIENT)); i++) {
+            zmsg_t *msg = (ready & BROKER) ? mc_recv_nowait(self->broker, NULL) : NULL;
             if (msg)
                 reconnect = !s_handle_broker(self, msg);
             else
-                ready &= ~2u;
+                ready &= ~(unsigned) BROKER;
             zmsg_destroy(&msg);
-            msg = (ready & 4) ? mc_recv_nowait(self->client, NULL) : NULL;
+            msg = (ready & CLIENT) ? mc_recv_nowait(self->client, NULL) : NULL;
             if (msg)
                 s_handle_client(self, msg);
             else
-                ready &= ~4u;
+                ready &= ~(unsigned) CLIENT;
             zmsg_destroy(&msg);
         }
         now = mc_mono_ms();

@@ -135,17 +135,18 @@ static void *
 s_dispatch(void *arg)
 {
     void *front = zsock_resolve(s_frontend), *back = zsock_resolve(s_backend);
+    enum { FRONT = 1, BACK = 2 };           //  mc_wait's bits for socks
     zsock_t *socks[] = { s_frontend, s_backend };
     while (s_running) {
         unsigned ready = mc_wait(socks, 2, 200);
         //  a bounded burst from each side per wake, so neither starves the other; a side left
         //  with input is found by the next wait without blocking
-        for (int i = 0; i < 256 && (ready & 1); i++)
+        for (int i = 0; i < 256 && (ready & FRONT); i++)
             if (!s_forward_request(front, back))
-                ready &= ~1u;
-        for (int i = 0; i < 256 && (ready & 2); i++)
+                ready &= ~(unsigned) FRONT;
+        for (int i = 0; i < 256 && (ready & BACK); i++)
             if (!s_forward_reply(front, back))
-                ready &= ~2u;
+                ready &= ~(unsigned) BACK;
     }
     return NULL;
 }
