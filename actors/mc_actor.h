@@ -104,7 +104,7 @@ typedef struct {
 typedef struct {
     const char *name;           //  service name, "catalog"
     int (*open)(mc_store_t *store, const char *data_dir, void **state);   //  opens its databases
-    void (*close)(void **state);
+    void (*close)(void **state);    //  frees the state; NULL when free() does
     const mc_handler_t *handlers;   //  its messages
     size_t nhandlers;           //  entries in handlers
     const char *step;           //  message type that brings replies to mc_send, or NULL

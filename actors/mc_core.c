@@ -41,8 +41,10 @@ mc_core_destroy(mc_core_t **self_p)
     mc_core_t *self = *self_p;
     if (!self)
         return;
-    if (self->state)
+    if (self->state && self->service->close)
         self->service->close(&self->state);
+    else
+        free(self->state);
     for (size_t i = 0; i < self->capfx; i++)
         if (self->fx[i]) {
             msgpack_sbuffer_destroy(&self->fx[i]->data);

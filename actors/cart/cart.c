@@ -49,13 +49,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 //  A stored msgpack value of db under key, decoded into u; NULL when absent.
 static const msgpack_object *
 s_get(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, msgpack_unpacked *u, int *rc)
@@ -649,7 +642,6 @@ static const mc_handler_t s_handlers[] = {
 const mc_service_t cart_service = {
     .name = "cart",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "cart.step",

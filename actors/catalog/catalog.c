@@ -31,13 +31,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
 }
 
 static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
-static void
 s_etag(char *out, size_t outsz, uint64_t version)
 {
     snprintf(out, outsz, "\"%" PRIu64 "\"", version);
@@ -386,7 +379,6 @@ static const mc_handler_t s_handlers[] = {
 const mc_service_t catalog_service = {
     .name = "catalog",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
 };

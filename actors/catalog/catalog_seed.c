@@ -93,7 +93,7 @@ main(int argc, char **argv)
         }
     }
     printf("seeded %ld products in %.1f s\n", n, (double) (mc_now_ms() - t0) / 1000.0);
-    catalog_service.close(&state);
+    free(state);
     mc_store_destroy(&store);
     msgpack_sbuffer_destroy(&body);
     msgpack_sbuffer_destroy(&env);

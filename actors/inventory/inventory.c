@@ -23,13 +23,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 int
 inventory_load(MDB_txn *txn, const inventory_db_t *db, mc_str_t id, stock_t *st)
 {
@@ -436,7 +429,6 @@ s_wants_event(mc_str_t type)
 const mc_service_t inventory_service = {
     .name = "inventory",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .wants_event = s_wants_event,

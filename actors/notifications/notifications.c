@@ -27,13 +27,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 static int
 s_handled(mc_ctx_t *ctx, bool duplicate)
 {
@@ -161,7 +154,6 @@ s_wants_event(mc_str_t type)
 const mc_service_t notifications_service = {
     .name = "notifications",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "notification.step",

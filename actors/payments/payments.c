@@ -28,13 +28,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 int
 payments_load(MDB_txn *txn, MDB_dbi dbi, mc_str_t key, msgpack_unpacked *u)
 {
@@ -376,7 +369,6 @@ s_wants_event(mc_str_t type)
 const mc_service_t payments_service = {
     .name = "payments",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "payment.step",

@@ -24,13 +24,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 int
 shipping_load(MDB_txn *txn, const shipping_db_t *db, mc_str_t order_id, msgpack_unpacked *u, shipment_t *s)
 {
@@ -219,7 +212,6 @@ s_wants_event(mc_str_t type)
 const mc_service_t shipping_service = {
     .name = "shipping",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "shipment.step",
