@@ -3,6 +3,7 @@
     Stored value: a map of id, user_id, event_type, recipient (nil until known), subject, text,
     status, message_id, last_error (nil), phase, attempts, created_ms, updated_ms, next_ms. */
 #include "notifications_db.h"
+#include "mc_page.h"
 #include "mc_util.h"
 
 #include <stdio.h>
@@ -146,6 +147,21 @@ notifications_pack(msgpack_packer *pk, const note_t *n)
     mc_pack_kv_cstr(pk, "updated_at", updated);
 }
 
+//  A notification on its page.
+static bool
+s_visit(mc_ctx_t *ctx, mc_str_t id, msgpack_packer *pk, void *arg)
+{
+    (void) arg;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    note_t n;
+    bool found = notifications_load(ctx->txn, ctx->state, id, &u, &n) == 0;
+    if (found)
+        notifications_pack(pk, &n);
+    msgpack_unpacked_destroy(&u);
+    return found;
+}
+
 int
 notifications_list(mc_ctx_t *ctx)
 {
@@ -161,67 +177,14 @@ notifications_list(mc_ctx_t *ctx)
         mc_reply_error(ctx->pk, ctx->req->id, 400, "bad_envelope", "the user id is too long", NULL);
         return 400;
     }
-    int64_t limit = 20;
-    mc_str_t cursor = { "", 0 };
-    mc_map_int(b, "limit", &limit);
-    mc_map_str(b, "cursor", &cursor);
+    mc_page_t page = { .dbi = user.len ? db->by_user : db->by_time, .cursor = { "", 0 }, .to = UINT64_MAX,
+                       .limit = 20 };
+    mc_map_int(b, "limit", &page.limit);
+    mc_map_str(b, "cursor", &page.cursor);
     //  the index by user for a customer, by time for an admin; both end in created ms + id
-    MDB_dbi dbi = user.len ? db->by_user : db->by_time;
-    size_t plen = user.len ? user.len + 1 : 0;
-    unsigned char key[USER_MAX + 9 + ID_MAX];
-    memcpy(key, user.ptr, user.len);
-    key[user.len] = 0;
-    size_t klen = plen + 8;
-    mc_be64_put(key + plen, UINT64_MAX);
-    if (cursor.len) {
-        long alen = mc_b64url_decode(key + plen, 8 + ID_MAX, cursor.ptr, cursor.len);
-        if (alen < 8) {
-            mc_reply_error(ctx->pk, ctx->req->id, 400, "invalid_cursor", "the cursor is not one this API issued", NULL);
-            return 400;
-        }
-        klen = plen + (size_t) alen;
-    }
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
-    if (rc)
-        return FAIL(rc);
-    //  the first entry below the bound, then older ones
-    MDB_val k = { klen, key }, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-    msgpack_sbuffer items;
-    msgpack_sbuffer_init(&items);
-    msgpack_packer ipk;
-    msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
-    size_t count = 0;
-    bool more = false;
-    unsigned char last[8 + ID_MAX];
-    size_t lastlen = 0;
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
-        const unsigned char *kp = k.mv_data;
-        if (k.mv_size < plen + 8 || k.mv_size - plen > sizeof last || (plen && memcmp(kp, key, plen) != 0))
-            break;
-        if ((int64_t) count == limit) {
-            more = true;
-            break;
-        }
-        lastlen = k.mv_size - plen;
-        memcpy(last, kp + plen, lastlen);
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        note_t n;
-        if (notifications_load(ctx->txn, db, (mc_str_t) { (const char *) last + 8, lastlen - 8 }, &u, &n) == 0) {
-            notifications_pack(&ipk, &n);
-            count++;
-        }
-        msgpack_unpacked_destroy(&u);
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) {
-        msgpack_sbuffer_destroy(&items);
-        return FAIL(rc);
-    }
-    mc_reply_page(ctx->pk, ctx->req->id, &items, count, more ? last : NULL, lastlen);
-    msgpack_sbuffer_destroy(&items);
-    return 200;
+    char prefix[USER_MAX + 1];
+    memcpy(prefix, user.ptr, user.len);
+    prefix[user.len] = 0;
+    page.prefix = (mc_str_t) { prefix, user.len ? user.len + 1 : 0 };
+    return mc_page_reply(ctx, &page, s_visit, NULL);
 }

@@ -29,13 +29,6 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     return 0;
 }
 
-static void
-s_close(void **state)
-{
-    free(*state);
-    *state = NULL;
-}
-
 static int
 s_invalid(mc_ctx_t *ctx, const mc_errors_t *errs)
 {
@@ -417,7 +410,6 @@ static const mc_handler_t s_handlers[] = {
 const mc_service_t orders_service = {
     .name = "orders",
     .open = s_open,
-    .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "order.step",

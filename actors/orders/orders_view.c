@@ -2,6 +2,7 @@
 #include "orders_db.h"
 
 #include "mc_outbox.h"
+#include "mc_page.h"
 #include "mc_util.h"
 
 #include <stdio.h>
@@ -243,6 +244,22 @@ s_invalid(mc_ctx_t *ctx, const char *field, const char *message)
     return 422;
 }
 
+//  An order on its page, when it has the status asked for (*arg, empty: any).
+static bool
+s_visit(mc_ctx_t *ctx, mc_str_t id, msgpack_packer *pk, void *arg)
+{
+    const mc_str_t *status = arg;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_t o;
+    bool shown = orders_load(ctx->txn, ctx->state, id, &u, &o) == 0
+              && (!status->len || (status->len == o.status.len && memcmp(status->ptr, o.status.ptr, status->len) == 0));
+    if (shown)
+        orders_pack(pk, &o);
+    msgpack_unpacked_destroy(&u);
+    return shown;
+}
+
 int
 orders_list(mc_ctx_t *ctx)
 {
@@ -266,80 +283,13 @@ orders_list(mc_ctx_t *ctx)
         return s_invalid(ctx, "from", "must be an RFC 3339 date-time");
     if (to_s.len && !s_parse_time(to_s, &to))
         return s_invalid(ctx, "to", "must be an RFC 3339 date-time");
-    //  the index: by user when there is one, else by time; both end in created ms + id
-    MDB_dbi dbi = user.len ? db->by_user : db->by_time;
-    unsigned char key[200];
-    size_t plen = user.len ? user.len + 1 : 0;
     if (user.len > 100)
         return s_invalid(ctx, "user_id", "is too long");
-    if (user.len) {
-        memcpy(key, user.ptr, user.len);
-        key[user.len] = 0;
-    }
-    size_t klen;
-    unsigned char after[96];
-    long alen = 0;
-    if (cursor.len) {
-        alen = mc_b64url_decode(after, sizeof after, cursor.ptr, cursor.len);
-        if (alen < 8) {
-            mc_reply_error(ctx->pk, ctx->req->id, 400, "invalid_cursor", "the cursor is not one this API issued", NULL);
-            return 400;
-        }
-        memcpy(key + plen, after, (size_t) alen);
-        klen = plen + (size_t) alen;
-    }
-    else {
-        mc_be64_put(key + plen, to + 1);
-        klen = plen + 8;
-    }
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
-    if (rc)
-        return FAIL(rc);
-    MDB_val k = { klen, key }, v;
-    //  the first entry below the bound, then older ones
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-    msgpack_sbuffer items;
-    msgpack_sbuffer_init(&items);
-    msgpack_packer ipk;
-    msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
-    size_t n = 0;
-    bool more = false;
-    unsigned char last[96];
-    size_t lastlen = 0;
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
-        const unsigned char *kp = k.mv_data;
-        if (k.mv_size < plen + 8 || (plen && memcmp(kp, key, plen) != 0))
-            break;
-        uint64_t created = mc_be64_get(kp + plen);
-        if (created < from)
-            break;
-        if (created > to)
-            continue;
-        if ((int64_t) n == limit) {
-            more = true;
-            break;
-        }
-        mc_str_t id = { (const char *) kp + plen + 8, k.mv_size - plen - 8 };
-        lastlen = k.mv_size - plen < sizeof last ? k.mv_size - plen : 0;
-        memcpy(last, kp + plen, lastlen);
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        order_t o;
-        int lrc = orders_load(ctx->txn, db, id, &u, &o);
-        if (!lrc && (!status.len || (status.len == o.status.len && memcmp(status.ptr, o.status.ptr, status.len) == 0))) {
-            orders_pack(&ipk, &o);
-            n++;
-        }
-        msgpack_unpacked_destroy(&u);
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) {
-        msgpack_sbuffer_destroy(&items);
-        return FAIL(rc);
-    }
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more && lastlen ? last : NULL, lastlen);
-    msgpack_sbuffer_destroy(&items);
-    return 200;
+    //  the index: by user when there is one, else by time; both end in created ms + id
+    char prefix[101];
+    memcpy(prefix, user.ptr, user.len);
+    prefix[user.len] = 0;
+    mc_page_t page = { .dbi = user.len ? db->by_user : db->by_time, .prefix = { prefix, user.len ? user.len + 1 : 0 },
+                       .cursor = cursor, .from = from, .to = to, .limit = limit };
+    return mc_page_reply(ctx, &page, s_visit, &status);
 }
