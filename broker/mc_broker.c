@@ -95,7 +95,11 @@ mc_broker_new(const char *endpoint)
     static atomic_uint s_monitors;
     char monitor[64];
     snprintf(monitor, sizeof monitor, "inproc://mc-broker-monitor-%u", atomic_fetch_add(&s_monitors, 1));
-    if (zmq_socket_monitor(zsock_resolve(self->router), monitor, ZMQ_EVENT_DISCONNECTED) == 0)
+    //  and a connection that proves no allowed key is refused there, at the handshake: the
+    //  monitor is the only place the broker hears of it
+    int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+               | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(zsock_resolve(self->router), monitor, events) == 0)
         self->monitor = zsock_new(ZMQ_PAIR);
     if (self->monitor)
         zsock_connect(self->monitor, "%s", monitor);
@@ -217,17 +221,28 @@ s_pending_key(char *out, size_t outsz, zframe_t *client, zframe_t *rid)
     free(rhex);
 }
 
-//  A peer asked for what its role does not allow: it gets nothing, and it is counted and logged
-//  (at most 10 lines a second, so a flood cannot fill the disk).
+//  Whether one more line may be logged in this second from budget: at most 10 lines a second,
+//  so a flood cannot fill the disk.
+typedef struct {
+    uint64_t window, lines;
+} log_budget_t;
+
+static bool
+s_log_allowed(log_budget_t *budget)
+{
+    uint64_t now = mc_mono_ms() / 1000;
+    if (now != budget->window)
+        budget->window = now, budget->lines = 0;
+    return budget->lines++ < 10;
+}
+
+//  A peer asked for what its role does not allow: it gets nothing, and it is counted and logged.
 static void
 s_refuse(mc_broker_t *self, const mc_peer_info_t *peer, const char *what, const char *service)
 {
-    static uint64_t window, lines;
+    static log_budget_t budget;
     self->refused++;
-    uint64_t now = mc_mono_ms() / 1000;
-    if (now != window)
-        window = now, lines = 0;
-    if (lines++ < 10) {
+    if (s_log_allowed(&budget)) {
         char svc[80];
         mc_warn("peer refused", "\"what\":\"%s\",\"role\":\"%s\",\"key\":\"%s\",\"service\":\"%s\",\"refused_total\":%" PRIu64,
                 what, mc_peer_name(peer->role), peer->name, mc_log_escape(svc, sizeof svc, service, strlen(service)),
@@ -401,9 +416,13 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd, const 
     }
     else
     if (!w) {
-        //  unknown worker (we restarted, or it expired): make it start a new session
-        if (mc_proto_is(cmd, MC_W_REPLY) || mc_proto_is(cmd, MC_W_HEARTBEAT))
+        //  unknown worker (we restarted, or it expired): make it start a new session; from a
+        //  key that may never serve, it is no worker at all but a peer trying to pass as one
+        if (mc_proto_is(cmd, MC_W_REPLY) || mc_proto_is(cmd, MC_W_HEARTBEAT)) {
+            if (peer->role != MC_PEER_NODE)
+                s_refuse(self, peer, mc_proto_is(cmd, MC_W_REPLY) ? "reply" : "heartbeat", "");
             s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+        }
         else
             self->malformed++;
     }
@@ -476,7 +495,29 @@ s_heartbeat(mc_broker_t *self)
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
-//  A connection closed: the workers that spoke on it are gone (their process died or left).
+//  A connection that proved no allowed key (no CURVE at all, a key on no allow-list, a broken
+//  handshake) sends nothing the broker would see; it is counted and logged as a refusal too,
+//  with a log budget of its own, so that a stranger reconnecting in a loop cannot hide the
+//  refusals of peers that do hold a key.
+static void
+s_refuse_handshake(mc_broker_t *self, uint16_t event, int32_t value, zframe_t *endpoint)
+{
+    static log_budget_t budget;
+    self->refused++;
+    if (!s_log_allowed(&budget))
+        return;
+    const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "key not on the allow-list"
+                    : event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                    ? "no CURVE" : "handshake failed";
+    char ep[160] = "";
+    if (endpoint)
+        mc_log_escape(ep, sizeof ep, (const char *) zframe_data(endpoint), zframe_size(endpoint));
+    mc_warn("peer refused", "\"what\":\"handshake\",\"why\":\"%s\",\"endpoint\":\"%s\",\"refused_total\":%" PRIu64,
+            why, ep, self->refused);
+}
+
+//  A connection closed: the workers that spoke on it are gone (their process died or left). Or
+//  a connection was refused at the handshake.
 static bool
 s_handle_monitor(mc_broker_t *self)
 {
@@ -491,6 +532,9 @@ s_handle_monitor(mc_broker_t *self)
         int32_t fd;
         memcpy(&id, d, sizeof id);
         memcpy(&fd, d + 2, sizeof fd);
+        if (id & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                  | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+            s_refuse_handshake(self, id, fd, zmsg_next(event));
         zlistx_t *gone = zlistx_new();
         for (worker_t *w = zhashx_first(self->workers); w && id == ZMQ_EVENT_DISCONNECTED; w = zhashx_next(self->workers))
             if (w->fd == fd)

@@ -436,6 +436,84 @@ test_trust(void)
     zactor_destroy(&broker);
 }
 
+//  mercato_broker_refused_total, asked with an ops key; -1 when the broker does not answer.
+static long
+s_refused_total(zsock_t *ops)
+{
+    char *rid = NULL, *payload = NULL;
+    s_request(ops, "mmi.stats", "s", "");
+    long n = -1;
+    if (s_client_take(ops, &rid, &payload) == MC_C_REPLY) {
+        const char *at = strstr(payload, "mercato_broker_refused_total ");
+        n = at ? atol(at + strlen("mercato_broker_refused_total ")) : -1;
+    }
+    zstr_free(&rid);
+    zstr_free(&payload);
+    return n;
+}
+
+//  Waits (up to 2 s) for the refusal count to pass before; returns the count.
+static long
+s_refused_after(zsock_t *ops, long before)
+{
+    long n = s_refused_total(ops);
+    for (int i = 0; i < 100 && n <= before; i++) {
+        zclock_sleep(20);
+        n = s_refused_total(ops);
+    }
+    return n;
+}
+
+//  What never gets through is still counted: a connection without CURVE or with a key on no
+//  allow-list (refused at the handshake, seen only by the broker's monitor), and a key that may
+//  not serve speaking the worker protocol without READY (a REPLY naming someone's client).
+static void
+test_refusals_are_counted(void)
+{
+    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
+    char *endpoint = zstr_recv(broker);
+    zsock_t *ops = s_dealer(endpoint, "ops");
+    long n = s_refused_total(ops);
+    ASSERT_EQ(n, 0);
+    const char *outsiders[] = { NULL, "stranger" };
+    for (int i = 0; i < 2; i++) {
+        zsock_t *c = s_dealer(endpoint, outsiders[i]);
+        s_request(c, "identity.0", "x", "session.login");
+        long after = s_refused_after(ops, n);
+        MC_CHECK(after > n);
+        n = after;
+        zsock_destroy(&c);
+    }
+    //  the counter settles once the outsiders are gone (they reconnect while they live)
+    long settled = s_refused_total(ops);
+    for (int i = 0; i < 100; i++) {
+        zclock_sleep(20);
+        long again = s_refused_total(ops);
+        if (again == settled)
+            break;
+        settled = again;
+    }
+    const char *not_nodes[] = { "edge", "ops", "relay" };
+    for (int i = 0; i < 3; i++) {
+        zsock_t *fake = s_dealer(endpoint, not_nodes[i]);
+        zmsg_t *reply = zmsg_new();
+        zmsg_addstr(reply, MC_WORKER);
+        zmsg_addmem(reply, "\x03", 1);
+        zmsg_addstr(reply, "victim");
+        zmsg_addstr(reply, "1");
+        zmsg_addstr(reply, "forged");
+        zmsg_send(&reply, fake);
+        zmsg_t *got = zmsg_recv(fake);
+        MC_CHECK(got && mc_proto_is(zmsg_last(got), MC_W_DISCONNECT));
+        zmsg_destroy(&got);
+        ASSERT_EQ(s_refused_total(ops), settled + i + 1);
+        zsock_destroy(&fake);
+    }
+    zsock_destroy(&ops);
+    zstr_free(&endpoint);
+    zactor_destroy(&broker);
+}
+
 int
 main(void)
 {
@@ -447,6 +525,7 @@ main(void)
     MC_TEST_RUN(test_routing);
     MC_TEST_RUN(test_busy_worker_is_not_dead);
     MC_TEST_RUN(test_trust);
+    MC_TEST_RUN(test_refusals_are_counted);
     mc_plane_shutdown();
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_keys);
