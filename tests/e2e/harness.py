@@ -27,6 +27,10 @@ dir, exposed as cluster.kafka_bootstrap) and mercato-relay (outbox -> Kafka). Bo
 processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten bootstrap file,
 an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
 because one of those two was killed on purpose.
+
+The broker binds a unix socket in the temp dir (cluster.endpoint); Cluster(broker_bind_extra=
+"tcp://127.0.0.1:0") makes it bind that endpoint too (a TCP listener, for tests of every
+listening socket; find its port from /proc or ss). Default: the unix socket only.
 """
 
 import json
