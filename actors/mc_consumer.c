@@ -116,6 +116,7 @@ s_deliver(consumer_t *self, const char *service, msgpack_sbuffer *env)
     zmsg_addstr(msg, rid);
     zmsg_addmem(msg, env->data, env->size);
     zmsg_send(&msg, self->broker);
+    zmsg_destroy(&msg);         //  not sent (no connection): no answer, and the record is retried
     uint64_t deadline = mc_mono_ms() + 5000;
     while (mc_mono_ms() < deadline && !zsys_interrupted) {
         zsock_set_rcvtimeo(self->broker, 200);
@@ -233,6 +234,10 @@ mc_consumer(zsock_t *pipe, void *args)
     self.broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.broker);
     mc_plane_client(self.broker);
+    //  a connection given up (below) leaves no peer to queue for: a send must not wait for one
+    zsock_set_sndtimeo(self.broker, 0);
+    //  a failed handshake (a fake broker while ours restarts) would otherwise end the connection
+    mc_plane_watch_t *watch = mc_plane_watch_new(self.broker, self.args.broker);
     zsock_connect(self.broker, "%s", self.args.broker);
     zsock_signal(pipe, 0);
     uint64_t checked_at = 0;
@@ -253,6 +258,7 @@ mc_consumer(zsock_t *pipe, void *args)
             }
         }
         if (now - checked_at >= 1000) {
+            mc_plane_watch_check(watch);
             if (!pending)
                 s_connect_kafka(&self);
             checked_at = now;
@@ -294,5 +300,6 @@ mc_consumer(zsock_t *pipe, void *args)
         rd_kafka_consumer_close(self.rk);
         rd_kafka_destroy(self.rk);
     }
+    mc_plane_watch_destroy(&watch);
     zsock_destroy(&self.broker);
 }

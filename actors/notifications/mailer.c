@@ -151,6 +151,7 @@ s_send(mailer_t *self, int cmd, zmsg_t *body)
     zmsg_pushmem(msg, &c, 1);
     zmsg_pushstr(msg, MC_WORKER);
     zmsg_send(&msg, self->broker);
+    zmsg_destroy(&msg);         //  not sent: the broker hears nothing and we reconnect
 }
 
 static void
@@ -160,6 +161,9 @@ s_connect(mailer_t *self)
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
     mc_plane_client(self->broker);
+    //  a connection libzmq gave up on (a failed handshake) has no peer to queue for: a blocking
+    //  send would hang the mailer, which must see the broker fall silent and connect again
+    zsock_set_sndtimeo(self->broker, 0);
     zsock_connect(self->broker, "%s", self->args.broker);
     zmsg_t *ready = zmsg_new();
     zmsg_addstr(ready, SERVICE);
