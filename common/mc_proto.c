@@ -37,6 +37,18 @@ mc_proto_msg_reset(mc_proto_msg_t *self)
     mc_proto_msg_init(self);
 }
 
+int
+mc_proto_msg_set_routing_id(mc_proto_msg_t *self, const void *data, size_t size)
+{
+    if (size == 0 || size > MC_PROTO_ROUTING_ID_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(self->routing_id, data, size);
+    self->routing_id_size = size;
+    return 0;
+}
+
 const mc_proto_command_t *
 mc_proto_command(mc_proto_id_t id)
 {

@@ -64,6 +64,10 @@ void mc_proto_msg_init(mc_proto_msg_t *self);
 //  Frees what self holds (its envelope frame) and empties it again; harmless when empty.
 void mc_proto_msg_reset(mc_proto_msg_t *self);
 
+//  Sets the routing id a ROUTER sends self to: size 1 to MC_PROTO_ROUTING_ID_MAX bytes.
+//  Returns 0; -1 (errno EINVAL) when size is not, and the routing id is left as it was.
+int mc_proto_msg_set_routing_id(mc_proto_msg_t *self, const void *data, size_t size);
+
 //  The definition of command id (mc_proto_commands), or NULL when id is none.
 const mc_proto_command_t *mc_proto_command(mc_proto_id_t id);
 

@@ -213,8 +213,10 @@ test_sockets(void)
     //  answer with the routing id it came with
     mc_proto_msg_t r;
     mc_proto_msg_init(&r);
-    memcpy(r.routing_id, m.routing_id, m.routing_id_size);
-    r.routing_id_size = m.routing_id_size;
+    ASSERT_EQ(mc_proto_msg_set_routing_id(&r, m.routing_id, m.routing_id_size), 0);
+    ASSERT_EQ(mc_proto_msg_set_routing_id(&r, m.routing_id, 0), -1);
+    ASSERT_EQ(mc_proto_msg_set_routing_id(&r, s_store[0], MC_PROTO_ROUTING_ID_MAX + 1), -1);
+    ASSERT_EQ(r.routing_id_size, m.routing_id_size);
     r.id = MC_PROTO_CLIENT_UNAVAILABLE;
     mc_proto_msg_set_service(&r, m.service);
     mc_proto_msg_set_request_id(&r, m.request_id, m.request_id_size);
@@ -430,6 +432,8 @@ test_constants(void)
     ASSERT_EQ(MC_PROTO_ENVELOPE_MAX, MC_FRAME_MAX);
     ASSERT_EQ(MC_PROTO_CLIENT_REPLY_AT_ENVELOPE, 4);
     ASSERT_EQ(MC_PROTO_FRAMES_MAX, 7);
+    ASSERT_EQ(MC_PROTO_SIDE(MC_PROTO_CLIENT_UNAVAILABLE), MC_PROTO_CLIENT);
+    ASSERT_EQ(MC_PROTO_SIDE(MC_PROTO_WORKER_REQUEST), MC_PROTO_WORKER);
     for (int i = 0; i < MC_PROTO_COMMANDS; i++)
         MC_CHECK(mc_proto_command(mc_proto_commands[i].id) == &mc_proto_commands[i]);
     MC_CHECK(mc_proto_command(MC_PROTO_INVALID) == NULL);

@@ -85,7 +85,11 @@ def header(model):
         way = "both ways" if c["from"] == "both" else f"{c['from']} -> {c['to']}"
         out.append(f"    {cmd_ident(p, c)} = {value},".ljust(44) + f"//  {way}: {what}")
     out += ["} mc_proto_id_t;", "",
+            "//  The protocols, by the high byte of a command id",
+            "typedef enum { " + ", ".join(f"MC_PROTO_{upper(p['name'])} = {SIDES[p['name']]}" for p in model["protocols"])
+            + " } mc_proto_side_t;", "",
             "#define MC_PROTO_BYTE(id) ((byte) ((id) & 0xff))",
+            "#define MC_PROTO_SIDE(id) ((mc_proto_side_t) ((id) >> 8))",
             f"#define MC_PROTO_COMMANDS {n}", "",
             "//  Frames in each command, its signature and command frame included, and where each field is"]
     most = 0
