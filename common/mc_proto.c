@@ -12,12 +12,6 @@ mc_proto_socket_setup(zsock_t *sock)
     zsock_set_linger(sock, 0);
 }
 
-bool
-mc_proto_is(zframe_t *frame, int cmd)
-{
-    return frame && zframe_size(frame) == 1 && zframe_data(frame)[0] == cmd;
-}
-
 void
 mc_proto_msg_init(mc_proto_msg_t *self)
 {

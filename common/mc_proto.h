@@ -24,21 +24,6 @@
 
 #include <czmq.h>
 
-#define MC_CLIENT MC_PROTO_CLIENT_SIGNATURE
-#define MC_WORKER MC_PROTO_WORKER_SIGNATURE
-
-//  Client commands
-#define MC_C_REQUEST     0x01
-#define MC_C_REPLY       0x02
-#define MC_C_UNAVAILABLE 0x03
-
-//  Worker commands
-#define MC_W_READY      0x01
-#define MC_W_REQUEST    0x02
-#define MC_W_REPLY      0x03
-#define MC_W_HEARTBEAT  0x04
-#define MC_W_DISCONNECT 0x05
-
 //  A peer silent for 3 s is dead. A process that dies is noticed sooner, when its connection
 //  closes (the broker watches its socket); the silence rule is for peers still connected but
 //  gone (a hung process, an unreachable host). Half a second was too short: an actor busy with
@@ -54,9 +39,6 @@
 
 //  Applies the settings every Mercato socket needs: frame cap, high-water marks, no linger.
 void mc_proto_socket_setup(zsock_t *sock);
-
-//  True when frame holds exactly the command byte cmd.
-bool mc_proto_is(zframe_t *frame, int cmd);
 
 //  Makes self an empty message (no command, no routing id, empty fields). Call once before use.
 void mc_proto_msg_init(mc_proto_msg_t *self);

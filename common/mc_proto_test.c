@@ -4,6 +4,13 @@
 #include "mc_proto.h"
 #include "mc_test.h"
 
+//  True when frame is exactly the one byte b.
+static bool
+s_byte_is(zframe_t *frame, byte b)
+{
+    return frame && zframe_size(frame) == 1 && zframe_data(frame)[0] == b;
+}
+
 //  A message of raw parts: n of them, part i is size[i] bytes of data[i].
 static zmsg_t *
 s_raw(int n, const void *const *data, const size_t *size)
@@ -143,7 +150,7 @@ test_wire(void)
     m.id = MC_PROTO_WORKER_HEARTBEAT;
     ASSERT_EQ(mc_proto_msg_encode(&m, false, &msg), 0);
     ASSERT_EQ(zmsg_size(msg), 2);
-    MC_CHECK(zframe_streq(zmsg_first(msg), "MCW2") && mc_proto_is(zmsg_next(msg), 0x04));
+    MC_CHECK(zframe_streq(zmsg_first(msg), "MCW2") && s_byte_is(zmsg_next(msg), 0x04));
     zmsg_destroy(&msg);
 
     //  a command without an envelope set sends an empty one
@@ -152,7 +159,7 @@ test_wire(void)
     mc_proto_msg_set_request_id(&m, "1", 1);
     ASSERT_EQ(mc_proto_msg_encode(&m, false, &msg), 0);
     ASSERT_EQ(zframe_size(zmsg_last(msg)), 0);
-    MC_CHECK(zframe_streq(zmsg_first(msg), "MCC1") && mc_proto_is(zmsg_next(msg), 0x01));
+    MC_CHECK(zframe_streq(zmsg_first(msg), "MCC1") && s_byte_is(zmsg_next(msg), 0x01));
     zmsg_destroy(&msg);
 
     //  setters refuse what does not fit and keep what was there
