@@ -12,17 +12,7 @@ mc_proto_socket_setup(zsock_t *sock)
     zsock_set_linger(sock, 0);
 }
 
-void
-mc_proto_msg_init(mc_proto_msg_t *self)
-{
-    //  the buffers need no clearing: each field's size (or NUL) says what of it is set
-    self->routing_id_size = 0;
-    self->id = MC_PROTO_INVALID;
-    self->service[0] = self->node_id[0] = self->peer_key[0] = self->reason[0] = 0;
-    self->request_id_size = self->client_size = 0;
-    self->peer_role = MC_PEER_NONE;
-    self->envelope = NULL;
-}
+//  mc_proto_msg_init, which names every field, is generated with them (mc_proto_gen.c).
 
 void
 mc_proto_msg_reset(mc_proto_msg_t *self)

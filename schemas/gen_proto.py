@@ -179,7 +179,15 @@ def source(model):
         flist = ", ".join(f"&s_{ident(n)}" for n in c["frames"]) or "NULL"
         out.append(f"    {{ {cmd_ident(p, c)}, \"{c['name']}\", MC_PROTO_{upper(p['name'])}_SIGNATURE, "
                    f"{len(c['frames'])}, {{ {flist} }} }},")
-    out += ["};", ""]
+    out += ["};", "",
+            "void", "mc_proto_msg_init(mc_proto_msg_t *self)", "{",
+            "    //  the buffers need no clearing: each field's size (or NUL) says what of it is set",
+            "    self->routing_id_size = 0;", "    self->id = MC_PROTO_INVALID;"]
+    for name, f in fields.items():
+        fid = ident(name)
+        out.append({"string": f"    self->{fid}[0] = 0;", "bytes": f"    self->{fid}_size = 0;",
+                    "role": f"    self->{fid} = MC_PEER_NONE;", "frame": f"    self->{fid} = NULL;"}[f["kind"]])
+    out += ["}", ""]
     for name, f in fields.items():
         fid = ident(name)
         limit = f"MC_PROTO_{upper(name)}_MAX"
