@@ -106,12 +106,14 @@ s_forward_request(void *front, void *back)
     memcpy(rid + 1, zmq_msg_data(&p[0]), wlen);
     memcpy(rid + 1 + wlen, zmq_msg_data(&p[2]), slen);
     byte cmd = MC_PROTO_BYTE(MC_PROTO_CLIENT_REQUEST);
-    //  a service name the broker would drop as malformed is answered here, at once
+    //  what the broker would drop as malformed, or (an envelope past the frame cap) would drop
+    //  the whole connection for, with every request on it, is answered here at once
     size_t service = zmq_msg_size(&p[1]);
-    bool sent = service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX
-             && zmq_send(back, MC_PROTO_CLIENT_SIGNATURE, MC_PROTO_SIGNATURE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT)
-                == MC_PROTO_SIGNATURE_SIZE;
-    if (!sent && service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX) {
+    bool valid = service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX
+              && zmq_msg_size(&p[3]) <= MC_PROTO_ENVELOPE_MAX;
+    bool sent = valid && zmq_send(back, MC_PROTO_CLIENT_SIGNATURE, MC_PROTO_SIGNATURE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                         == MC_PROTO_SIGNATURE_SIZE;
+    if (!sent && valid) {
         //  no broker connection: give a reconnect a moment, then answer unavailable ourselves
         zmq_pollitem_t out = { back, 0, ZMQ_POLLOUT, 0 };
         sent = zmq_poll(&out, 1, 100) > 0
