@@ -444,6 +444,77 @@ test_trust(void)
     zactor_destroy(&broker);
 }
 
+//  mercato_broker_malformed_frames_total from mmi.stats, asked by client.
+static long
+s_malformed_total(zsock_t *client)
+{
+    char *rid = NULL, *payload = NULL;
+    s_request(client, "mmi.stats", "m", "");
+    s_client_take(client, &rid, &payload);
+    const char *at = payload ? strstr(payload, "mercato_broker_malformed_frames_total ") : NULL;
+    long n = at ? atol(at + strlen("mercato_broker_malformed_frames_total ")) : -1;
+    zstr_free(&rid);
+    zstr_free(&payload);
+    return n;
+}
+
+//  The broker takes only what the codec decodes: a service name with a NUL is not the name
+//  before it, an empty one is no name, and a READY that does not parse is told to start again.
+static void
+test_grammar(void)
+{
+    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
+    char *endpoint = zstr_recv(broker);
+    zsock_t *client = s_client(endpoint);
+    zsock_t *w = s_worker(endpoint, "catalog.0", "n1");
+    char *rid = NULL, *payload = NULL;
+    for (int i = 0; i < 100 && !(payload && streq(payload, "200")); i++) {
+        zstr_free(&rid);
+        zstr_free(&payload);
+        s_request(client, "mmi.service", "up?", "catalog.0");
+        s_client_take(client, &rid, &payload);
+        if (!payload || !streq(payload, "200"))
+            zclock_sleep(20);
+    }
+    ASSERT_STR(payload, "200");
+    zstr_free(&rid);
+    zstr_free(&payload);
+    long before = s_malformed_total(client);
+    MC_CHECK(before >= 0);
+    const struct { const char *service; size_t len; } bad[] = { { "catalog.0\0evil", 14 }, { "", 0 } };
+    for (int i = 0; i < 2; i++) {
+        zmsg_t *req = zmsg_new();
+        zmsg_addstr(req, MC_PROTO_CLIENT_SIGNATURE);
+        zmsg_addmem(req, "\x01", 1);
+        zmsg_addmem(req, bad[i].service, bad[i].len);
+        zmsg_addstr(req, "g1");
+        zmsg_addstr(req, "body");
+        zmsg_send(&req, client);
+    }
+    ASSERT_EQ(s_malformed_total(client), before + 2);
+    //  nothing reached the worker: the next request it gets is the next valid one
+    s_request(client, "catalog.0", "g2", "body");
+    zframe_t *caddr = NULL;
+    char *wrid = s_worker_take(w, &caddr);
+    ASSERT_STR(wrid, "g2");
+    zstr_free(&wrid);
+    zframe_destroy(&caddr);
+
+    char node[MC_PROTO_NODE_ID_MAX + 2];
+    memset(node, 'n', sizeof node - 1);
+    node[sizeof node - 1] = 0;
+    zsock_t *odd = s_worker(endpoint, "catalog.0", node);
+    zmsg_t *got = zmsg_recv(odd);
+    MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
+    zmsg_destroy(&got);
+    ASSERT_EQ(s_malformed_total(client), before + 3);
+    zsock_destroy(&odd);
+    zsock_destroy(&w);
+    zsock_destroy(&client);
+    zstr_free(&endpoint);
+    zactor_destroy(&broker);
+}
+
 int
 main(void)
 {
@@ -455,6 +526,7 @@ main(void)
     MC_TEST_RUN(test_routing);
     MC_TEST_RUN(test_busy_worker_is_not_dead);
     MC_TEST_RUN(test_trust);
+    MC_TEST_RUN(test_grammar);
     mc_plane_shutdown();
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_keys);
