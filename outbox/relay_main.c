@@ -2,9 +2,13 @@
 
     usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE]
            mercato-relay --redrive [--data DIR]
+           mercato-relay --keygen [--data DIR]
     Brokers default to $MERCATO_KAFKA_BROKERS, else the file $MERCATO_DATA_DIR/kafka.bootstrap
-    that the development Kafka writes. */
+    that the development Kafka writes. The relay signs with events.key of the cluster's key
+    folder ($MERCATO_KEYS_DIR, else DIR/plane) and will not start without it; --keygen creates
+    the event key pair there when it is missing (until mercato-keys does). */
 #include "mc_config.h"
+#include "mc_event_sign.h"
 #include "mc_log.h"
 #include "relay.h"
 
@@ -17,7 +21,7 @@ main(int argc, char **argv)
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
     const char *brokers = mc_config_env("MERCATO_KAFKA_BROKERS", NULL);
     const char *file = NULL;
-    bool redrive = false;
+    bool redrive = false, keygen = false;
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
@@ -32,8 +36,11 @@ main(int argc, char **argv)
         else
         if (streq(argv[i], "--redrive"))
             redrive = true;
+        else
+        if (streq(argv[i], "--keygen"))
+            keygen = true;
         else {
-            fprintf(stderr, "usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE] [--redrive]\n");
+            fprintf(stderr, "usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE] [--redrive | --keygen]\n");
             return 2;
         }
     }
@@ -41,6 +48,23 @@ main(int argc, char **argv)
         long n = relay_redrive(data);
         printf("%ld dead-lettered event(s) back in their outbox\n", n);
         return n < 0 ? 1 : 0;
+    }
+    char keys[4200], err[512];
+    mc_event_keys_dir(keys, sizeof keys, data);
+    if (keygen) {
+        if (mc_event_sign_keygen(keys)) {
+            fprintf(stderr, "mercato-relay: cannot create the event keys in %s: %s\n", keys, strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
+    mc_event_signer_t *signer = mc_event_signer_new(keys, err, sizeof err);
+    if (!signer) {
+        //  an unsigned record would be refused by every consumer: do not produce any
+        char why[600];
+        mc_error("no event signing key, not starting", "\"reason\":\"%s\"", mc_log_escape(why, sizeof why, err, strlen(err)));
+        fprintf(stderr, "mercato-relay: %s\n", err);
+        return 1;
     }
     char fallback[4096];
     if (!brokers && !file) {
@@ -50,10 +74,10 @@ main(int argc, char **argv)
     zsys_init();
     zsys_handler_set(NULL);
     mc_config_signals();
-    relay_t *relay = relay_new(data, brokers, file);
+    relay_t *relay = relay_new(data, brokers, file, &signer);
     if (!relay)
         return 1;
-    mc_info("relay started", "\"data\":\"%s\"", data);
+    mc_info("relay started", "\"data\":\"%s\",\"keys\":\"%s\"", data, keys);
     relay_run(relay);
     mc_info("relay stopping", NULL);
     relay_destroy(&relay);

@@ -27,6 +27,10 @@ dir, exposed as cluster.kafka_bootstrap) and mercato-relay (outbox -> Kafka). Bo
 processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten bootstrap file,
 an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
 because one of those two was killed on purpose.
+
+Keys (CONTRACT 9): start_all() first creates the cluster's event key pair in cluster.keys_dir
+($MERCATO_KEYS_DIR, else <data>/plane): the relay signs every record with events.key, and a
+node with a Kafka consumer will not start without events.pub.
 """
 
 import json
@@ -212,6 +216,9 @@ class Cluster:
         self.env.update(env or {})
         self.procs = {n: Proc(n, self.log_dir) for n in self.order}
         self.endpoint = None      # broker endpoint, fixed after the first start
+        # the cluster's key folder (CONTRACT 9): the relay's event signing key, the nodes' copy
+        # of its public half
+        self.keys_dir = self.env.get("MERCATO_KEYS_DIR") or os.path.join(self.data_dir, "plane")
         self.bootstrap_file = os.path.join(self.data_dir, "kafka.bootstrap") if self.kafka else None
         self.kafka_bootstrap = None   # "127.0.0.1:NNNNN" of the running mercato-kafka-dev
         self.port = None          # edge port, from its port file
@@ -308,6 +315,7 @@ class Cluster:
     def start_all(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
         try:
+            self._make_keys()
             for name in self.order:
                 if name != "relay":
                     self.start(name, timeout=max(0.1, deadline - time.monotonic()))
@@ -423,6 +431,13 @@ class Cluster:
         return False
 
     # --- internals --------------------------------------------------------------------------
+    def _make_keys(self):
+        """The event key pair, as scripts/up makes it on a first start (until mercato-keys)."""
+        out = subprocess.run([self._bin("mercato-relay"), "--keygen", "--data", self.data_dir],
+                             env=self.env, capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise HarnessError("mercato-relay --keygen failed (%d): %s" % (out.returncode, out.stderr))
+
     def _bin(self, name):
         path = os.path.join(BIN_DIR, name)
         if not os.access(path, os.X_OK):
