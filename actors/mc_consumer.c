@@ -202,9 +202,9 @@ s_handle(consumer_t *self, const rd_kafka_message_t *msg)
     if (check != MC_EVENT_VALID) {
         self->rejected++;
         char kid_esc[40], id_esc[140], type_esc[120];
-        mc_warn("unauthenticated record skipped", "\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64
+        mc_warn("unauthenticated record skipped", "\"service\":\"%s\",\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64
                 ",\"reason\":\"%s\",\"kid\":\"%s\",\"ce_id\":\"%s\",\"ce_type\":\"%s\",\"rejected_total\":%" PRIu64,
-                rd_kafka_topic_name(msg->rkt), msg->partition, (int64_t) msg->offset, mc_event_check_str(check),
+                self->args.service, rd_kafka_topic_name(msg->rkt), msg->partition, (int64_t) msg->offset, mc_event_check_str(check),
                 kid.ptr ? mc_log_escape(kid_esc, sizeof kid_esc, kid.ptr, kid.len) : "",
                 mc_log_escape(id_esc, sizeof id_esc, ce_id, strlen(ce_id)),
                 mc_log_escape(type_esc, sizeof type_esc, ce_type, strlen(ce_type)), self->rejected);
