@@ -15,14 +15,16 @@ implementation of the documented signing input (schemas/events/README.md).
 
 import json
 import os
+import shutil
+import subprocess
 import sys
-import time
+import tempfile
 import unittest
 import uuid
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DEFAULT_ACTORS, wait_for  # noqa: E402
+from harness import BIN_DIR, DEFAULT_ACTORS, wait_for  # noqa: E402
 from event_sign import KID_HEADER, SIG_HEADER, Signer, verify  # noqa: E402
 from test_events import READY, WHY, EventLog  # noqa: E402
 from test_payments import PayCase  # noqa: E402
@@ -32,7 +34,6 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 SKIPPED = "unauthenticated record skipped"
 SETTLE_S = 20.0
-ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def ulid_like():
@@ -211,6 +212,43 @@ class TestEventForgery(PayCase):
         wait_for(lambda: self.shipment_status(b["id"], me) == 200, SETTLE_S,
                  what="the shipment of the genuinely paid order %s" % b["id"])
         self.assertTrue(self.cluster.procs["node"].alive())
+
+
+class TestNoKeyNoStart(unittest.TestCase):
+    """Neither the relay nor a node with a consumer runs unauthenticated."""
+
+    def run_bin(self, name, *args, **env):
+        tmp = tempfile.mkdtemp(prefix="mercato-nokey-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        e = {k: v for k, v in os.environ.items() if k != "MERCATO_KEYS_DIR"}
+        e.update(env)
+        return subprocess.run([os.path.join(BIN_DIR, name), "--data", tmp] + list(args), env=e,
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    def test_relay_without_events_key(self):
+        r = self.run_bin("mercato-relay", "--brokers", "127.0.0.1:9")
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("events.key", r.stderr)
+        self.assertIn("no event signing key, not starting", r.stdout)
+
+    def test_node_without_events_pub(self):
+        r = self.run_bin("mercato-node", "--broker", "ipc:///nonexistent/broker.sock", "--actors", "payments")
+        self.assertEqual(r.returncode, 1, r)
+        self.assertRegex(r.stderr, r"^mercato-node: cannot open the key folder .*/plane")
+        self.assertIn("no event public key, not starting", r.stdout)
+
+    def test_world_readable_events_key(self):
+        tmp = tempfile.mkdtemp(prefix="mercato-nokey-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        keys = os.path.join(tmp, "keys")
+        gen = subprocess.run([os.path.join(BIN_DIR, "mercato-relay"), "--keygen"], timeout=30,
+                             env=dict(os.environ, MERCATO_KEYS_DIR=keys), capture_output=True)
+        self.assertEqual(gen.returncode, 0, gen)
+        self.assertEqual(os.stat(os.path.join(keys, "events.key")).st_mode & 0o777, 0o600)
+        os.chmod(os.path.join(keys, "events.key"), 0o644)
+        r = self.run_bin("mercato-relay", "--brokers", "127.0.0.1:9", MERCATO_KEYS_DIR=keys)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("chmod 600", r.stderr)
 
 
 if __name__ == "__main__":
