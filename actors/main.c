@@ -1,13 +1,17 @@
 /*  mercato-node: hosts a set of actors and keeps them running.
 
     usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors catalog,...] [--node-id ID]
+                        [--keys DIR] [--key NAME]
     Each actor is a thread with its own LMDB environment under DIR/<service>/<shard>/. An actor
-    that stops on its own is restarted, one for one, with a doubling backoff. */
+    that stops on its own is restarted, one for one, with a doubling backoff. Every connection
+    to the broker proves the plane key NAME (default "node") from the key folder (mc_plane.h;
+    default $MERCATO_KEYS_DIR or DIR/plane); without it the node does not start. */
 #include "mc_actor.h"
 #include "mc_consumer.h"
 #include "mc_config.h"
 #include "mc_event_sign.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "mc_schema.h"
 #include "mc_util.h"
 #include "catalog/catalog.h"
@@ -73,6 +77,7 @@ main(int argc, char **argv)
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;
+    const char *keys = NULL, *key = "node";
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--broker") && i + 1 < argc)
             broker = argv[++i];
@@ -85,8 +90,14 @@ main(int argc, char **argv)
         else
         if (streq(argv[i], "--node-id") && i + 1 < argc)
             node = argv[++i];
+        else
+        if (streq(argv[i], "--keys") && i + 1 < argc)
+            keys = argv[++i];
+        else
+        if (streq(argv[i], "--key") && i + 1 < argc)
+            key = argv[++i];
         else {
-            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID]\n");
+            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID] [--keys DIR] [--key NAME]\n");
             return 2;
         }
     }
@@ -94,6 +105,8 @@ main(int argc, char **argv)
     zsys_set_logstream(stderr);
     zsys_handler_set(NULL);
     mc_config_signals();
+    if (mc_plane_init(keys ? keys : mc_plane_dir(data), key, false))
+        return 1;
     size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
 
     child_t children[32];
@@ -124,12 +137,12 @@ main(int argc, char **argv)
     }
     //  a node that consumes Kafka must tell our relay's records from forged ones: without the
     //  relay's public key it would have to act on anything, so it does not start
-    char keys[4200], err[512];
-    mc_event_keys_dir(keys, sizeof keys, data);
+    char events_dir[4200], err[512];
+    snprintf(events_dir, sizeof events_dir, "%s", keys ? keys : mc_plane_dir(data));
     bool consumes = false;
     for (size_t f = 0; f < MC_FEEDS; f++)
         consumes = consumes || s_feed_host(children, count, f);
-    mc_event_verifier_t *verifier = consumes ? mc_event_verifier_new(keys, err, sizeof err) : NULL;
+    mc_event_verifier_t *verifier = consumes ? mc_event_verifier_new(events_dir, err, sizeof err) : NULL;
     if (consumes && !verifier) {
         char why[600];
         mc_error("no event public key, not starting", "\"reason\":\"%s\"", mc_log_escape(why, sizeof why, err, strlen(err)));
@@ -152,7 +165,7 @@ main(int argc, char **argv)
             .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
             .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
             .wants = host->args.service->wants_event,
-            .data_dir = data, .keys_dir = keys, .broker = broker };
+            .data_dir = data, .keys_dir = events_dir, .broker = broker };
         consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
         nconsumers++;
     }
@@ -196,5 +209,6 @@ main(int argc, char **argv)
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
     free(list);
+    mc_plane_shutdown();
     return 0;
 }

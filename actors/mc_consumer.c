@@ -5,6 +5,7 @@
 #include "mc_event_sign.h"
 #include "mc_kafka.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 
@@ -297,6 +298,7 @@ mc_consumer(zsock_t *pipe, void *args)
     }
     self.broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.broker);
+    mc_plane_client(self.broker);
     zsock_connect(self.broker, "%s", self.args.broker);
     zsock_signal(pipe, 0);
     uint64_t checked_at = 0;

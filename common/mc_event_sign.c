@@ -48,17 +48,6 @@ mc_event_check_str(mc_event_check_t check)
     return "bad_signature";
 }
 
-char *
-mc_event_keys_dir(char *out, size_t outsz, const char *data_dir)
-{
-    const char *dir = mc_config_env("MERCATO_KEYS_DIR", NULL);
-    if (dir)
-        snprintf(out, outsz, "%s", dir);
-    else
-        snprintf(out, outsz, "%s/plane", data_dir);
-    return out;
-}
-
 //  The key id of an Ed25519 key: -1 when it is not one.
 static int
 s_kid(EVP_PKEY *pkey, char kid[MC_EVENT_KID_LEN + 1])

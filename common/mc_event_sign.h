@@ -13,7 +13,7 @@
     key that made it in MC_EVENT_KID_HEADER: the first 8 bytes of the SHA-256 of the raw 32-byte
     public key, as 16 lower-case hex digits.
 
-    Keys are PEM files in the cluster's key folder (mc_event_keys_dir): the private key
+    Keys are PEM files in the cluster's key folder (mc_plane_dir): the private key
     "events.key" (PKCS#8, mode 0600) only where a relay runs, the public key "events.pub"
     (SubjectPublicKeyInfo) on every node. A verifier also accepts every other "events*.pub" in
     the folder, which is how keys rotate: give nodes the new public key under another name
@@ -68,10 +68,7 @@ typedef enum {
 //  A word for logs: "unsigned", "unknown_key", "bad_signature", "valid".
 const char *mc_event_check_str(mc_event_check_t check);
 
-//  The cluster's key folder: $MERCATO_KEYS_DIR, else <data_dir>/plane. Returns out.
-char *mc_event_keys_dir(char *out, size_t outsz, const char *data_dir);
-
-//  Creates dir (0700) if needed and, when dir has no events.key and no events.pub, a new key
+//  mercato-keys runs it with the plane's keys. Creates dir (0700) if needed and, when dir has no events.key and no events.pub, a new key
 //  pair: events.key (mode 0600) and events.pub. When only events.key is there, writes its
 //  events.pub. When events.pub is there, creates nothing (a node's folder, or done already).
 //  Returns 0, or -1 with errno set.

@@ -290,17 +290,6 @@ test_missing_or_unfit_keys_are_refused(void)
     MC_CHECK(errno != 0);
 }
 
-static void
-test_keys_dir(void)
-{
-    char out[256];
-    unsetenv("MERCATO_KEYS_DIR");
-    ASSERT_STR(mc_event_keys_dir(out, sizeof out, "/var/lib/mercato"), "/var/lib/mercato/plane");
-    setenv("MERCATO_KEYS_DIR", "/run/secrets", 1);
-    ASSERT_STR(mc_event_keys_dir(out, sizeof out, "/var/lib/mercato"), "/run/secrets");
-    unsetenv("MERCATO_KEYS_DIR");
-}
-
 int
 main(void)
 {
@@ -312,7 +301,6 @@ main(void)
     MC_TEST_RUN(test_another_key_is_refused_until_it_is_installed);
     MC_TEST_RUN(test_known_signature);
     MC_TEST_RUN(test_missing_or_unfit_keys_are_refused);
-    MC_TEST_RUN(test_keys_dir);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_root);
     if (system(cmd) != 0)

@@ -2,14 +2,14 @@
 
     usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE]
            mercato-relay --redrive [--data DIR]
-           mercato-relay --keygen [--data DIR]
     Brokers default to $MERCATO_KAFKA_BROKERS, else the file $MERCATO_DATA_DIR/kafka.bootstrap
-    that the development Kafka writes. The relay signs with events.key of the cluster's key
-    folder ($MERCATO_KEYS_DIR, else DIR/plane) and will not start without it; --keygen creates
-    the event key pair there when it is missing (until mercato-keys does). */
+    that the development Kafka writes. The relay signs every record with events.key of the
+    cluster's key folder ($MERCATO_KEYS_DIR, else DIR/plane; mercato-keys makes it) and will not
+    start without it. */
 #include "mc_config.h"
 #include "mc_event_sign.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "relay.h"
 
 #include <czmq.h>
@@ -21,7 +21,7 @@ main(int argc, char **argv)
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
     const char *brokers = mc_config_env("MERCATO_KAFKA_BROKERS", NULL);
     const char *file = NULL;
-    bool redrive = false, keygen = false;
+    bool redrive = false;
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
@@ -36,11 +36,8 @@ main(int argc, char **argv)
         else
         if (streq(argv[i], "--redrive"))
             redrive = true;
-        else
-        if (streq(argv[i], "--keygen"))
-            keygen = true;
         else {
-            fprintf(stderr, "usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE] [--redrive | --keygen]\n");
+            fprintf(stderr, "usage: mercato-relay [--data DIR] [--brokers LIST | --bootstrap-file FILE] [--redrive]\n");
             return 2;
         }
     }
@@ -50,14 +47,7 @@ main(int argc, char **argv)
         return n < 0 ? 1 : 0;
     }
     char keys[4200], err[512];
-    mc_event_keys_dir(keys, sizeof keys, data);
-    if (keygen) {
-        if (mc_event_sign_keygen(keys)) {
-            fprintf(stderr, "mercato-relay: cannot create the event keys in %s: %s\n", keys, strerror(errno));
-            return 1;
-        }
-        return 0;
-    }
+    snprintf(keys, sizeof keys, "%s", mc_plane_dir(data));
     mc_event_signer_t *signer = mc_event_signer_new(keys, err, sizeof err);
     if (!signer) {
         //  an unsigned record would be refused by every consumer: do not produce any

@@ -28,9 +28,9 @@ processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten 
 an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
 because one of those two was killed on purpose.
 
-Keys (CONTRACT 9): start_all() first creates the cluster's event key pair in cluster.keys_dir
-($MERCATO_KEYS_DIR, else <data>/plane): the relay signs every record with events.key, and a
-node with a Kafka consumer will not start without events.pub.
+Keys (CONTRACT 9): mercato-keys makes the cluster's keys in cluster.keys_dir before the first
+process starts; among them the event key pair: the relay signs every record with events.key,
+and a node with a Kafka consumer will not start without events.pub.
 """
 
 import json
@@ -213,12 +213,13 @@ class Cluster:
         self.env = dict(os.environ)
         self.env.setdefault("MERCATO_ADMIN_EMAIL", ADMIN_EMAIL)
         self.env.setdefault("MERCATO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        # The internal plane's keys (CONTRACT 9): made once per cluster by mercato-keys, read by
+        # every process from MERCATO_KEYS_DIR. Tests that attack the plane use them too.
+        self.keys_dir = os.path.join(self.tmp, "plane")
+        self.env["MERCATO_KEYS_DIR"] = self.keys_dir
         self.env.update(env or {})
         self.procs = {n: Proc(n, self.log_dir) for n in self.order}
         self.endpoint = None      # broker endpoint, fixed after the first start
-        # the cluster's key folder (CONTRACT 9): the relay's event signing key, the nodes' copy
-        # of its public half
-        self.keys_dir = self.env.get("MERCATO_KEYS_DIR") or os.path.join(self.data_dir, "plane")
         self.bootstrap_file = os.path.join(self.data_dir, "kafka.bootstrap") if self.kafka else None
         self.kafka_bootstrap = None   # "127.0.0.1:NNNNN" of the running mercato-kafka-dev
         self.port = None          # edge port, from its port file
@@ -315,7 +316,6 @@ class Cluster:
     def start_all(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
         try:
-            self._make_keys()
             for name in self.order:
                 if name != "relay":
                     self.start(name, timeout=max(0.1, deadline - time.monotonic()))
@@ -329,8 +329,35 @@ class Cluster:
             raise HarnessError("%s\n%s" % (e, self.tails())) from None
         return self
 
+    def make_keys(self):
+        """Create the cluster's plane keys (harmless when they exist)."""
+        r = subprocess.run([self._bin("mercato-keys"), self.keys_dir], capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise HarnessError("mercato-keys failed: %s" % r.stderr.decode("utf-8", "replace"))
+
+    def plane_socket(self, ctx, kind, key="edge", server=False):
+        """A pyzmq socket of kind that proves the plane key called key (czmq certificate files
+        read by zmq.auth), set up as a CURVE client of the broker; server=True makes it a CURVE
+        server with the broker's own key instead (a test playing the broker). key=None: no CURVE."""
+        import zmq
+        import zmq.auth
+        if not os.path.exists(os.path.join(self.keys_dir, "broker.cert")):
+            self.make_keys()
+        sock = ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if server:
+            pub, sec = zmq.auth.load_certificate(os.path.join(self.keys_dir, "broker.cert_secret"))
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_server = pub, sec, True
+        elif key is not None:
+            pub, sec = zmq.auth.load_certificate(os.path.join(self.keys_dir, key + ".cert_secret"))
+            server_pub, _ = zmq.auth.load_certificate(os.path.join(self.keys_dir, "broker.cert"))
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = pub, sec, server_pub
+        return sock
+
     def start(self, name, timeout=START_TIMEOUT):
         """Start (or restart) one process and wait until it has announced itself."""
+        if not os.path.exists(os.path.join(self.keys_dir, "broker.cert")):
+            self.make_keys()
         p = self.procs[name]
         if name == "broker":
             self._start_broker(p, timeout)
@@ -431,13 +458,6 @@ class Cluster:
         return False
 
     # --- internals --------------------------------------------------------------------------
-    def _make_keys(self):
-        """The event key pair, as scripts/up makes it on a first start (until mercato-keys)."""
-        out = subprocess.run([self._bin("mercato-relay"), "--keygen", "--data", self.data_dir],
-                             env=self.env, capture_output=True, text=True, timeout=30)
-        if out.returncode != 0:
-            raise HarnessError("mercato-relay --keygen failed (%d): %s" % (out.returncode, out.stderr))
-
     def _bin(self, name):
         path = os.path.join(BIN_DIR, name)
         if not os.access(path, os.X_OK):
