@@ -18,8 +18,17 @@ msgpack uint16, so that a 4-digit string elsewhere (a timestamp, an id) is no fa
 Kafka values also as any JSON string or integer equal to it. Positive controls prove the scan
 sees what is there: a canary file with a card in every searched encoding is found; the payment
 ids, a product's sku and the cards' last4 are found in the LMDB files and Kafka records.
+
+CONTRACT 11 "raw refresh tokens never reach identity", checked the same way
+(TestRefreshTokenLeaks): after sign-ins, rotations, a reuse that revokes a family, a sign-out
+and a password change, no file the run left (LMDB environments, keys, logs) holds any refresh
+token the edge handed out, as its text or as the 32 random bytes it encodes, while every one of
+their SHA-256 digests is in identity's LMDB file (the positive control: the scan reads the
+records that name the tokens), and a canary file with a token in both forms is found.
 """
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -30,6 +39,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import API, ClusterTestCase  # noqa: E402
 from test_events import READY, WHY  # noqa: E402
 from test_payments import (DECLINED, NO_FUNDS, PayEventCase, last_month, luhn_broken,  # noqa: E402
                            luhn_random)
@@ -287,6 +297,101 @@ class TestCardLeaks(PayEventCase):
         sys.stderr.write("\n[leaks] scanned %d files (%d bytes) and %d Kafka records for %d "
                          "cards\n" % (len(scanned), sum(len(b) for b in blobs.values()),
                                       len(log.records), len(sent)))
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class TestRefreshTokenLeaks(ClusterTestCase):
+
+    def tokens_call(self, path, token):
+        return self.call("POST", API + "/auth/" + path, {"refresh_token": token})
+
+    def test_no_raw_refresh_token_is_kept_anywhere(self):
+        c = self.cluster
+        issued = []                 # every refresh token an answer carried
+
+        def keep(reply):
+            t = reply["refresh_token"]
+            self.assertRegex(t, r"^[A-Za-z0-9_-]{43}$", "a refresh token is 32 bytes, base64url")
+            issued.append(t)
+            return t
+
+        ann = c.register_customer()
+        bob = c.register_customer()
+        t1 = keep(ann.tokens)
+        keep(bob.tokens)
+        # rotation: each refresh hands out a new token and spends the old one
+        r = self.tokens_call("refresh", t1)
+        self.assertStatus(r, 200)
+        t2 = keep(r.json())
+        self.assertNotEqual(t1, t2)
+        r = self.tokens_call("refresh", t2)
+        self.assertStatus(r, 200)
+        t3 = keep(r.json())
+        # reuse of a spent token revokes the family, the newest token included
+        r = self.tokens_call("refresh", t1)
+        self.assertUnauthorized(r)
+        self.assertEqual(r.json()["code"], "refresh_token_reused")
+        self.assertUnauthorized(self.tokens_call("refresh", t3))
+        # a sign-out, then a second session and a password change that ends every session
+        s2 = keep(c.login(ann.email, ann.password))
+        self.assertStatus(self.tokens_call("logout", s2), 204)
+        self.assertUnauthorized(self.tokens_call("refresh", s2))
+        s3 = keep(c.login(ann.email, ann.password))
+        new_password = ann.password + "-2"
+        pair = c.login(ann.email, ann.password)
+        keep(pair)
+        r = self.call("PUT", API + "/users/me/password",
+                      {"current_password": ann.password, "new_password": new_password},
+                      auth=pair["access_token"])
+        self.assertStatus(r, 204)
+        self.assertUnauthorized(self.tokens_call("refresh", s3))
+        keep(c.login(ann.email, new_password))
+        self.assertEqual(len(set(issued)), len(issued), "a refresh token was handed out twice")
+
+        codes = c.stop_all()
+        root = c.tmp
+        # positive control 1: a canary file with a token never issued, in both forms, which
+        # the scan below must find
+        canary = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        canary_path = os.path.join(c.data_dir, "canary.bin")
+        with open(canary_path, "wb") as f:
+            f.write(b"\x00junk" + canary.encode() + b"\x00" + b64u_decode(canary))
+        secrets = [(t, t.encode(), b64u_decode(t)) for t in issued + [canary]]
+        # the scan: every file under the run's temp dir, read after the processes stopped
+        found, scanned, data = [], [], b""
+        for path in files_under(root):
+            blob = read(path)
+            if blob is None:
+                continue
+            rel = os.path.relpath(path, root)
+            scanned.append(rel)
+            if rel.startswith("data/identity"):
+                data += blob
+            for t, text, raw in secrets:
+                if text in blob:
+                    found.append((rel, "token %s... as text" % t[:6]))
+                if raw in blob:
+                    found.append((rel, "token %s... as its random bytes" % t[:6]))
+        os.unlink(canary_path)
+        rel_canary = os.path.relpath(canary_path, root)
+        self.assertEqual(sorted(h for p, h in found if p == rel_canary),
+                         ["token %s... as its random bytes" % canary[:6],
+                          "token %s... as text" % canary[:6]], "the scan misses the canary")
+        found = [(p, h) for p, h in found if p != rel_canary]
+        self.assertTrue(any(p.startswith("logs/") for p in scanned), scanned)
+        self.assertTrue(any(p.startswith("data/identity") and p.endswith("data.mdb")
+                            for p in scanned), "no identity LMDB file scanned: %s" % scanned)
+        # positive control 2: every token's digest names its record in identity's LMDB file
+        for t in issued:
+            digest = hashlib.sha256(t.encode()).digest()
+            self.assertIn(digest, data, "the digest of token %s... is in no identity file" % t[:6])
+        self.assertEqual(found, [], "raw refresh tokens in files (processes exited %s): %s" % (
+            codes, found[:20]))
+        sys.stderr.write("\n[leaks] scanned %d files for %d refresh tokens\n" % (
+            len(scanned), len(issued)))
 
 
 if __name__ == "__main__":
