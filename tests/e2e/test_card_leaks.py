@@ -382,6 +382,9 @@ class TestRefreshTokenLeaks(ClusterTestCase):
                           "token %s... as text" % canary[:6]], "the scan misses the canary")
         found = [(p, h) for p, h in found if p != rel_canary]
         self.assertTrue(any(p.startswith("logs/") for p in scanned), scanned)
+        # identity keeps no secret the tokens derive from (when it minted them as HMACs of
+        # message ids under keys/refresh.key, that file and the LMDB file gave every token back)
+        self.assertEqual([p for p in scanned if os.path.basename(p) == "refresh.key"], [])
         self.assertTrue(any(p.startswith("data/identity") and p.endswith("data.mdb")
                             for p in scanned), "no identity LMDB file scanned: %s" % scanned)
         # positive control 2: every token's digest names its record in identity's LMDB file
