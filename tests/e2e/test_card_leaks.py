@@ -25,6 +25,10 @@ and a password change, no file the run left (LMDB environments, keys, logs) hold
 token the edge handed out, as its text or as the 32 random bytes it encodes, while every one of
 their SHA-256 digests is in identity's LMDB file (the positive control: the scan reads the
 records that name the tokens), and a canary file with a token in both forms is found.
+
+And from the other side (TestSecretsRefusedOnThePlane): messages carrying a card number, a CVC
+or a raw refresh token, sent with the edge's plane key straight to the node, are refused (422,
+"is not a known field") and leave nothing behind.
 """
 
 import base64
@@ -395,6 +399,72 @@ class TestRefreshTokenLeaks(ClusterTestCase):
             codes, found[:20]))
         sys.stderr.write("\n[leaks] scanned %d files for %d refresh tokens\n" % (
             len(scanned), len(issued)))
+
+
+class TestSecretsRefusedOnThePlane(ClusterTestCase):
+    """What the edge never sends is refused when someone with an edge key sends it: a card
+    number or CVC in payment.create, a raw refresh token in session.refresh or session.logout.
+    The messages go over the real plane (CURVE, the cluster's edge key) to the real node; each
+    reply is a 422 naming the field, which proves the actor's validation saw the message, and
+    afterwards no file of the run holds the values sent."""
+
+    def test_card_and_refresh_token_fields_are_refused(self):
+        import msgpack
+        import zmq
+        from test_frames import Client, envelope, ulid
+        c = self.cluster
+        rnd = random.SystemRandom()
+        number = luhn_random("4", 16, rnd)
+        cvc = "%04d" % rnd.randrange(3000, 10000)
+        raw = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()).rstrip(b"=").decode()
+        user, order = ulid(), ulid()
+        summary = {"exp_month": 12, "exp_year": 2040, "brand": "visa", "last4": number[-4:],
+                   "luhn": True, "cvc_ok": True, "outcome": "approved"}
+        cases = [
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": dict(summary, number=number)}, {"card.number"}),
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": dict(summary, cvc=cvc)}, {"card.cvc"}),
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": {"number": number, "exp_month": 12, "exp_year": 2040,
+                                          "cvc": cvc}}, {"card.number", "card.cvc"}),
+            ("identity.0", "session.refresh", ulid(),
+             {"refresh_token": raw, "refresh_digest": digest, "new_refresh_digest": digest},
+             {"refresh_token"}),
+            ("identity.0", "session.logout", ulid(),
+             {"refresh_token": raw, "refresh_digest": digest}, {"refresh_token"}),
+        ]
+        ctx = zmq.Context()
+        client = Client(c, ctx, c.endpoint)
+        try:
+            for service, mtype, key, body, fields in cases:
+                rep = client.request(service, envelope(mtype, body, key=key, user=user,
+                                                       role="customer"))
+                self.assertIsNotNone(rep, "%s: no answer" % mtype)
+                reply = msgpack.unpackb(rep[4])
+                self.assertEqual(reply["status"], 422, "%s %s: %r" % (mtype, sorted(body), reply))
+                got = {e["field"]: e["message"] for e in reply["error"]["errors"]}
+                for f in fields:
+                    self.assertEqual(got.get(f), "is not a known field", "%s: %r" % (mtype, got))
+            # the same messages as the edge sends them are served: the refusals were the fields
+            rep = client.request("identity.0", envelope("session.logout", {"refresh_digest": digest},
+                                                        key=ulid(), user="", role="anonymous"))
+            self.assertEqual(msgpack.unpackb(rep[4])["status"], 204)
+        finally:
+            client.close()
+            ctx.destroy(linger=0)
+        codes = c.stop_all()
+        card = Secret("sent on the plane", number, cvc)
+        found = []
+        for path in files_under(c.tmp):
+            blob = read(path) or b""
+            rel = os.path.relpath(path, c.tmp)
+            found += [(rel, name) for name in card.scan(blob)]
+            for what, value in (("refresh token", raw.encode()), ("token bytes", b64u_decode(raw))):
+                if value in blob:
+                    found.append((rel, what))
+        self.assertEqual(found, [], "refused secrets in files (processes exited %s)" % codes)
 
 
 if __name__ == "__main__":
