@@ -1,12 +1,10 @@
 #include "edge_identity.h"
 
 #include "edge_hash.h"
+#include "edge_token.h"
 #include "mc_password.h"
-#include "mc_util.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -111,35 +109,6 @@ s_register(edge_req_t *q, const msgpack_object *body)
     mc_pack_kv_cstr(&pk, "password_hash", hash);
     edge_request_forward(q, (mc_str_t) { out.data, out.size });
     msgpack_sbuffer_destroy(&out);
-}
-
-//  A refresh token and its digest are 32 bytes each, base64url: 43 characters (the encoder
-//  needs room for 44 and the NUL).
-#define S_TOKEN_CHARS 43
-typedef char token_text_t[S_TOKEN_CHARS + 3];
-
-//  The SHA-256 of a token as the client presents it, base64url: what names it to the actor.
-static void
-s_token_digest(const char *token, size_t len, token_text_t out)
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(token, len, md, &n, EVP_sha256(), NULL);
-    mc_b64url_encode(out, md, sizeof md);
-}
-
-//  A new refresh token: 32 bytes from the OS's generator, so unguessable, made here so that
-//  the actor only ever sees its digest. 0, or -1 when the generator fails.
-static int
-s_token_new(token_text_t token, token_text_t digest)
-{
-    unsigned char bytes[32];
-    if (RAND_bytes(bytes, sizeof bytes) != 1)
-        return -1;
-    mc_b64url_encode(token, bytes, sizeof bytes);
-    OPENSSL_cleanse(bytes, sizeof bytes);
-    s_token_digest(token, strlen(token), digest);
-    return 0;
 }
 
 static void
@@ -248,8 +217,8 @@ s_login(edge_req_t *q, const msgpack_object *body)
         goto done;
     }
     //  the actor records a failure or opens the session; both answers come from it
-    token_text_t token, digest;
-    if (s_token_new(token, digest)) {
+    edge_token_text_t token, digest;
+    if (edge_token_new(token, digest)) {
         s_no_token(q);
         goto done;
     }
@@ -319,12 +288,12 @@ s_refresh(edge_req_t *q, const msgpack_object *body)
 {
     mc_str_t presented = { "", 0 };
     mc_map_str(body, "refresh_token", &presented);
-    token_text_t was, token, digest;
-    if (s_token_new(token, digest)) {
+    edge_token_text_t was, token, digest;
+    if (edge_token_new(token, digest)) {
         s_no_token(q);
         return;
     }
-    s_token_digest(presented.ptr, presented.len, was);
+    edge_token_digest(presented.ptr, presented.len, was);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -343,8 +312,8 @@ s_logout(edge_req_t *q, const msgpack_object *body)
 {
     mc_str_t presented = { "", 0 };
     mc_map_str(body, "refresh_token", &presented);
-    token_text_t was;
-    s_token_digest(presented.ptr, presented.len, was);
+    edge_token_text_t was;
+    edge_token_digest(presented.ptr, presented.len, was);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;

@@ -9,10 +9,8 @@
     refresh   the presented token travels as its SHA-256 digest
     logout    likewise
 
-    Refresh tokens are made here (32 bytes from the OS's generator, base64url): login and
-    refresh send the new token's digest (new_refresh_digest), and the edge adds the token to a
-    200 answer. Digests are SHA-256 of the token's text, base64url, as identity has always keyed
-    its refresh records. */
+    Refresh tokens are made here (edge_token): login and refresh send the new token's digest
+    (new_refresh_digest), and the edge adds the token to a 200 answer. */
 #ifndef EDGE_IDENTITY_H
 #define EDGE_IDENTITY_H
 
