@@ -1,5 +1,6 @@
 #include "edge_http.h"
 
+#include "edge_card.h"
 #include "edge_client.h"
 #include "mc_json.h"
 #include "edge_metrics.h"
@@ -285,6 +286,12 @@ s_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc
 void
 edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs)
 {
+    edge_request_refuse(r, "the request has invalid fields", errs);
+}
+
+void
+edge_request_refuse(edge_reply_t *r, const char *detail, const mc_errors_t *errs)
+{
     //  pack the complaints so the one problem writer renders them
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -301,7 +308,7 @@ edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs)
     msgpack_unpacked_init(&u);
     size_t off = 0;
     msgpack_unpack_next(&u, sb.data, sb.size, &off);
-    edge_problem(r, 422, "validation_failed", "the request has invalid fields", &u.data, NULL);
+    edge_problem(r, 422, "validation_failed", detail, &u.data, NULL);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -584,6 +591,9 @@ s_serve(edge_req_t *q, const char *json, size_t jlen)
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
     if (s_body(q, json, jlen, &body) == 0) {
+        if (q->route->flow == MC_FLOW_CARD)
+            edge_card_flow(q, (mc_str_t) { body.data, body.size });
+        else
         if (q->route->flow != MC_FLOW_NONE)
             edge_identity_flow(q, (mc_str_t) { body.data, body.size });
         else
