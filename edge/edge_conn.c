@@ -295,7 +295,8 @@ edge_conn_expired(const struct mg_connection *conn)
     if (!c)
         return false;
     pthread_mutex_lock(&s_lock);
-    bool expired = c->expired;
+    //  past the deadline counts even before the watchdog's next look
+    bool expired = c->expired || (!c->held && mc_mono_ms() >= c->deadline);
     pthread_mutex_unlock(&s_lock);
     return expired;
 }

@@ -59,7 +59,7 @@ void edge_conn_reading(const struct mg_connection *conn, bool reading);
 //  The response has been sent: the next request on this connection must arrive by now + request_ms.
 void edge_conn_answered(const struct mg_connection *conn);
 
-//  True when the deadline passed and the watchdog shut this connection's reading side.
+//  True when the request's deadline has passed (the watchdog shuts the reading side then).
 bool edge_conn_expired(const struct mg_connection *conn);
 
 #endif

@@ -89,9 +89,9 @@ main(int argc, char **argv)
         .request_ms = (int) mc_config_env_long("MERCATO_HTTP_REQUEST_TIMEOUT_MS", 10000, 100, 600000),
         .capacity = (size_t) (nthreads + nqueue + 16),
     };
-    //  civetweb's own timeouts are only backstops behind edge_conn's deadline; its idle keep-alive
-    //  wait is the same deadline (edge_conn.h)
-    snprintf(request_ms, sizeof request_ms, "%d", conns.request_ms);
+    //  civetweb's own timeouts are backstops a second behind edge_conn's deadline, so that the
+    //  deadline, not civetweb's per-read clock, ends a slow request (and answers 408)
+    snprintf(request_ms, sizeof request_ms, "%d", conns.request_ms + 1000);
     snprintf(head_max, sizeof head_max, "%d", EDGE_HTTP_HEAD_MAX);
     if (edge_conn_start(&conns)) {
         mc_error("cannot start the connection watchdog", NULL);
