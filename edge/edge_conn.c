@@ -71,12 +71,11 @@ s_watch(void *arg)
             slot_t *c = &s_slots[i];
             //  under the lock the descriptor is still the connection's, as closed() runs before
             //  civetweb closes it; the peer is checked all the same, so that a close we were not
-            //  told of (civetweb stopping) cannot make us shut another socket given the same number
+            //  told of (civetweb stopping) cannot make us shut another socket given the same
+            //  number. The entry stays until closed(): its worker may still point at it.
             if (c->fd >= 0 && !c->held && !c->expired && now >= c->deadline) {
                 if (s_same_peer(c))
                     shutdown(c->fd, SHUT_RD);
-                else
-                    c->fd = -1;
                 c->expired = true;
             }
         }

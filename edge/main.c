@@ -11,8 +11,6 @@
 #include "edge_http.h"
 #include "edge_identity.h"
 #include "edge_auth.h"
-#include "edge_metrics.h"
-#include "edge_response.h"
 #include "mc_util.h"
 #include "edge_pages.h"
 #include "mc_config.h"
