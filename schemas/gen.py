@@ -137,7 +137,9 @@ def openapi(services):
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "Mercato", "version": "1.0.0",
-                 "description": "Mercato e-commerce backend. Errors are RFC 9457 problem documents."},
+                 "description": "Mercato e-commerce backend. Errors are RFC 9457 problem documents. "
+                                "Every GET operation also answers HEAD (RFC 9110 9.3.2): the same "
+                                "status and headers, no body."},
         "servers": [{"url": "/"}],
         "paths": {},
         "components": {"schemas": {
