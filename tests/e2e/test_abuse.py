@@ -4,6 +4,9 @@
   more (POST /orders or POST /cart/checkout) is 429 too_many_pending_orders with Retry-After, the
   seconds until the oldest of them expires. Paying or cancelling one frees a slot; the count is
   per customer; admins count like anyone.
+- A wrong current_password on PUT /users/me/password counts toward the sign-in throttle of
+  CONTRACT 3: after 5 failures for an email in 15 minutes, password changes and sign-ins alike
+  are 429, with the right password too.
 """
 
 import os
@@ -14,10 +17,13 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import API  # noqa: E402
+from identity_support import IdentityCase  # noqa: E402
 from test_orders import DEFAULT_TTL_S, PENDING_CAP, ShopCase, lines, parse_time  # noqa: E402
 
 VISA = "4242424242424242"
 CART = API + "/cart"
+LOGIN = API + "/auth/login"
+PASSWORD = API + "/users/me/password"
 
 
 def card():
@@ -114,6 +120,51 @@ class TestPendingOrderCap(ShopCase):
             self.assertLessEqual(len(placed), PENDING_CAP, "the admin placed more than the cap allows")
         self.assertProblem(r, 429, "too_many_pending_orders")
         self.assertTrue(r.headers.get("Retry-After", "").isdigit(), dict(r.headers))
+
+
+class TestPasswordChangeThrottle(IdentityCase):
+    def change(self, who, current, new=None):
+        return self.call("PUT", PASSWORD, {"current_password": current,
+                                           "new_password": new or "fresh-%s-Pw" % uuid.uuid4().hex[:12]},
+                         auth=who)
+
+    def assertThrottled(self, r, msg=""):
+        self.assertProblem(r, 429, "too_many_attempts")
+        ra = r.headers.get("Retry-After", "")
+        self.assertRegex(ra, r"^\d+$", "429 without delay-seconds Retry-After %s: %s" % (msg, dict(r.headers)))
+        self.assertGreater(int(ra), 0, msg)
+        self.assertLessEqual(int(ra), 15 * 60, msg)
+
+    def test_five_wrong_current_passwords_then_429_for_login_too(self):
+        p, other = self.customer(), self.customer()
+        for i in range(5):
+            prob = self.assertProblem(self.change(p, "wrong-%d-%s" % (i, uuid.uuid4().hex)), 422, "validation_failed")
+            self.assertEqual([e["field"] for e in prob.get("errors", [])], ["current_password"], prob)
+        # The sixth is refused with the right password, and so is signing in.
+        self.assertThrottled(self.change(p, p.password), "for a password change with the right password")
+        self.assertThrottled(self.login_raw(p.email, p.password), "for a login with the right password")
+        # The password did not change: after the window it still works (not waited for here);
+        # another account is not affected.
+        self.assertStatus(self.change(other, other.password, "other-%s-Pw" % uuid.uuid4().hex[:12]), 204)
+
+    def test_failed_logins_throttle_password_changes(self):
+        p = self.customer()
+        for i in range(5):
+            self.assertUnauthorized(self.login_raw(p.email, "wrong-%d-%s" % (i, uuid.uuid4().hex)))
+        self.assertThrottled(self.change(p, p.password), "for a password change after 5 failed logins")
+
+    def test_failures_mix_and_a_bad_new_password_reveals_nothing(self):
+        p = self.customer()
+        # A new password the policy refuses is answered before the current one is checked, so
+        # the answer does not tell whether the current one was right, and nothing is counted.
+        for current in (p.password, "wrong-" + uuid.uuid4().hex):
+            prob = self.assertProblem(self.change(p, current, "password123"), 422)
+            self.assertEqual([e["field"] for e in prob.get("errors", [])], ["new_password"], prob)
+        for i in range(3):
+            self.assertUnauthorized(self.login_raw(p.email, "wrong-%d-%s" % (i, uuid.uuid4().hex)))
+        for i in range(2):
+            self.assertProblem(self.change(p, "wrong-%d-%s" % (i, uuid.uuid4().hex)), 422)
+        self.assertThrottled(self.login_raw(p.email, p.password), "after 3 failed logins and 2 wrong passwords")
 
 
 if __name__ == "__main__":
