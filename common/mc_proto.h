@@ -81,7 +81,8 @@ int mc_proto_msg_encode(mc_proto_msg_t *self, bool routed, zmsg_t **msg_p);
 
 //  Encodes self and sends it on sock, routed when sock is a ROUTER; self is reset either way.
 //  Returns 0; MC_PROTO_MALFORMED as for encode (nothing is sent); MC_PROTO_AGAIN when the
-//  socket would not take it (zmq_errno says why).
+//  socket would not take it (zmq_errno says why: EAGAIN with a send timeout and no peer), and
+//  the message is freed, not left to the caller.
 int mc_proto_msg_send(mc_proto_msg_t *self, zsock_t *sock);
 
 #endif
