@@ -28,6 +28,10 @@ processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten 
 an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
 because one of those two was killed on purpose.
 
+Keys (CONTRACT 9): mercato-keys makes the cluster's keys in cluster.keys_dir before the first
+process starts; among them the event key pair: the relay signs every record with events.key,
+and a node with a Kafka consumer will not start without events.pub.
+
 The broker binds a unix socket in the temp dir (cluster.endpoint); Cluster(broker_bind_extra=
 "tcp://127.0.0.1:0") makes it bind that endpoint too (a TCP listener, for tests of every
 listening socket; find its port from /proc or ss). Default: the unix socket only.
@@ -530,24 +534,25 @@ class ClusterTestCase(unittest.TestCase):
     """Base class: prints process log tails for any failing test and keeps the temp dir.
 
     Subclasses set PER_TEST = True to get a fresh cluster per test (self.cluster) instead of one
-    shared by the whole class (cls.cluster).
+    shared by the whole class (cls.cluster), and ENV = {...} to add to its processes' environment.
     """
 
     PER_TEST = False
     ACTORS = DEFAULT_ACTORS
     KAFKA = False             # also run mercato-kafka-dev and mercato-relay
+    ENV = None                # extra environment for the cluster's processes
     cluster = None
 
     @classmethod
     def setUpClass(cls):
         if not cls.PER_TEST:
-            cls.cluster = Cluster(actors=cls.ACTORS, kafka=cls.KAFKA)
+            cls.cluster = Cluster(actors=cls.ACTORS, kafka=cls.KAFKA, env=cls.ENV)
             cls.addClassCleanup(cls.cluster.cleanup)
             cls.cluster.start_all()
 
     def setUp(self):
         if self.PER_TEST:
-            self.cluster = Cluster(actors=self.ACTORS, kafka=self.KAFKA)
+            self.cluster = Cluster(actors=self.ACTORS, kafka=self.KAFKA, env=self.ENV)
             # Only stop here; run() decides whether the logs are kept, after the outcome is known.
             self.addCleanup(self.cluster.stop_all)
             self.cluster.start_all()
