@@ -29,6 +29,17 @@ test_msgpack_guard(void)
     deep[33] = 0x01;
     ASSERT_EQ(s_check(deep, 34), MC_ETOODEEP);
     ASSERT_EQ(s_check(deep + 1, 33), 0);                            //  32 levels are fine
+    //  an empty container counts as a level, as it does for msgpack-c
+    memset(deep, 0x91, 32);
+    deep[32] = (char) 0x90;
+    ASSERT_EQ(s_check(deep, 33), MC_ETOODEEP);
+    deep[32] = (char) 0x80;
+    ASSERT_EQ(s_check(deep, 33), MC_ETOODEEP);
+    ASSERT_EQ(s_check(deep + 1, 32), 0);
+    msgpack_unpacked e;
+    msgpack_unpacked_init(&e);
+    ASSERT_EQ(mc_msgpack_unpack(&e, deep + 1, 32), 0);
+    msgpack_unpacked_destroy(&e);
 
     //  every truncation of a valid frame is refused, and unpack agrees with the check
     msgpack_sbuffer sb;
