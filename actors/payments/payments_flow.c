@@ -218,8 +218,11 @@ static int
 s_refund(mc_ctx_t *ctx, mc_str_t order)
 {
     const payments_db_t *db = ctx->state;
-    char prefix[80], ids[16][48];
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) (order.len < 64 ? order.len : 64), order.ptr) + 1;
+    //  by_order keys have at most 160 bytes (s_record): a longer order id has no payment
+    char prefix[160], ids[16][48];
+    size_t plen = mc_key_join(prefix, sizeof prefix, order.ptr, order.len, "", 0);
+    if (!plen)
+        return 0;
     size_t n = 0;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, db->by_order, &cur);
