@@ -5,6 +5,7 @@
     only when that id is usable; error and reply encoders answer any decoded id. */
 #include "fuzz.h"
 #include "mc_envelope.h"
+#include "mc_log.h"
 #include "mc_schema.h"
 
 #include <string.h>
@@ -14,6 +15,23 @@ s_check_str(mc_str_t s, size_t max)
 {
     FUZZ_CHECK(s.len <= max);
     FUZZ_CHECK(s.len == 0 || (s.ptr && !memchr(s.ptr, 0, s.len)));
+}
+
+//  Fields go into JSON log lines through mc_log_escape: the result must stay one JSON string.
+static void
+s_check_log(mc_str_t s)
+{
+    char out[96];
+    mc_log_escape(out, sizeof out, s.ptr ? s.ptr : "", s.len);
+    size_t n = strnlen(out, sizeof out);
+    FUZZ_CHECK(n < sizeof out);
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK((unsigned char) out[i] >= 0x20 && out[i] != 0x7f);
+        if (out[i] == '\\')
+            FUZZ_CHECK(++i < n);     //  an escape never ends the string
+        else
+            FUZZ_CHECK(out[i] != '"');
+    }
 }
 
 static bool
@@ -42,8 +60,10 @@ s_request(const uint8_t *data, size_t size)
         { req.corr, MC_ENV_CORR_MAX }, { req.cause, MC_ENV_CAUSE_MAX }, { req.reply, MC_ENV_REPLY_MAX },
         { req.user, MC_ENV_USER_MAX }, { req.role, MC_ENV_ROLE_MAX }, { req.trace, MC_ENV_TRACE_MAX },
         { req.if_match, MC_ENV_IF_MATCH_MAX }, { req.idem, MC_ENV_IDEM_MAX } };
-    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
         s_check_str(fields[i].s, fields[i].max);
+        s_check_log(fields[i].s);
+    }
     FUZZ_CHECK(req.id.len > 0 && req.type.len > 0 && req.role.len > 0);
     FUZZ_CHECK(req.body && req.body->type == MSGPACK_OBJECT_MAP);
 
