@@ -9,7 +9,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
 WORKDIR /src
 COPY . .
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release && cmake --build /build -j"$(nproc)" \
-        --target mercato-broker mercato-node mercato-edge mercato-relay
+        --target mercato-broker mercato-node mercato-edge mercato-relay mercato-keys
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
@@ -19,6 +19,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && useradd --system --home /var/lib/mercato mercato \
     && mkdir -p /var/lib/mercato && chown mercato /var/lib/mercato
 COPY --from=build /build/bin/mercato-broker /build/bin/mercato-node /build/bin/mercato-edge \
-     /build/bin/mercato-relay /usr/local/bin/
+     /build/bin/mercato-relay /build/bin/mercato-keys /usr/local/bin/
 USER mercato
 ENV MERCATO_DATA_DIR=/var/lib/mercato

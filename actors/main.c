@@ -1,12 +1,16 @@
 /*  mercato-node: hosts a set of actors and keeps them running.
 
     usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors catalog,...] [--node-id ID]
+                        [--keys DIR] [--key NAME]
     Each actor is a thread with its own LMDB environment under DIR/<service>/<shard>/. An actor
-    that stops on its own is restarted, one for one, with a doubling backoff. */
+    that stops on its own is restarted, one for one, with a doubling backoff. Every connection
+    to the broker proves the plane key NAME (default "node") from the key folder (mc_plane.h;
+    default $MERCATO_KEYS_DIR or DIR/plane); without it the node does not start. */
 #include "mc_actor.h"
 #include "mc_consumer.h"
 #include "mc_config.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "mc_schema.h"
 #include "mc_util.h"
 #include "catalog/catalog.h"
@@ -62,6 +66,7 @@ main(int argc, char **argv)
     char node_id[64];
     snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
     const char *node = node_id;
+    const char *keys = NULL, *key = "node";
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--broker") && i + 1 < argc)
             broker = argv[++i];
@@ -74,8 +79,14 @@ main(int argc, char **argv)
         else
         if (streq(argv[i], "--node-id") && i + 1 < argc)
             node = argv[++i];
+        else
+        if (streq(argv[i], "--keys") && i + 1 < argc)
+            keys = argv[++i];
+        else
+        if (streq(argv[i], "--key") && i + 1 < argc)
+            key = argv[++i];
         else {
-            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID]\n");
+            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID] [--keys DIR] [--key NAME]\n");
             return 2;
         }
     }
@@ -83,6 +94,8 @@ main(int argc, char **argv)
     zsys_set_logstream(stderr);
     zsys_handler_set(NULL);
     mc_config_signals();
+    if (mc_plane_init(keys ? keys : mc_plane_dir(data), key, false))
+        return 1;
     size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
 
     child_t children[32];
@@ -170,5 +183,6 @@ main(int argc, char **argv)
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
     free(list);
+    mc_plane_shutdown();
     return 0;
 }

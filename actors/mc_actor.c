@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     zframe_t *client, *rid;     //  the broker's routing of the caller; NULL for our own messages
     zframe_t *frame;            //  the request
+    mc_peer_t peer;             //  who sent it, as the broker saw it; SELF for our own
 } pending_t;
 
 typedef struct {
@@ -79,6 +80,7 @@ s_connect(actor_t *self)
     zsock_destroy(&self->broker);
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
+    mc_plane_client(self->broker);
     zsock_connect(self->broker, "%s", self->args.broker);
     zmsg_t *ready = zmsg_new();
     zmsg_addstr(ready, self->service);
@@ -203,7 +205,8 @@ s_flush(actor_t *self)
         return;
     mc_in_t in[BATCH_MAX];
     for (size_t i = 0; i < self->nbatch; i++)
-        in[i] = (mc_in_t) { zframe_data(self->batch[i].frame), zframe_size(self->batch[i].frame) };
+        in[i] = (mc_in_t) { zframe_data(self->batch[i].frame), zframe_size(self->batch[i].frame),
+                            self->batch[i].peer };
     mc_core_batch(self->core, in, self->nbatch, mc_now_ms());
     s_effects(self);
     //  a long group (hundreds of messages on a loaded machine) must not look like a dead actor
@@ -221,11 +224,11 @@ s_flush(actor_t *self)
 }
 
 static void
-s_add(actor_t *self, zframe_t *client, zframe_t *rid, zframe_t *frame)
+s_add(actor_t *self, zframe_t *client, zframe_t *rid, zframe_t *frame, mc_peer_t peer)
 {
     if (self->nbatch == BATCH_MAX)
         s_flush(self);
-    self->batch[self->nbatch++] = (pending_t) { client, rid, frame };
+    self->batch[self->nbatch++] = (pending_t) { client, rid, frame, peer };
 }
 
 //  A message of our own (a tick, a reply to mc_send) as an envelope with the time it arrived.
@@ -245,7 +248,7 @@ s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *
     msgpack_sbuffer env;
     msgpack_sbuffer_init(&env);
     mc_request_encode(&env, &req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
-    s_add(self, NULL, NULL, zframe_new(env.data, env.size));
+    s_add(self, NULL, NULL, zframe_new(env.data, env.size), MC_PEER_SELF);
     msgpack_sbuffer_destroy(&env);
 }
 
@@ -308,14 +311,21 @@ s_handle_broker(actor_t *self, zmsg_t *msg)
         self->malformed++;
     else
     if (mc_proto_is(cmd, MC_W_REQUEST)) {
-        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg), *frame = zmsg_pop(msg);
-        if (client && rid && frame && !zmsg_size(msg))
-            s_add(self, client, rid, frame);
-        else {
-            zframe_destroy(&client);
-            zframe_destroy(&rid);
-            zframe_destroy(&frame);
+        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg);
+        zframe_t *key = zmsg_pop(msg), *role = zmsg_pop(msg), *frame = zmsg_pop(msg);
+        //  the role is the broker's word, from the key the sender proved; SELF is never on the wire
+        mc_peer_t peer = role ? mc_peer_parse((const char *) zframe_data(role), zframe_size(role)) : MC_PEER_NONE;
+        if (client && rid && key && frame && peer != MC_PEER_NONE && !zmsg_size(msg)) {
+            s_add(self, client, rid, frame, peer);
+            client = rid = frame = NULL;
         }
+        else
+            self->malformed++;
+        zframe_destroy(&client);
+        zframe_destroy(&rid);
+        zframe_destroy(&key);
+        zframe_destroy(&role);
+        zframe_destroy(&frame);
     }
     else
     if (mc_proto_is(cmd, MC_W_DISCONNECT))
@@ -420,6 +430,7 @@ mc_actor(zsock_t *pipe, void *args)
     s_connect(&self);
     self.client = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.client);
+    mc_plane_client(self.client);
     zsock_connect(self.client, "%s", self.args.broker);
     mc_info("actor started", "\"service\":\"%s\",\"node\":\"%s\"", self.service, self.args.node_id);
     bool terminated = false;

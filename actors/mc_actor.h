@@ -127,6 +127,8 @@ void mc_core_destroy(mc_core_t **self_p);
 typedef struct {
     const void *frame;
     size_t len;
+    mc_peer_t peer;             //  who sent it: SELF for the runtime's own (ticks, steps), else the
+                                //  role of the plane key the broker saw (mc_plane.h)
 } mc_in_t;
 
 //  Handles n request frames as one group commit: each runs in its own nested transaction (a
@@ -135,10 +137,10 @@ typedef struct {
 void mc_core_batch(mc_core_t *self, const mc_in_t *in, size_t n, uint64_t now_ms);
 mc_fx_t *const *mc_core_effects(mc_core_t *self, size_t *count);
 
-//  Handles one request frame and packs the reply into out. Returns 0 when out holds a reply,
-//  -1 when the frame gets none (unparseable, past its deadline at now_ms, or parked). Its other
-//  effects stay readable with mc_core_effects.
-int mc_core_handle(mc_core_t *self, const void *frame, size_t len, uint64_t now_ms,
+//  Handles one request frame from peer and packs the reply into out. Returns 0 when out holds a
+//  reply, -1 when the frame gets none (unparseable, past its deadline at now_ms, or parked). Its
+//  other effects stay readable with mc_core_effects.
+int mc_core_handle(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, uint64_t now_ms,
                    msgpack_sbuffer *out);
 
 const mc_service_t *mc_core_service(mc_core_t *self);
@@ -150,6 +152,7 @@ MDB_dbi mc_core_outbox(mc_core_t *self);
 //  Counters for metrics and logs.
 typedef struct {
     uint64_t handled, failed, malformed, expired;
+    uint64_t refused;           //  sent by a kind of peer that may not send them (403)
 } mc_core_stats_t;
 mc_core_stats_t mc_core_stats(mc_core_t *self);
 

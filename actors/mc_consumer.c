@@ -3,6 +3,7 @@
 #include "mc_config.h"
 #include "mc_envelope.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 
@@ -231,6 +232,7 @@ mc_consumer(zsock_t *pipe, void *args)
     consumer_t self = { .args = *(mc_consumer_args_t *) args };
     self.broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.broker);
+    mc_plane_client(self.broker);
     zsock_connect(self.broker, "%s", self.args.broker);
     zsock_signal(pipe, 0);
     uint64_t checked_at = 0;

@@ -284,6 +284,38 @@ s_run(mc_core_t *self, group_t *g, const mc_handler_t *h, const mc_request_t *re
     return rc ? rc : status;
 }
 
+//  Whether a message from peer may be believed (CONTRACT §9): 0, or the status to refuse it with
+//  and *why. The edge asserts end users (it verified their tokens) but never the runtime; a
+//  node may ask on anyone's behalf, as the payments actor reads an order for its payer; nobody
+//  else asks anything.
+static int
+s_refusal(const mc_msgdef_t *def, mc_peer_t peer, const mc_request_t *req, const char **why)
+{
+    *why = NULL;
+    if (peer == MC_PEER_SELF)
+        return 0;
+    if (peer == MC_PEER_NONE || !(def->senders & (1u << peer)))
+        *why = "this kind of peer may not send this message";
+    else
+    if (peer != MC_PEER_EDGE)
+        return 0;
+    else {
+        bool admin = mc_str_eq(req->role, "admin"), customer = mc_str_eq(req->role, "customer");
+        bool anonymous = mc_str_eq(req->role, "anonymous");
+        if (!admin && !customer && !anonymous)
+            *why = "the edge asserts only anonymous, customer or admin callers";
+        else
+        if (anonymous && def->access != MC_ACCESS_PUBLIC) {
+            *why = "this message needs a signed-in caller";
+            return 401;
+        }
+        else
+        if (def->access == MC_ACCESS_ADMIN && !admin)
+            *why = "the caller's role may not send this message";
+    }
+    return *why ? 403 : 0;
+}
+
 //  Handles one message in the group. Returns MDB_MAP_FULL, with its effects removed, when the
 //  group must commit and the map grow before it can run; 0 otherwise.
 static int
@@ -320,15 +352,24 @@ s_handle(mc_core_t *self, group_t *g, const mc_in_t *in, size_t index, uint64_t 
     int status = 0;
     bool own = (self->service->step && mc_str_eq(req.type, self->service->step))
                || (self->service->tick && mc_str_eq(req.type, self->service->tick));
+    const char *why = NULL;
+    int refused = 0;
     if (!h || !def) {
         mc_reply_error(&reply->pk, req.id, 400, "unknown_message", "this service has no such message", NULL);
         self->stats.failed++;
     }
     else
-    if (own && !mc_str_eq(req.role, "system")) {
-        //  replies and ticks come from the actor's own runtime, never from outside
-        mc_reply_error(&reply->pk, req.id, 403, "forbidden", "this message is the runtime's own", NULL);
-        self->stats.failed++;
+    if ((own && in->peer != MC_PEER_SELF) || (refused = s_refusal(def, in->peer, &req, &why))) {
+        //  replies and ticks come from the actor's own runtime, never from outside; the rest
+        //  only from the kinds of peer allowed to assert what the envelope says
+        char type[64];
+        why = why ? why : "this message is the runtime's own";
+        mc_warn("message refused", "\"service\":\"%s\",\"type\":\"%s\",\"peer\":\"%s\",\"why\":\"%s\"",
+                self->service->name, mc_log_escape(type, sizeof type, req.type.ptr, req.type.len),
+                mc_peer_name(in->peer), why);
+        mc_reply_error(&reply->pk, req.id, refused == 401 ? 401 : 403,
+                       refused == 401 ? "unauthorized" : "forbidden_peer", why, NULL);
+        self->stats.refused++;
     }
     else
     if (mc_schema_validate(def, req.body, &errs)) {
@@ -402,9 +443,10 @@ mc_core_batch(mc_core_t *self, const mc_in_t *in, size_t n, uint64_t now_ms)
 }
 
 int
-mc_core_handle(mc_core_t *self, const void *frame, size_t len, uint64_t now_ms, msgpack_sbuffer *out)
+mc_core_handle(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, uint64_t now_ms,
+               msgpack_sbuffer *out)
 {
-    mc_in_t in = { frame, len };
+    mc_in_t in = { frame, len, peer };
     mc_core_batch(self, &in, 1, now_ms);
     for (size_t i = 0; i < self->nfx; i++)
         if (self->fx[i]->kind == MC_FX_REPLY) {

@@ -22,21 +22,35 @@ s_free(result_t *r)
     msgpack_sbuffer_destroy(&r->frame);
 }
 
-//  Handles req with body (a packed map, or NULL for {}) at now_ms; the reply lands in r (free it
-//  with s_free). Returns the reply's status, or -1 when there was none.
+//  As mc_core_test_call, from a given kind of peer.
 static inline int
-mc_core_test_call(mc_core_t *core, result_t *r, const mc_request_t *req, const msgpack_sbuffer *body, uint64_t now_ms)
+mc_core_test_call_from(mc_core_t *core, mc_peer_t peer, result_t *r, const mc_request_t *req,
+                       const msgpack_sbuffer *body, uint64_t now_ms)
 {
     msgpack_sbuffer env;
     msgpack_sbuffer_init(&env);
     mc_request_encode(&env, req, body ? (mc_str_t) { body->data, body->size } : (mc_str_t) { "", 0 });
     msgpack_sbuffer_init(&r->frame);
     msgpack_unpacked_init(&r->u);
-    int rc = mc_core_handle(core, env.data, env.size, now_ms, &r->frame);
+    int rc = mc_core_handle(core, peer, env.data, env.size, now_ms, &r->frame);
     msgpack_sbuffer_destroy(&env);
     if (rc || mc_reply_decode(&r->u, r->frame.data, r->frame.size, &r->rep))
         return -1;
     return r->rep.status;
+}
+
+//  Handles req with body (a packed map, or NULL for {}) at now_ms; the reply lands in r (free it
+//  with s_free). Returns the reply's status, or -1 when there was none. The message comes from
+//  the runtime itself, so only the service's own checks apply, except that a step or tick with
+//  a role other than "system" comes from a node (and is refused, as from outside). The plane's
+//  rules have tests of their own, with mc_core_test_call_from.
+static inline int
+mc_core_test_call(mc_core_t *core, result_t *r, const mc_request_t *req, const msgpack_sbuffer *body, uint64_t now_ms)
+{
+    const mc_service_t *svc = mc_core_service(core);
+    bool own = (svc->step && mc_str_eq(req->type, svc->step)) || (svc->tick && mc_str_eq(req->type, svc->tick));
+    bool system = req->role.len == 6 && memcmp(req->role.ptr, "system", 6) == 0;
+    return mc_core_test_call_from(core, own && !system ? MC_PEER_NODE : MC_PEER_SELF, r, req, body, now_ms);
 }
 
 //  How many effects of kind the core's last message caused for tag (SEND) or key (PARK, ANSWER),

@@ -1,11 +1,13 @@
 /*  mercato-broker: routes requests between the edge and actor nodes.
 
-    usage: mercato-broker [--bind ENDPOINT[,ENDPOINT...]] [--endpoint-file FILE]
+    usage: mercato-broker [--bind ENDPOINT[,ENDPOINT...]] [--endpoint-file FILE] [--keys DIR]
     ENDPOINT defaults to $MERCATO_BROKER_ENDPOINT, else tcp://127.0.0.1:5570. The endpoint file
-    receives the first one, with its port resolved. */
+    receives the first one, with its port resolved. DIR is the plane's key folder (mc_plane.h),
+    default $MERCATO_KEYS_DIR or $MERCATO_DATA_DIR/plane: without it the broker does not start. */
 #include "mc_broker.h"
 #include "mc_config.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 
 int
 main(int argc, char **argv)
@@ -13,14 +15,18 @@ main(int argc, char **argv)
     mc_log_init("broker");
     const char *bind = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *file = NULL;
+    const char *keys = mc_plane_dir(NULL);
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--bind") && i + 1 < argc)
             bind = argv[++i];
         else
         if (streq(argv[i], "--endpoint-file") && i + 1 < argc)
             file = argv[++i];
+        else
+        if (streq(argv[i], "--keys") && i + 1 < argc)
+            keys = argv[++i];
         else {
-            fprintf(stderr, "usage: mercato-broker [--bind ENDPOINT] [--endpoint-file FILE]\n");
+            fprintf(stderr, "usage: mercato-broker [--bind ENDPOINT] [--endpoint-file FILE] [--keys DIR]\n");
             return 2;
         }
     }
@@ -28,14 +34,19 @@ main(int argc, char **argv)
     zsys_set_logstream(stderr);
     zsys_handler_set(NULL);
     mc_config_signals();
-    mc_broker_t *broker = mc_broker_new(bind);
-    if (!broker)
+    if (mc_plane_init(keys, "broker", true))
         return 1;
+    mc_broker_t *broker = mc_broker_new(bind);
+    if (!broker) {
+        mc_plane_shutdown();
+        return 1;
+    }
     if (file && mc_config_write_file(file, mc_broker_endpoint(broker)))
         return 1;
     mc_info("broker listening", "\"endpoint\":\"%s\"", mc_broker_endpoint(broker));
     mc_broker_run(broker, NULL);
     mc_info("broker stopping", NULL);
     mc_broker_destroy(&broker);
+    mc_plane_shutdown();
     return 0;
 }

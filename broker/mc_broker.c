@@ -1,7 +1,9 @@
 #include "mc_broker.h"
 
 #include "mc_log.h"
+#include "mc_plane.h"
 #include "mc_proto.h"
+#include "mc_schema.h"
 #include "mc_util.h"
 #include "mc_wait.h"
 
@@ -14,6 +16,7 @@ typedef struct {
     zframe_t *address;      //  routing id, to send to it
     service_t *service;     //  what it serves
     char *node_id;          //  the node process it lives in
+    char key_name[MC_PEER_NAME_MAX + 1];    //  the plane key it proved it holds
     void *handle;           //  its place in service->workers, for round-robin
     uint64_t expiry;        //  mono ms after which it is dead
     int fd;                 //  the connection its last message came on, or -1
@@ -34,6 +37,7 @@ struct _mc_broker_t {
     uint64_t heartbeat_at;  //  next heartbeat round, mono ms
     //  counters, served by mmi.stats
     uint64_t requests, replies, unavailable, malformed, workers_expired;
+    uint64_t refused;       //  messages from a peer whose role may not send them
 };
 
 static void
@@ -66,6 +70,8 @@ mc_broker_new(const char *endpoint)
         return NULL;
     }
     mc_proto_socket_setup(self->router);
+    //  nothing on the plane is trusted for being there: every peer proves a key on the allow-list
+    mc_plane_server(self->router);
     //  a comma-separated list: typically ipc:// for this host's processes, tcp:// for other hosts
     char *list = strdup(endpoint), *save = NULL;
     for (char *ep = strtok_r(list, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
@@ -201,12 +207,48 @@ s_service_require(mc_broker_t *self, const char *name)
     return s;
 }
 
+//  "client-hex/request-id-hex": request ids are binary (the edge's hold NUL bytes), so both in hex.
 static void
 s_pending_key(char *out, size_t outsz, zframe_t *client, zframe_t *rid)
 {
-    char *hex = zframe_strhex(client);
-    snprintf(out, outsz, "%s/%.*s", hex, (int) zframe_size(rid), (char *) zframe_data(rid));
+    char *hex = zframe_strhex(client), *rhex = zframe_strhex(rid);
+    snprintf(out, outsz, "%s/%s", hex, rhex);
     free(hex);
+    free(rhex);
+}
+
+//  A peer asked for what its role does not allow: it gets nothing, and it is counted and logged
+//  (at most 10 lines a second, so a flood cannot fill the disk).
+static void
+s_refuse(mc_broker_t *self, const mc_peer_info_t *peer, const char *what, const char *service)
+{
+    static uint64_t window, lines;
+    self->refused++;
+    uint64_t now = mc_mono_ms() / 1000;
+    if (now != window)
+        window = now, lines = 0;
+    if (lines++ < 10) {
+        char svc[80];
+        mc_warn("peer refused", "\"what\":\"%s\",\"role\":\"%s\",\"key\":\"%s\",\"service\":\"%s\",\"refused_total\":%" PRIu64,
+                what, mc_peer_name(peer->role), peer->name, mc_log_escape(svc, sizeof svc, service, strlen(service)),
+                self->refused);
+    }
+}
+
+//  The services a node's key may serve: the actors of schemas/ and the node's mailer.
+static bool
+s_servable(const char *service)
+{
+    const char *dot = strrchr(service, '.');
+    size_t base = dot ? (size_t) (dot - service) : strlen(service);
+    if (!dot || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1))
+        return false;
+    if (base == 6 && memcmp(service, "mailer", 6) == 0)
+        return true;
+    for (size_t i = 0; i < mc_services_count; i++)
+        if (strlen(mc_services[i].name) == base && memcmp(mc_services[i].name, service, base) == 0)
+            return true;
+    return false;
 }
 
 static void
@@ -240,9 +282,10 @@ s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t 
         char *text = zsys_sprintf(
             "mercato_broker_requests_total %" PRIu64 "\nmercato_broker_replies_total %" PRIu64 "\n"
             "mercato_broker_unavailable_total %" PRIu64 "\nmercato_broker_malformed_frames_total %" PRIu64 "\n"
-            "mercato_broker_workers_expired_total %" PRIu64 "\nmercato_broker_workers %zu\n",
+            "mercato_broker_workers_expired_total %" PRIu64 "\nmercato_broker_refused_total %" PRIu64
+            "\nmercato_broker_workers %zu\n",
             self->requests, self->replies, self->unavailable, self->malformed,
-            self->workers_expired, zhashx_size(self->workers));
+            self->workers_expired, self->refused, zhashx_size(self->workers));
         reply = zframe_from(text);
         free(text);
     }
@@ -252,7 +295,7 @@ s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t 
 }
 
 static void
-s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
+s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, const mc_peer_info_t *peer)
 {
     zframe_t *cmd = zmsg_pop(msg);
     zframe_t *service_f = zmsg_pop(msg);
@@ -267,6 +310,10 @@ s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
     char *service = zframe_strdup(service_f);
     if (strncmp(service, "mmi.", 4) == 0)
         s_handle_mmi(self, sender, service, rid, body);
+    else
+    if (peer->role != MC_PEER_EDGE && peer->role != MC_PEER_NODE)
+        //  relay and ops keys look, they do not ask actors for anything
+        s_refuse(self, peer, "request", service);
     else {
         service_t *s = zhashx_lookup(self->services, service);
         worker_t *w = s ? zlistx_first(s->workers) : NULL;
@@ -274,15 +321,19 @@ s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg)
             s_send_unavailable(self, sender, service, rid, "no live node");
         else {
             zlistx_move_end(s->workers, w->handle);
-            char key[256];
+            char key[1024];
             s_pending_key(key, sizeof key, sender, rid);
             zmsg_t *hdr = zmsg_new();
             zmsg_addmem(hdr, zframe_data(sender), zframe_size(sender));
             zmsg_addmem(hdr, zframe_data(rid), zframe_size(rid));
             zhashx_update(w->pending, key, hdr);
+            //  the worker learns which key sent it and with which role: an actor believes a
+            //  caller's identity only from the kind of peer allowed to assert it
             zmsg_t *out = zmsg_new();
             zmsg_addmem(out, zframe_data(sender), zframe_size(sender));
             zmsg_append(out, &rid);
+            zmsg_addstr(out, peer->name);
+            zmsg_addstr(out, mc_peer_name(peer->role));
             zmsg_append(out, &body);
             s_send_worker(self, w->address, MC_W_REQUEST, out);
         }
@@ -296,7 +347,7 @@ done:
 }
 
 static void
-s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
+s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd, const mc_peer_info_t *peer)
 {
     zframe_t *cmd = zmsg_pop(msg);
     char *key = zframe_strhex(sender);
@@ -304,8 +355,16 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
     if (mc_proto_is(cmd, MC_W_READY)) {
         char *service = zmsg_popstr(msg);
         char *node = zmsg_popstr(msg);
-        if (!service || !*service || strlen(service) > 128 || strncmp(service, "mmi.", 4) == 0) {
+        if (!service || !*service || strlen(service) > 128 || strncmp(service, "mmi.", 4) == 0
+        ||  !node || strlen(node) > 64 || zmsg_size(msg)) {
             self->malformed++;
+            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+        }
+        else
+        if (peer->role != MC_PEER_NODE || !s_servable(service)) {
+            //  only a node's key serves actors; an edge, relay or ops key claiming a service
+            //  would be handed other people's requests
+            s_refuse(self, peer, "ready", service);
             s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
         }
         else {
@@ -313,10 +372,11 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
                 s_worker_delete(self, w, false);
             //  the same node serving the same service from a new socket has restarted: its old
             //  session is dead, so stop routing to it now rather than when its heartbeats run out
-            service_t *existing = node && *node ? zhashx_lookup(self->services, service) : NULL;
+            //  (the same node: the same id proved with the same key, so another key cannot evict it)
+            service_t *existing = *node ? zhashx_lookup(self->services, service) : NULL;
             for (worker_t *old = existing ? zlistx_first(existing->workers) : NULL; old; ) {
                 worker_t *next = zlistx_next(existing->workers);
-                if (streq(old->node_id, node)) {
+                if (streq(old->node_id, node) && streq(old->key_name, peer->name)) {
                     mc_info("worker replaced", "\"service\":\"%s\",\"node\":\"%s\"", service, node);
                     s_worker_delete(self, old, true);
                 }
@@ -325,7 +385,8 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
             w = calloc(1, sizeof *w);
             w->key = strdup(key);
             w->address = zframe_dup(sender);
-            w->node_id = strdup(node ? node : "");
+            w->node_id = strdup(node);
+            snprintf(w->key_name, sizeof w->key_name, "%s", peer->name);
             w->pending = zhashx_new();
             zhashx_set_destructor(w->pending, s_pending_destroy);
             w->service = s_service_require(self, service);
@@ -352,13 +413,20 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd)
         zframe_t *client = zmsg_pop(msg);
         zframe_t *rid = zmsg_pop(msg);
         zframe_t *body = zmsg_pop(msg);
-        if (client && rid && body && !zmsg_size(msg) && zframe_size(rid) <= MC_REQUEST_ID_MAX) {
-            char pkey[256];
+        char pkey[1024];
+        if (client && rid && body && !zmsg_size(msg) && zframe_size(rid) <= MC_REQUEST_ID_MAX)
             s_pending_key(pkey, sizeof pkey, client, rid);
+        else
+            pkey[0] = 0;
+        if (*pkey && zhashx_lookup(w->pending, pkey)) {
             zhashx_delete(w->pending, pkey);
             s_send_client(self, client, MC_C_REPLY, w->service->name, rid, &body);
             self->replies++;
         }
+        else
+        if (*pkey)
+            //  a reply is accepted only from the worker the request went to, once
+            s_refuse(self, peer, "reply", w->service->name);
         else
             self->malformed++;
         zframe_destroy(&client);
@@ -471,16 +539,21 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
         //  drain what is there before the next wait: one wait per burst, not per message
         for (int i = 0; i < 1000 && (ready & ROUTER); i++) {
             int fd;
-            zmsg_t *msg = mc_recv_nowait(self->router, &fd);
+            mc_peer_info_t peer;
+            zmsg_t *msg = mc_recv_peer(self->router, &fd, &peer);
             if (!msg)
                 break;
             zframe_t *sender = zmsg_pop(msg);
             zframe_t *proto = zmsg_pop(msg);
+            if (peer.role == MC_PEER_NONE)
+                //  ZAP lets no such peer connect; a message without a role is never served
+                s_refuse(self, &peer, "unauthenticated", "");
+            else
             if (sender && proto && zframe_streq(proto, MC_CLIENT))
-                s_handle_client(self, sender, msg);
+                s_handle_client(self, sender, msg, &peer);
             else
             if (sender && proto && zframe_streq(proto, MC_WORKER))
-                s_handle_worker(self, sender, msg, fd);
+                s_handle_worker(self, sender, msg, fd, &peer);
             else
                 self->malformed++;
             zframe_destroy(&sender);

@@ -1,25 +1,54 @@
 /*  The broker as a zactor on a loopback TCP port, driven by hand-written workers and a client:
-    routing, round-robin, unavailable, expiry of silent workers, MMI. */
+    routing, round-robin, unavailable, expiry of silent workers, MMI, and the plane's trust
+    rules (CURVE keys and their roles). */
 #include "mc_broker.h"
+#include "mc_plane.h"
 #include "mc_proto.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
+static char s_keys[64];     //  the test cluster's key folder
+
+//  A DEALER connected to endpoint proving the plane key called key (NULL: no CURVE at all;
+//  "stranger": a key that is on no allow-list).
 static zsock_t *
-s_worker(const char *endpoint, const char *service, const char *node)
+s_dealer(const char *endpoint, const char *key)
 {
-    zsock_t *w = zsock_new_dealer(endpoint);
-    zsock_set_rcvtimeo(w, 2000);
+    zsock_t *d = zsock_new(ZMQ_DEALER);
+    zsock_set_rcvtimeo(d, 2000);
+    if (key) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s.cert_secret", s_keys, key);
+        zcert_t *cert = streq(key, "stranger") ? zcert_new() : zcert_load(path);
+        snprintf(path, sizeof path, "%s/broker.cert", s_keys);
+        zcert_t *server = zcert_load(path);
+        MC_CHECK(cert && server);
+        mc_plane_client_with(d, cert, zcert_public_txt(server));
+        zcert_destroy(&cert);
+        zcert_destroy(&server);
+    }
+    zsock_connect(d, "%s", endpoint);
+    return d;
+}
+
+static zsock_t *
+s_worker_as(const char *endpoint, const char *key, const char *service, const char *node)
+{
+    zsock_t *w = s_dealer(endpoint, key);
     zstr_sendx(w, MC_WORKER, "\x01", service, node, NULL);
     return w;
 }
 
 static zsock_t *
+s_worker(const char *endpoint, const char *service, const char *node)
+{
+    return s_worker_as(endpoint, "node", service, node);
+}
+
+static zsock_t *
 s_client(const char *endpoint)
 {
-    zsock_t *c = zsock_new_dealer(endpoint);
-    zsock_set_rcvtimeo(c, 2000);
-    return c;
+    return s_dealer(endpoint, "edge");
 }
 
 static void
@@ -29,8 +58,9 @@ s_request(zsock_t *client, const char *service, const char *rid, const char *bod
 }
 
 //  Receives a REQUEST on worker w (skipping heartbeats); returns the request id, or NULL.
+//  When role is not NULL it gets the sender's role as the broker stamped it.
 static char *
-s_worker_take(zsock_t *w, zframe_t **client)
+s_worker_take_from(zsock_t *w, zframe_t **client, char **key, char **role)
 {
     while (true) {
         zmsg_t *msg = zmsg_recv(w);
@@ -38,14 +68,29 @@ s_worker_take(zsock_t *w, zframe_t **client)
             return NULL;
         zframe_t *proto = zmsg_first(msg);
         zframe_t *cmd = zmsg_next(msg);
-        if (zframe_streq(proto, MC_WORKER) && mc_proto_is(cmd, MC_W_REQUEST)) {
+        if (zframe_streq(proto, MC_WORKER) && mc_proto_is(cmd, MC_W_REQUEST) && zmsg_size(msg) == 7) {
             *client = zframe_dup(zmsg_next(msg));
             char *rid = zframe_strdup(zmsg_next(msg));
+            char *k = zframe_strdup(zmsg_next(msg)), *r = zframe_strdup(zmsg_next(msg));
+            if (key)
+                *key = k;
+            else
+                free(k);
+            if (role)
+                *role = r;
+            else
+                free(r);
             zmsg_destroy(&msg);
             return rid;
         }
         zmsg_destroy(&msg);
     }
+}
+
+static char *
+s_worker_take(zsock_t *w, zframe_t **client)
+{
+    return s_worker_take_from(w, client, NULL, NULL);
 }
 
 //  Receives the client's next message: returns its command byte, or -1; *rid gets the id.
@@ -181,8 +226,7 @@ test_routing(void)
     zframe_destroy(&caddr);
 
     //  an unknown worker that sends a heartbeat is told to disconnect
-    zsock_t *stranger = zsock_new_dealer(endpoint);
-    zsock_set_rcvtimeo(stranger, 2000);
+    zsock_t *stranger = s_dealer(endpoint, "node");
     zstr_sendx(stranger, MC_WORKER, "\x04", NULL);
     zmsg_t *msg = zmsg_recv(stranger);
     MC_CHECK(msg && zmsg_size(msg) == 2);
@@ -234,11 +278,178 @@ test_busy_worker_is_not_dead(void)
     zactor_destroy(&broker);
 }
 
+//  Nothing but allowed keys gets anything, each role only what it may do (CONTRACT §9).
+static void
+test_trust(void)
+{
+    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
+    char *endpoint = zstr_recv(broker);
+    zsock_t *w1 = s_worker(endpoint, "payments.0", "n1");
+    zsock_t *edge = s_client(endpoint);
+    char *rid = NULL, *payload = NULL;
+    for (int i = 0; i < 100 && !(payload && streq(payload, "200")); i++) {
+        zstr_free(&rid);
+        zstr_free(&payload);
+        s_request(edge, "mmi.service", "up?", "payments.0");
+        s_client_take(edge, &rid, &payload);
+        if (!payload || !streq(payload, "200"))
+            zclock_sleep(20);
+    }
+    ASSERT_STR(payload, "200");
+    zstr_free(&rid);
+    zstr_free(&payload);
+
+    //  no CURVE, or a key on no allow-list: no reply, no work for anyone
+    const char *outsiders[] = { NULL, "stranger" };
+    for (int i = 0; i < 2; i++) {
+        zsock_t *c = s_dealer(endpoint, outsiders[i]);
+        zsock_set_rcvtimeo(c, 300);
+        s_request(c, "mmi.services", "x", "");
+        s_request(c, "payments.0", "x", "card");
+        ASSERT_EQ(s_client_take(c, &rid, &payload), -1);
+        zsock_t *fake = s_worker_as(endpoint, outsiders[i], "payments.0", "n1");
+        zsock_set_rcvtimeo(fake, 300);
+        zmsg_t *got = zmsg_recv(fake);
+        MC_CHECK(got == NULL);
+        zmsg_destroy(&got);
+        zsock_destroy(&fake);
+        zsock_destroy(&c);
+    }
+
+    //  the worker learns who asked: the edge's key and role
+    s_request(edge, "payments.0", "p1", "body");
+    zframe_t *caddr = NULL;
+    char *key = NULL, *role = NULL;
+    char *wrid = s_worker_take_from(w1, &caddr, &key, &role);
+    ASSERT_STR(wrid, "p1");
+    ASSERT_STR(key, "edge");
+    ASSERT_STR(role, "edge");
+    zstr_free(&key);
+    zstr_free(&role);
+
+    //  an ops key may look (mmi) but not ask an actor; an edge or ops key may not serve
+    zsock_t *ops = s_dealer(endpoint, "ops");
+    s_request(ops, "mmi.service", "o1", "payments.0");
+    ASSERT_EQ(s_client_take(ops, &rid, &payload), MC_C_REPLY);
+    ASSERT_STR(payload, "200");
+    zstr_free(&rid);
+    zstr_free(&payload);
+    s_request(ops, "payments.0", "o2", "body");
+    const char *not_nodes[] = { "edge", "ops", "relay" };
+    for (int i = 0; i < 3; i++) {
+        zsock_t *fake = s_worker_as(endpoint, not_nodes[i], "payments.0", "impostor");
+        zmsg_t *got = zmsg_recv(fake);
+        MC_CHECK(got && mc_proto_is(zmsg_last(got), MC_W_DISCONNECT));
+        zmsg_destroy(&got);
+        zsock_destroy(&fake);
+    }
+    //  a node key may serve only actors' services
+    zsock_t *odd = s_worker(endpoint, "evil.0", "n9");
+    zmsg_t *got = zmsg_recv(odd);
+    MC_CHECK(got && mc_proto_is(zmsg_last(got), MC_W_DISCONNECT));
+    zmsg_destroy(&got);
+    zsock_destroy(&odd);
+
+    //  another node's key reusing w1's node id does not evict w1
+    MC_CHECK(mc_plane_add(s_keys, "node", "node-b") == 0);
+    zsock_t *w2 = s_worker_as(endpoint, "node-b", "payments.0", "n1");
+    for (int i = 0; i < 100; i++) {
+        s_request(edge, "mmi.nodes", "n", "");
+        s_client_take(edge, &rid, &payload);
+        bool two = payload && strstr(payload, "payments.0 n1\npayments.0 n1");
+        zstr_free(&rid);
+        zstr_free(&payload);
+        if (two)
+            break;
+        zclock_sleep(20);
+    }
+    //  w2 answers w1's request: refused; w1's own answer goes through, once
+    for (int from = 2; from >= 1; from--) {
+        zmsg_t *reply = zmsg_new();
+        zmsg_addstr(reply, MC_WORKER);
+        zmsg_addmem(reply, "\x03", 1);
+        zmsg_addmem(reply, zframe_data(caddr), zframe_size(caddr));
+        zmsg_addstr(reply, "p1");
+        zmsg_addstr(reply, from == 2 ? "forged" : "genuine");
+        zmsg_send(&reply, from == 2 ? w2 : w1);
+    }
+    ASSERT_EQ(s_client_take(edge, &rid, &payload), MC_C_REPLY);
+    ASSERT_STR(payload, "genuine");
+    zstr_free(&rid);
+    zstr_free(&payload);
+    //  binary request ids that differ only after a NUL byte (the edge's do) are two requests
+    zsock_t *w3 = s_worker(endpoint, "catalog.0", "n3");
+    zclock_sleep(100);
+    for (byte i = 1; i <= 2; i++) {
+        byte bin[2] = { 0, i };
+        zmsg_t *req = zmsg_new();
+        zmsg_addstr(req, MC_CLIENT);
+        zmsg_addmem(req, "\x01", 1);
+        zmsg_addstr(req, "catalog.0");
+        zmsg_addmem(req, bin, 2);
+        zmsg_addstr(req, "body");
+        zmsg_send(&req, edge);
+    }
+    zframe_t *addr[2] = { NULL, NULL };
+    for (int i = 0; i < 2; i++) {
+        zmsg_t *req = zmsg_recv(w3);
+        while (req && zmsg_size(req) != 7) {     //  heartbeats
+            zmsg_destroy(&req);
+            req = zmsg_recv(w3);
+        }
+        MC_CHECK(req && zmsg_size(req) == 7);
+        if (!req)
+            break;
+        zmsg_first(req);
+        zmsg_next(req);
+        zframe_t *c = zmsg_next(req), *r = zmsg_next(req);
+        zmsg_t *reply = zmsg_new();
+        zmsg_addstr(reply, MC_WORKER);
+        zmsg_addmem(reply, "\x03", 1);
+        zmsg_addmem(reply, zframe_data(c), zframe_size(c));
+        zmsg_addmem(reply, zframe_data(r), zframe_size(r));
+        zmsg_addstr(reply, "ok");
+        addr[i] = zframe_dup(r);
+        zmsg_send(&reply, w3);
+        zmsg_destroy(&req);
+    }
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(s_client_take(edge, &rid, &payload), MC_C_REPLY);
+        zstr_free(&rid);
+        zstr_free(&payload);
+        zframe_destroy(&addr[i]);
+    }
+    zsock_destroy(&w3);
+    s_request(edge, "mmi.stats", "s", "");
+    s_client_take(edge, &rid, &payload);
+    MC_CHECK(payload && strstr(payload, "mercato_broker_refused_total"));
+    MC_CHECK(payload && !strstr(payload, "mercato_broker_refused_total 0\n"));
+    zstr_free(&rid);
+    zstr_free(&payload);
+    free(wrid);
+    zframe_destroy(&caddr);
+    zsock_destroy(&w2);
+    zsock_destroy(&ops);
+    zsock_destroy(&edge);
+    zsock_destroy(&w1);
+    zstr_free(&endpoint);
+    zactor_destroy(&broker);
+}
+
 int
 main(void)
 {
     zsys_init();
+    snprintf(s_keys, sizeof s_keys, "/tmp/mc-broker-test-XXXXXX");
+    MC_CHECK(mkdtemp(s_keys) != NULL);
+    MC_CHECK(mc_plane_keygen(s_keys) == 0);
+    MC_CHECK(mc_plane_init(s_keys, "broker", true) == 0);
     MC_TEST_RUN(test_routing);
     MC_TEST_RUN(test_busy_worker_is_not_dead);
+    MC_TEST_RUN(test_trust);
+    mc_plane_shutdown();
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_keys);
+    MC_CHECK(system(cmd) == 0);
     return MC_TEST_DONE();
 }

@@ -5,7 +5,8 @@
 #include <czmq.h>
 
 #define MC_CLIENT "MCC1"
-#define MC_WORKER "MCW1"
+//  MCW2: requests to a worker carry the sending peer's key id and role (MCW1 did not)
+#define MC_WORKER "MCW2"
 
 //  Client commands
 #define MC_C_REQUEST     0x01

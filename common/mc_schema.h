@@ -4,6 +4,7 @@
 #define MC_SCHEMA_H
 
 #include "mc_envelope.h"
+#include "mc_plane.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,15 +32,17 @@ typedef struct mc_field {
     size_t nsub;            //  entries in sub
 } mc_field_t;
 
+typedef enum { MC_ACCESS_PUBLIC, MC_ACCESS_CUSTOMER, MC_ACCESS_OWNER, MC_ACCESS_ADMIN } mc_access_t;
+
 typedef struct {
     const char *service;    //  "catalog"
     const char *type;       //  "product.create"
     const mc_field_t *fields;   //  the members it accepts
     size_t nfields;         //  entries in fields
     bool patch;             //  a merge patch: nothing required
+    unsigned senders;       //  bit (1 << mc_peer_t) for each kind of peer that may send it
+    mc_access_t access;     //  from the edge: the least its routes ask of the caller's role
 } mc_msgdef_t;
-
-typedef enum { MC_ACCESS_PUBLIC, MC_ACCESS_CUSTOMER, MC_ACCESS_OWNER, MC_ACCESS_ADMIN } mc_access_t;
 typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER, MC_KEY_FIELD } mc_keyrule_t;
 //  Routes whose passwords the edge handles before the actor sees the message.
 typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD } mc_flow_t;

@@ -28,10 +28,18 @@ mc_wait(zsock_t **socks, int n, int timeout_ms)
 zmsg_t *
 mc_recv_nowait(zsock_t *sock, int *fd)
 {
+    return mc_recv_peer(sock, fd, NULL);
+}
+
+zmsg_t *
+mc_recv_peer(zsock_t *sock, int *fd, mc_peer_info_t *peer)
+{
     void *raw = zsock_resolve(sock);
     zmsg_t *msg = NULL;
     if (fd)
         *fd = -1;
+    if (peer)
+        *peer = (mc_peer_info_t) { MC_PEER_NONE, "" };
     for (bool more = true; more; ) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -45,6 +53,8 @@ mc_recv_nowait(zsock_t *sock, int *fd)
         //  a ROUTER's made-up routing-id part may not carry it; the peer's own parts do
         if (fd && *fd < 0)
             *fd = zmq_msg_get(&part, ZMQ_SRCFD);
+        if (peer && peer->role == MC_PEER_NONE)
+            mc_plane_peer(&part, peer);
         zmsg_addmem(msg, zmq_msg_data(&part), zmq_msg_size(&part));
         more = zmq_msg_more(&part);
         zmq_msg_close(&part);

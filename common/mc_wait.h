@@ -9,6 +9,8 @@
 #ifndef MC_WAIT_H
 #define MC_WAIT_H
 
+#include "mc_plane.h"
+
 #include <czmq.h>
 
 #define MC_WAIT_MAX 8
@@ -23,5 +25,9 @@ unsigned mc_wait(zsock_t **socks, int n, int timeout_ms);
 //  Receives a whole message if one is waiting; NULL when none is. With fd, *fd gets the
 //  descriptor of the connection it came on (ZMQ_SRCFD), or -1.
 zmsg_t *mc_recv_nowait(zsock_t *sock, int *fd);
+
+//  As mc_recv_nowait; peer (when not NULL) gets the sender's key id and role from the message's
+//  ZAP metadata (MC_PEER_NONE when it has none).
+zmsg_t *mc_recv_peer(zsock_t *sock, int *fd, mc_peer_info_t *peer);
 
 #endif

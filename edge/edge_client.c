@@ -1,5 +1,6 @@
 #include "edge_client.h"
 
+#include "mc_envelope.h"
 #include "mc_log.h"
 #include "mc_proto.h"
 #include "mc_util.h"
@@ -160,6 +161,7 @@ edge_client_init(const char *broker)
     zsock_bind(s_frontend, DISPATCH_ENDPOINT);
     s_backend = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(s_backend);
+    mc_plane_client(s_backend);
     //  with no connection, fail at once instead of queueing for a broker that is gone
     zsock_set_immediate(s_backend, 1);
     //  after a broker restart, come back quickly rather than after the default 100 ms
@@ -189,6 +191,25 @@ void
 edge_client_thread_exit(void)
 {
     zsock_destroy(&s_sock);
+}
+
+//  True when the reply envelope in p answers the request envelope (same message id): the broker
+//  only passes on a reply from the worker the request went to, and this checks that worker
+//  answered this request and not another.
+static bool
+s_answers(const void *request, size_t len, zmq_msg_t *p)
+{
+    msgpack_unpacked a, b;
+    msgpack_unpacked_init(&a);
+    msgpack_unpacked_init(&b);
+    mc_request_t req;
+    mc_reply_t rep;
+    bool ok = mc_request_decode(&a, request, len, &req) == 0
+           && mc_reply_decode(&b, zmq_msg_data(p), zmq_msg_size(p), &rep) == 0
+           && rep.id.len == req.id.len && memcmp(rep.id.ptr, req.id.ptr, req.id.len) == 0;
+    msgpack_unpacked_destroy(&a);
+    msgpack_unpacked_destroy(&b);
+    return ok;
 }
 
 edge_call_t
@@ -226,6 +247,11 @@ edge_client_call(const char *service, const void *envelope, size_t len, int time
         }
         int kind = ((byte *) zmq_msg_data(&p[0]))[0];
         edge_call_t result = kind == MC_C_REPLY ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
+        if (result == EDGE_CALL_REPLY && strncmp(service, "mmi.", 4) != 0 && !s_answers(envelope, len, &p[2])) {
+            mc_warn("reply refused", "\"service\":\"%s\",\"why\":\"its id is not the request's\"", service);
+            s_close_parts(p, 3);
+            continue;
+        }
         if (result == EDGE_CALL_REPLY)
             *reply = zframe_new(zmq_msg_data(&p[2]), zmq_msg_size(&p[2]));
         s_close_parts(p, 3);

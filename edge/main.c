@@ -1,6 +1,9 @@
 /*  mercato-edge: the HTTP/JSON front door (civetweb).
 
     usage: mercato-edge [--port N] [--broker ENDPOINT] [--data DIR] [--port-file FILE]
+                        [--keys DIR] [--key NAME]
+    Its connection to the broker proves the plane key NAME (default "edge") from the key folder
+    (mc_plane.h; default $MERCATO_KEYS_DIR or DIR/plane); without it the edge does not start.
     Listens on 127.0.0.1 only; TLS terminates in front of it (civetweb's TLS does not load
     against OpenSSL 3). Port 0 picks a free port, written to --port-file once listening. */
 #include "edge_client.h"
@@ -13,6 +16,7 @@
 #include "edge_pages.h"
 #include "mc_config.h"
 #include "mc_log.h"
+#include "mc_plane.h"
 
 #include <civetweb.h>
 #include <czmq.h>
@@ -57,6 +61,7 @@ main(int argc, char **argv)
     const char *port = mc_config_env("MERCATO_HTTP_PORT", "8080");
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *port_file = NULL;
+    const char *data = NULL, *keys = NULL, *key = "edge";
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--port") && i + 1 < argc)
             port = argv[++i];
@@ -65,12 +70,18 @@ main(int argc, char **argv)
             broker = argv[++i];
         else
         if (streq(argv[i], "--data") && i + 1 < argc)
-            i++;    //  accepted for symmetry with the other processes; the edge keeps no state
+            data = argv[++i];   //  the edge keeps no state; its plane key is found there
+        else
+        if (streq(argv[i], "--keys") && i + 1 < argc)
+            keys = argv[++i];
+        else
+        if (streq(argv[i], "--key") && i + 1 < argc)
+            key = argv[++i];
         else
         if (streq(argv[i], "--port-file") && i + 1 < argc)
             port_file = argv[++i];
         else {
-            fprintf(stderr, "usage: mercato-edge [--port N] [--broker ENDPOINT] [--data DIR] [--port-file FILE]\n");
+            fprintf(stderr, "usage: mercato-edge [--port N] [--broker ENDPOINT] [--data DIR] [--port-file FILE] [--keys DIR] [--key NAME]\n");
             return 2;
         }
     }
@@ -78,6 +89,8 @@ main(int argc, char **argv)
     zsys_set_logstream(stderr);
     zsys_handler_set(NULL);
     mc_config_signals();
+    if (mc_plane_init(keys ? keys : mc_plane_dir(data), key, false))
+        return 1;
     edge_client_init(broker);
     const char *log = mc_config_env("MERCATO_ACCESS_LOG", "all");
     edge_config_t config = {
@@ -139,5 +152,6 @@ main(int argc, char **argv)
     mg_stop(ctx);
     mg_exit_library();
     edge_client_stop();
+    mc_plane_shutdown();
     return 0;
 }

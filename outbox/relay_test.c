@@ -34,7 +34,7 @@ s_create(mc_core_t *core, const char *sku, uint64_t t)
     mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = MC_STR("product.create"), .key = { id, MC_ULID_LEN },
                          .corr = MC_STR("relay-test"), .time = t };
     mc_request_encode(&env, &req, (mc_str_t) { body.data, body.size });
-    mc_core_handle(core, env.data, env.size, t, &out);
+    mc_core_handle(core, MC_PEER_SELF, env.data, env.size, t, &out);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     mc_reply_t rep;

@@ -223,6 +223,29 @@ def openapi(services):
     return doc
 
 
+PEERS = {"self": "MC_PEER_SELF", "edge": "MC_PEER_EDGE", "node": "MC_PEER_NODE"}
+ACCESS_ORDER = ["public", "customer", "owner", "admin"]
+
+
+def message_senders(svc, mname, msg):
+    """Which kinds of peer may send a message (CONTRACT 9), as a C bit mask, and the least strict
+    access of its routes. A message with a route may come from the edge; "from" names who else
+    (or, for a message without a route, who at all). Every message must say: one with neither a
+    route nor "from" is an error, so nobody forgets to decide."""
+    routes = [r for r in svc["routes"] if r["message"] == mname]
+    senders = set(msg.get("from", []))
+    if routes:
+        senders.add("edge")
+    if not senders:
+        sys.exit("schemas: %s %s has no route and no \"from\": say which peers may send it" % (svc["service"], mname))
+    unknown = senders - set(PEERS)
+    if unknown:
+        sys.exit("schemas: %s %s: unknown sender %s" % (svc["service"], mname, sorted(unknown)))
+    mask = " | ".join("(1u << %s)" % PEERS[p] for p in sorted(senders))
+    access = min((r["access"] for r in routes), key=ACCESS_ORDER.index) if routes else "public"
+    return mask, ACCESS[access]
+
+
 def main():
     out_c, out_api, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
     services = [json.load(open(p)) for p in paths]
@@ -232,11 +255,13 @@ def main():
     for svc in services:
         for mname, msg in svc["messages"].items():
             fid = field_tables(ident("s_fields", svc["service"], mname), msg["fields"], lines)
-            defs.append((svc["service"], mname, fid, len(msg["fields"]), msg.get("patch", False)))
+            senders, access = message_senders(svc, mname, msg)
+            defs.append((svc["service"], mname, fid, len(msg["fields"]), msg.get("patch", False),
+                         senders, access))
     lines.append("const mc_msgdef_t mc_msgdefs[] = {")
     index = {}
-    for i, (s, m, fid, n, patch) in enumerate(defs):
-        lines.append(f"    {{ {c_str(s)}, {c_str(m)}, {fid}, {n}, {c_bool(patch)} }},")
+    for i, (s, m, fid, n, patch, senders, access) in enumerate(defs):
+        lines.append(f"    {{ {c_str(s)}, {c_str(m)}, {fid}, {n}, {c_bool(patch)}, {senders}, {access} }},")
         index[(s, m)] = i
     lines.append("};")
     lines.append(f"const size_t mc_msgdefs_count = {len(defs)};")

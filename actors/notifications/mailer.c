@@ -159,6 +159,7 @@ s_connect(mailer_t *self)
     zsock_destroy(&self->broker);
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
+    mc_plane_client(self->broker);
     zsock_connect(self->broker, "%s", self->args.broker);
     zmsg_t *ready = zmsg_new();
     zmsg_addstr(ready, SERVICE);
@@ -426,11 +427,18 @@ s_broker(mailer_t *self, zmsg_t *msg)
     bool ok = true;
     self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     if (proto && zframe_streq(proto, MC_WORKER) && mc_proto_is(cmd, MC_W_REQUEST)) {
-        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg), *frame = zmsg_pop(msg);
-        if (client && rid && frame && !zmsg_size(msg))
+        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg);
+        zframe_t *key = zmsg_pop(msg), *role = zmsg_pop(msg), *frame = zmsg_pop(msg);
+        //  mails are asked for by the notifications actor, which runs on a node; nobody else
+        bool node = role && zframe_streq(role, mc_peer_name(MC_PEER_NODE));
+        if (client && rid && key && frame && node && !zmsg_size(msg))
             s_request(self, &client, &rid, frame);
+        else
+            mc_warn("mail request refused", "\"peer\":\"%s\"", node ? "node" : "not a node");
         zframe_destroy(&client);
         zframe_destroy(&rid);
+        zframe_destroy(&key);
+        zframe_destroy(&role);
         zframe_destroy(&frame);
     }
     else

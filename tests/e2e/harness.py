@@ -209,6 +209,10 @@ class Cluster:
         self.env = dict(os.environ)
         self.env.setdefault("MERCATO_ADMIN_EMAIL", ADMIN_EMAIL)
         self.env.setdefault("MERCATO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        # The internal plane's keys (CONTRACT 9): made once per cluster by mercato-keys, read by
+        # every process from MERCATO_KEYS_DIR. Tests that attack the plane use them too.
+        self.keys_dir = os.path.join(self.tmp, "plane")
+        self.env["MERCATO_KEYS_DIR"] = self.keys_dir
         self.env.update(env or {})
         self.procs = {n: Proc(n, self.log_dir) for n in self.order}
         self.endpoint = None      # broker endpoint, fixed after the first start
@@ -321,8 +325,35 @@ class Cluster:
             raise HarnessError("%s\n%s" % (e, self.tails())) from None
         return self
 
+    def make_keys(self):
+        """Create the cluster's plane keys (harmless when they exist)."""
+        r = subprocess.run([self._bin("mercato-keys"), self.keys_dir], capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise HarnessError("mercato-keys failed: %s" % r.stderr.decode("utf-8", "replace"))
+
+    def plane_socket(self, ctx, kind, key="edge", server=False):
+        """A pyzmq socket of kind that proves the plane key called key (czmq certificate files
+        read by zmq.auth), set up as a CURVE client of the broker; server=True makes it a CURVE
+        server with the broker's own key instead (a test playing the broker). key=None: no CURVE."""
+        import zmq
+        import zmq.auth
+        if not os.path.exists(os.path.join(self.keys_dir, "broker.cert")):
+            self.make_keys()
+        sock = ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if server:
+            pub, sec = zmq.auth.load_certificate(os.path.join(self.keys_dir, "broker.cert_secret"))
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_server = pub, sec, True
+        elif key is not None:
+            pub, sec = zmq.auth.load_certificate(os.path.join(self.keys_dir, key + ".cert_secret"))
+            server_pub, _ = zmq.auth.load_certificate(os.path.join(self.keys_dir, "broker.cert"))
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = pub, sec, server_pub
+        return sock
+
     def start(self, name, timeout=START_TIMEOUT):
         """Start (or restart) one process and wait until it has announced itself."""
+        if not os.path.exists(os.path.join(self.keys_dir, "broker.cert")):
+            self.make_keys()
         p = self.procs[name]
         if name == "broker":
             self._start_broker(p, timeout)

@@ -37,9 +37,8 @@ def envelope(mtype, body, key="", **extra):
 class Client:
     """A broker client speaking MCC1 over a DEALER socket."""
 
-    def __init__(self, ctx, endpoint):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
+    def __init__(self, cluster, ctx, endpoint, key="edge"):
+        self.sock = cluster.plane_socket(ctx, zmq.DEALER, key)
         self.sock.connect(endpoint)
         self.seq = 0
 
@@ -84,7 +83,8 @@ class BrokerFrames(unittest.TestCase):
             self.assertTrue(p.alive(), name + " died")
 
     def test_garbage_to_broker(self):
-        s = self.ctx.socket(zmq.DEALER)
+        # from a peer with an allowed key: without one, nothing would even reach the broker
+        s = self.cluster.plane_socket(self.ctx, zmq.DEALER, "edge")
         s.setsockopt(zmq.LINGER, 2000)     # closing must not discard what is still queued
         s.connect(self.cluster.endpoint)
         rng = random.Random(1)
@@ -95,12 +95,12 @@ class BrokerFrames(unittest.TestCase):
         for frames in ([b"MCC1"], [b"MCC1", b"\x09"], [b"MCC1", b"\x01", b"catalog.0"],
                        [b"MCC1", b"\x01", b"catalog.0", b"", b"x"],            # empty request id
                        [b"MCC1", b"\x01", b"catalog.0", b"r" * 100, b"x"],     # request id too long
-                       [b"MCW1"], [b"MCW1", b"\x01"], [b"MCW1", b"\x03", b"nobody", b"1", b"x"],
-                       [b"MCW1", b"\x01", b"mmi.fake", b"n"], [b""], [BOMB]):
+                       [b"MCW2"], [b"MCW2", b"\x01"], [b"MCW2", b"\x03", b"nobody", b"1", b"x"],
+                       [b"MCW2", b"\x01", b"mmi.fake", b"n"], [b""], [BOMB]):
             s.send_multipart(frames)
         s.close()
         self.assertServing()
-        client = Client(self.ctx, self.cluster.endpoint)
+        client = Client(self.cluster, self.ctx, self.cluster.endpoint)
 
         def malformed_counted():
             stats = client.request("mmi.stats", b"")
@@ -112,7 +112,7 @@ class BrokerFrames(unittest.TestCase):
             client.close()
 
     def test_oversized_frame_refused(self):
-        s = self.ctx.socket(zmq.DEALER)
+        s = self.cluster.plane_socket(self.ctx, zmq.DEALER, "edge")
         s.setsockopt(zmq.LINGER, 2000)
         s.connect(self.cluster.endpoint)
         s.send_multipart([b"MCC1", b"\x01", b"catalog.0", b"1", b"\x80" * (3 * 1024 * 1024)])
@@ -120,7 +120,7 @@ class BrokerFrames(unittest.TestCase):
         self.assertServing()
 
     def test_bad_envelopes_through_broker_to_node(self):
-        c = Client(self.ctx, self.cluster.endpoint)
+        c = Client(self.cluster, self.ctx, self.cluster.endpoint)
         try:
             # Unparseable envelopes have no id to answer: the node drops and counts them.
             for payload in (BOMB, b"\xdf\x0f\xff\xff\xff", b"\x82\xa1a", b"", b"\xc1",
@@ -134,7 +134,7 @@ class BrokerFrames(unittest.TestCase):
             # Wrongly typed body fields are a validation error, not a crash.
             rep = c.request("catalog.0", envelope("product.create", {"sku": ["x"], "name": {"a": 1},
                                                                      "category": None, "price_cents": "9"},
-                                                  key=ulid()))
+                                                  key=ulid(), user=ulid(), role="admin"))
             reply = msgpack.unpackb(rep[4])
             self.assertEqual(reply["status"], 422)
             fields = {e["field"] for e in reply["error"]["errors"]}
@@ -166,25 +166,25 @@ class NodeFrames(unittest.TestCase):
         self.addCleanup(self.cluster.cleanup)
         self.ctx = zmq.Context()
         self.addCleanup(self.ctx.destroy, 0)
-        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router = self.cluster.plane_socket(self.ctx, zmq.ROUTER, server=True)
         port = self.router.bind_to_random_port("tcp://127.0.0.1")
         self.cluster.endpoint = "tcp://127.0.0.1:%d" % port
         self.cluster.start("node")
         frames = self._recv(5.0)
         self.assertIsNotNone(frames, "node sent no READY")
         self.node_addr = frames[0]
-        self.assertEqual(frames[1:4], [b"MCW1", b"\x01", b"catalog.0"])
+        self.assertEqual(frames[1:4], [b"MCW2", b"\x01", b"catalog.0"])
 
     def _recv(self, timeout, skip_ready=False):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if hasattr(self, "node_addr"):
-                self._send(b"MCW1", b"\x04")       # a live broker heartbeats
+                self._send(b"MCW2", b"\x04")       # a live broker heartbeats
             if self.router.poll(int(min(100, max(1, (deadline - time.monotonic()) * 1000)))):
                 frames = self.router.recv_multipart()
-                if frames[1:3] == [b"MCW1", b"\x04"]:
+                if frames[1:3] == [b"MCW2", b"\x04"]:
                     continue
-                if skip_ready and frames[1:3] == [b"MCW1", b"\x01"]:
+                if skip_ready and frames[1:3] == [b"MCW2", b"\x01"]:
                     self.node_addr = frames[0]
                     continue
                 return frames
@@ -194,7 +194,7 @@ class NodeFrames(unittest.TestCase):
         self.router.send_multipart([self.node_addr] + list(frames))
 
     def _request(self, payload, rid=b"1"):
-        self._send(b"MCW1", b"\x02", b"client", rid, payload)
+        self._send(b"MCW2", b"\x02", b"client", rid, b"edge", b"edge", payload)
         return self._recv(2.0, skip_ready=True)
 
     def test_node_survives_garbage(self):
@@ -203,23 +203,24 @@ class NodeFrames(unittest.TestCase):
             self._send(*[bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30)))
                          for _ in range(rng.randint(0, 5))])
         for payload in (BOMB, b"\xdb\xff\xff\xff\xffab", b"\x92\x01", b"\x01\x02"):
-            self._send(b"MCW1", b"\x02", b"client", b"9", payload)
-        self._send(b"MCW1", b"\x02", b"client")                 # missing frames
-        self._send(b"MCW1", b"\x02", b"client", b"9", b"x", b"extra")
-        self._send(b"MCW1", b"\x04")                            # heartbeat is fine
+            self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", payload)
+        self._send(b"MCW2", b"\x02", b"client")                 # missing frames
+        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", b"x", b"extra")
+        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"root", b"x")   # no such role
+        self._send(b"MCW2", b"\x04")                            # heartbeat is fine
         # Deep nesting is refused before unpacking.
-        self._send(b"MCW1", b"\x02", b"client", b"9", b"\x91" * 100000 + b"\x01")
+        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", b"\x91" * 100000 + b"\x01")
         rep = self._request(envelope("product.list", {"limit": 1}), rid=b"42")
         self.assertIsNotNone(rep, "node stopped answering")
-        self.assertEqual(rep[1:5], [b"MCW1", b"\x03", b"client", b"42"])
+        self.assertEqual(rep[1:5], [b"MCW2", b"\x03", b"client", b"42"])
         self.assertEqual(msgpack.unpackb(rep[5])["status"], 200)
         self.assertTrue(self.cluster.procs["node"].alive())
 
     def test_node_reconnects_when_told_to_disconnect(self):
-        self._send(b"MCW1", b"\x05")
+        self._send(b"MCW2", b"\x05")
         frames = self._recv(3.0)
         self.assertIsNotNone(frames)
-        self.assertEqual(frames[1:4], [b"MCW1", b"\x01", b"catalog.0"])
+        self.assertEqual(frames[1:4], [b"MCW2", b"\x01", b"catalog.0"])
         self.assertNotEqual(frames[0], self.node_addr, "READY must come on a new socket")
 
     def test_node_drops_requests_past_their_deadline(self):

@@ -1,0 +1,89 @@
+/*  mc_plane: who may speak on the internal plane, and how a socket proves it (CONTRACT §9).
+
+    Every internal ZeroMQ connection is CURVE-encrypted and authenticated: the broker is a CURVE
+    server, every other peer a CURVE client whose public key must be on the broker's allow-list
+    (czmq zauth over a zcertstore folder). Each allowed key carries one role in its certificate
+    metadata; the broker reads it from the ZAP metadata of every message and stamps the requests
+    it forwards with it, so an actor knows which kind of peer asserted what.
+
+    A cluster's key folder (mode 0700), made by mercato-keys:
+        broker.cert             the broker's public certificate, which clients need
+        broker.cert_secret      the broker's secret certificate (mode 0600)
+        <name>.cert_secret      a peer's secret certificate (mode 0600): edge, node, relay, ops
+        allow/<name>.cert       the allow-list: one public certificate per peer, with metadata
+                                "role" (edge | node | relay | ops) and "name" (its key id)
+    Another host gets only what it needs: a node's host broker.cert and node.cert_secret (or a
+    key of its own made with `mercato-keys DIR add node NAME`); the broker's host broker.cert_secret
+    and allow/. The allow-list is re-read when the folder changes, so a key added while the
+    broker runs is accepted and a removed one refused for new connections.
+
+    Caveats: CURVE does not apply to inproc sockets (within one process nothing is to prove);
+    mc_plane_init must run before any plane socket is made and mc_plane_shutdown after the last
+    one is gone. */
+#ifndef MC_PLANE_H
+#define MC_PLANE_H
+
+#include <czmq.h>
+
+//  The kind of peer a message came from. SELF is a process's own runtime (ticks, replies to its
+//  requests); NONE a peer with no allowed key, which the plane never lets through.
+typedef enum {
+    MC_PEER_NONE = 0,
+    MC_PEER_SELF,
+    MC_PEER_EDGE,
+    MC_PEER_NODE,
+    MC_PEER_RELAY,
+    MC_PEER_OPS
+} mc_peer_t;
+
+//  Longest key id (certificate "name") the plane accepts.
+#define MC_PEER_NAME_MAX 63
+
+typedef struct {
+    mc_peer_t role;                     //  from the certificate's "role" metadata
+    char name[MC_PEER_NAME_MAX + 1];    //  the certificate's "name": which key it was
+} mc_peer_info_t;
+
+//  "edge" -> MC_PEER_EDGE ...; MC_PEER_NONE for anything else (SELF has no name on the wire).
+mc_peer_t mc_peer_parse(const char *text, size_t len);
+//  The wire name of a role: "edge", "node", "relay", "ops", "self"; "" for NONE.
+const char *mc_peer_name(mc_peer_t role);
+
+//  The key folder a process uses: $MERCATO_KEYS_DIR, else <data_dir>/plane (data_dir NULL:
+//  $MERCATO_DATA_DIR, else ./data). The result is static storage.
+const char *mc_plane_dir(const char *data_dir);
+
+//  Creates a cluster's keys in dir: the broker's certificate and one key per role (edge, node,
+//  relay, ops), each on the allow-list. Keys that exist are kept, so running it again is
+//  harmless. Returns 0, or -1 with errno (and a logged reason) when a file cannot be written.
+int mc_plane_keygen(const char *dir);
+
+//  Adds a key called name with role (one of edge, node, relay, ops) to dir and its allow-list.
+//  Returns 0; -1 when role or name is invalid (EINVAL), the name is taken (EEXIST) or a write
+//  fails.
+int mc_plane_add(const char *dir, const char *role, const char *name);
+
+//  Loads this process's identity from dir: the certificate <name>.cert_secret and the broker's
+//  public key; as_server also loads broker.cert_secret and starts the ZAP handler over allow/.
+//  Returns 0, or -1 with a logged reason (missing or unreadable key) and nothing set up: a
+//  process must not run unauthenticated, so callers exit.
+int mc_plane_init(const char *dir, const char *name, bool as_server);
+
+//  Stops the ZAP handler and forgets the keys; harmless when not initialised.
+void mc_plane_shutdown(void);
+
+//  Makes sock a CURVE client of the broker with this process's key. Call before connecting.
+void mc_plane_client(zsock_t *sock);
+
+//  Makes sock a CURVE server checked against the allow-list. Call before binding.
+void mc_plane_server(zsock_t *sock);
+
+//  As mc_plane_client, with a given certificate and server public key (Z85): for tests and
+//  tools that act as several peers.
+void mc_plane_client_with(zsock_t *sock, zcert_t *cert, const char *server_key);
+
+//  The peer a received message part came from, read from its ZAP metadata. A part without
+//  plane metadata gives MC_PEER_NONE.
+void mc_plane_peer(zmq_msg_t *part, mc_peer_info_t *peer);
+
+#endif
