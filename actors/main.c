@@ -9,6 +9,7 @@
 #include "mc_actor.h"
 #include "mc_consumer.h"
 #include "mc_config.h"
+#include "mc_event_sign.h"
 #include "mc_log.h"
 #include "mc_plane.h"
 #include "mc_schema.h"
@@ -53,6 +54,16 @@ s_service(const char *name)
     for (size_t i = 0; i < sizeof s_services / sizeof *s_services; i++)
         if (streq(s_services[i]->name, name))
             return s_services[i];
+    return NULL;
+}
+
+//  The child running shard 0 of a feed's service, where its consumer runs; NULL when none.
+static const child_t *
+s_feed_host(const child_t *children, size_t count, size_t feed)
+{
+    for (size_t i = 0; i < count; i++)
+        if (streq(children[i].args.service->name, s_feeds[feed].service) && children[i].args.shard == 0)
+            return &children[i];
     return NULL;
 }
 
@@ -124,6 +135,21 @@ main(int argc, char **argv)
                 .backoff_ms = 100 };
         }
     }
+    //  a node that consumes Kafka must tell our relay's records from forged ones: without the
+    //  relay's public key it would have to act on anything, so it does not start
+    char events_dir[4200], err[512];
+    snprintf(events_dir, sizeof events_dir, "%s", keys ? keys : mc_plane_dir(data));
+    bool consumes = false;
+    for (size_t f = 0; f < MC_FEEDS; f++)
+        consumes = consumes || s_feed_host(children, count, f);
+    mc_event_verifier_t *verifier = consumes ? mc_event_verifier_new(events_dir, err, sizeof err) : NULL;
+    if (consumes && !verifier) {
+        char why[600];
+        mc_error("no event public key, not starting", "\"reason\":\"%s\"", mc_log_escape(why, sizeof why, err, strlen(err)));
+        fprintf(stderr, "mercato-node: %s\n", err);
+        return 1;
+    }
+    mc_event_verifier_destroy(&verifier);
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
     //  services that learn from other services' events read them from Kafka like anyone else: one
@@ -131,18 +157,18 @@ main(int argc, char **argv)
     zactor_t *consumers[MC_FEEDS] = { NULL };
     mc_consumer_args_t consumer_args[MC_FEEDS];
     size_t nconsumers = 0;
-    for (size_t f = 0; f < MC_FEEDS; f++)
-        for (size_t i = 0; i < count; i++)
-            if (streq(children[i].args.service->name, s_feeds[f].service) && children[i].args.shard == 0) {
-                consumer_args[nconsumers] = (mc_consumer_args_t) {
-                    .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
-                    .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
-                    .wants = children[i].args.service->wants_event,
-                    .data_dir = data, .broker = broker };
-                consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
-                nconsumers++;
-                break;
-            }
+    for (size_t f = 0; f < MC_FEEDS; f++) {
+        const child_t *host = s_feed_host(children, count, f);
+        if (!host)
+            continue;
+        consumer_args[nconsumers] = (mc_consumer_args_t) {
+            .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
+            .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
+            .wants = host->args.service->wants_event,
+            .data_dir = data, .keys_dir = events_dir, .broker = broker };
+        consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
+        nconsumers++;
+    }
     //  a node with the notifications actor hands its mails to SMTP (mailer.h)
     zactor_t *mailer = NULL;
     mailer_args_t mailer_args = { .broker = broker, .node_id = node };

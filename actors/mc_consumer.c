@@ -2,6 +2,8 @@
 
 #include "mc_config.h"
 #include "mc_envelope.h"
+#include "mc_event_sign.h"
+#include "mc_kafka.h"
 #include "mc_log.h"
 #include "mc_plane.h"
 #include "mc_proto.h"
@@ -14,9 +16,10 @@ typedef struct {
     mc_consumer_args_t args;    //  configuration
     char bootstrap[512];        //  the list in use
     rd_kafka_t *rk;             //  the consumer, or NULL while there is no bootstrap
+    mc_event_verifier_t *verifier;  //  the relay's public keys
     zsock_t *broker;            //  DEALER to the broker, as a client
     uint64_t seq;               //  request ids
-    uint64_t consumed, malformed, skipped;  //  counters
+    uint64_t consumed, malformed, skipped, rejected;  //  counters
 } consumer_t;
 
 static void
@@ -56,6 +59,7 @@ s_connect_kafka(consumer_t *self)
     snprintf(group, sizeof group, "mercato-%s", self->args.service);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", now, err, sizeof err)
+    ||  mc_kafka_conf_security(conf, err, sizeof err)
     ||  rd_kafka_conf_set(conf, "group.id", group, err, sizeof err)
     //  a handled record's offset is stored, and stored offsets are committed in the background
     //  and on close: a synchronous commit per record cost a round trip to Kafka per event, and
@@ -101,6 +105,40 @@ s_header(const rd_kafka_message_t *msg, const char *name, char *out, size_t outs
     memcpy(out, value, size);
     out[size] = 0;
     return true;
+}
+
+//  The value of a header that appears at most once (ptr NULL when absent); -1 when repeated,
+//  since a consumer must act on exactly the bytes that were signed.
+static int
+s_header_once(rd_kafka_headers_t *h, const char *name, mc_str_t *out)
+{
+    const void *value;
+    size_t size;
+    *out = (mc_str_t) { NULL, 0 };
+    for (size_t i = 0; h && rd_kafka_header_get(h, i, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        if (i)
+            return -1;
+        *out = (mc_str_t) { value ? value : "", value ? size : 0 };
+    }
+    return 0;
+}
+
+//  Whether the record carries our relay's valid signature over everything the consumer reads.
+static mc_event_check_t
+s_verify(consumer_t *self, const rd_kafka_message_t *msg, mc_str_t *kid)
+{
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(msg, &h))
+        h = NULL;
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    mc_event_record_t rec = { .topic = { topic, strlen(topic) }, .key = { msg->key, msg->key_len },
+                              .value = { msg->payload, msg->len } };
+    mc_str_t sig;
+    int repeated = s_header_once(h, MC_EVENT_SIG_HEADER, &sig) | s_header_once(h, MC_EVENT_KID_HEADER, kid);
+    for (int i = 0; i < MC_EVENT_H_COUNT; i++)
+        repeated |= s_header_once(h, mc_event_signed_headers[i], &rec.headers[i]);
+    mc_event_check_t check = mc_event_verifier_check(self->verifier, &rec, *kid, sig);
+    return repeated && check == MC_EVENT_VALID ? MC_EVENT_BAD_SIGNATURE : check;
 }
 
 //  Sends the envelope and waits for the actor's status. Returns the status, or 0 on no answer.
@@ -157,6 +195,20 @@ s_handle(consumer_t *self, const rd_kafka_message_t *msg)
                 && strlen(ce_id) <= 64 && s_header(msg, "ce_type", ce_type, sizeof ce_type);
     if (headers && self->args.wants && !self->args.wants((mc_str_t) { ce_type, strlen(ce_type) })) {
         self->skipped++;
+        return true;
+    }
+    //  before anything of the record is believed or parsed: only our relay's records act
+    mc_str_t kid = { NULL, 0 };
+    mc_event_check_t check = headers ? s_verify(self, msg, &kid) : MC_EVENT_VALID;
+    if (check != MC_EVENT_VALID) {
+        self->rejected++;
+        char kid_esc[40], id_esc[140], type_esc[120];
+        mc_warn("unauthenticated record skipped", "\"service\":\"%s\",\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64
+                ",\"reason\":\"%s\",\"kid\":\"%s\",\"ce_id\":\"%s\",\"ce_type\":\"%s\",\"rejected_total\":%" PRIu64,
+                self->args.service, rd_kafka_topic_name(msg->rkt), msg->partition, (int64_t) msg->offset, mc_event_check_str(check),
+                kid.ptr ? mc_log_escape(kid_esc, sizeof kid_esc, kid.ptr, kid.len) : "",
+                mc_log_escape(id_esc, sizeof id_esc, ce_id, strlen(ce_id)),
+                mc_log_escape(type_esc, sizeof type_esc, ce_type, strlen(ce_type)), self->rejected);
         return true;
     }
     if (!headers || mc_json_parse(msg->payload, msg->len, &data, why, sizeof why)) {
@@ -230,6 +282,20 @@ void
 mc_consumer(zsock_t *pipe, void *args)
 {
     consumer_t self = { .args = *(mc_consumer_args_t *) args };
+    char err[512];
+    self.verifier = mc_event_verifier_new(self.args.keys_dir, err, sizeof err);
+    if (!self.verifier) {
+        //  the node checked the keys before starting us: they went away since
+        char why[600];
+        mc_error("kafka consumer has no event keys, consuming nothing", "\"service\":\"%s\",\"reason\":\"%s\"",
+                 self.args.service, mc_log_escape(why, sizeof why, err, strlen(err)));
+        zsock_signal(pipe, 0);
+        char *cmd;
+        while ((cmd = zstr_recv(pipe)) && !streq(cmd, "$TERM"))
+            zstr_free(&cmd);
+        zstr_free(&cmd);
+        return;
+    }
     self.broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.broker);
     mc_plane_client(self.broker);
@@ -295,4 +361,5 @@ mc_consumer(zsock_t *pipe, void *args)
         rd_kafka_destroy(self.rk);
     }
     zsock_destroy(&self.broker);
+    mc_event_verifier_destroy(&self.verifier);
 }

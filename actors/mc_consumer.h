@@ -8,8 +8,12 @@
     is stored only after the actor has answered 200, and stored offsets are committed in the
     background: a crash at any point means a redelivery, never a loss. A record of a type the
     service does not act on is skipped without a message, so it costs the service nothing (not
-    even a processed event id). A record that cannot be understood (no ce_id, not JSON) is
-    logged, counted and skipped. */
+    even a processed event id). Every other record must carry our relay's signature over its
+    topic, key, value and CloudEvents headers (mc_event_sign.h), checked against the public
+    keys in keys_dir before anything in it is parsed: one without (unsigned, an unknown key, a
+    signature that does not match, a signed header repeated) is logged as "unauthenticated
+    record skipped", counted, and its offset stored, never delivered. A record that cannot be
+    understood (no ce_id, not JSON) is logged, counted and skipped too. */
 #ifndef MC_CONSUMER_H
 #define MC_CONSUMER_H
 
@@ -24,6 +28,7 @@ typedef struct {
     const char *message_type;   //  "stock.event"
     bool (*wants)(mc_str_t type);   //  the event types delivered, or NULL: all
     const char *data_dir;       //  where kafka.bootstrap is, when MERCATO_KAFKA_BROKERS is unset
+    const char *keys_dir;       //  the relay's public keys, events*.pub
     const char *broker;         //  broker endpoint
 } mc_consumer_args_t;
 

@@ -1,11 +1,14 @@
 /*  mercato-keys: makes the keys of a cluster's internal plane (mc_plane.h, CONTRACT §9).
 
     usage: mercato-keys DIR                  the broker's certificate and a key per role (edge,
-                                             node, relay, ops), each on the allow-list; existing
-                                             keys are kept, so running it again is harmless
+                                             node, relay, ops), each on the allow-list, and the
+                                             relay's event signing key pair (events.key,
+                                             events.pub: mc_event_sign.h); existing keys are
+                                             kept, so running it again is harmless
            mercato-keys DIR add ROLE NAME    one more key (a node on another host, say)
     Secret files are mode 0600 in a 0700 folder. Exit 0 on success, 1 when a file cannot be
     written, 2 on bad usage or a name that is taken. */
+#include "mc_event_sign.h"
 #include "mc_log.h"
 #include "mc_plane.h"
 
@@ -17,8 +20,15 @@ main(int argc, char **argv)
     mc_log_init("keys");
     zsys_init();
     zsys_set_logstream(stderr);
-    if (argc == 2)
-        return mc_plane_keygen(argv[1]) ? 1 : 0;
+    if (argc == 2) {
+        if (mc_plane_keygen(argv[1]))
+            return 1;
+        if (mc_event_sign_keygen(argv[1])) {
+            fprintf(stderr, "mercato-keys: cannot write the event keys in %s: %s\n", argv[1], strerror(errno));
+            return 1;
+        }
+        return 0;
+    }
     if (argc == 5 && streq(argv[2], "add")) {
         if (mc_plane_add(argv[1], argv[3], argv[4]) == 0)
             return 0;

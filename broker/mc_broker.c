@@ -38,6 +38,7 @@ struct _mc_broker_t {
     //  counters, served by mmi.stats
     uint64_t requests, replies, unavailable, malformed, workers_expired;
     uint64_t refused;       //  messages from a peer whose role may not send them
+    uint64_t handshakes_refused;    //  connections without an allowed key (or not CURVE at all)
 };
 
 static void
@@ -95,7 +96,11 @@ mc_broker_new(const char *endpoint)
     static atomic_uint s_monitors;
     char monitor[64];
     snprintf(monitor, sizeof monitor, "inproc://mc-broker-monitor-%u", atomic_fetch_add(&s_monitors, 1));
-    if (zmq_socket_monitor(zsock_resolve(self->router), monitor, ZMQ_EVENT_DISCONNECTED) == 0)
+    //  and a connection that fails the CURVE handshake (no allowed key) is counted and logged:
+    //  it never gets as far as a message
+    int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+               | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (zmq_socket_monitor(zsock_resolve(self->router), monitor, events) == 0)
         self->monitor = zsock_new(ZMQ_PAIR);
     if (self->monitor)
         zsock_connect(self->monitor, "%s", monitor);
@@ -283,9 +288,9 @@ s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t 
             "mercato_broker_requests_total %" PRIu64 "\nmercato_broker_replies_total %" PRIu64 "\n"
             "mercato_broker_unavailable_total %" PRIu64 "\nmercato_broker_malformed_frames_total %" PRIu64 "\n"
             "mercato_broker_workers_expired_total %" PRIu64 "\nmercato_broker_refused_total %" PRIu64
-            "\nmercato_broker_workers %zu\n",
+            "\nmercato_broker_handshakes_refused_total %" PRIu64 "\nmercato_broker_workers %zu\n",
             self->requests, self->replies, self->unavailable, self->malformed,
-            self->workers_expired, self->refused, zhashx_size(self->workers));
+            self->workers_expired, self->refused, self->handshakes_refused, zhashx_size(self->workers));
         reply = zframe_from(text);
         free(text);
     }
@@ -491,6 +496,21 @@ s_handle_monitor(mc_broker_t *self)
         int32_t fd;
         memcpy(&id, d, sizeof id);
         memcpy(&fd, d + 2, sizeof fd);
+        if (id != ZMQ_EVENT_DISCONNECTED) {
+            static uint64_t window, lines;
+            uint64_t now = mc_mono_ms() / 1000;
+            self->handshakes_refused++;
+            if (now != window)
+                window = now, lines = 0;
+            if (lines++ < 10) {
+                zframe_t *where = zmsg_next(event);
+                char endpoint[128];
+                mc_warn("connection refused", "\"why\":\"%s\",\"endpoint\":\"%s\",\"refused_total\":%" PRIu64,
+                        id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "no allowed key" : "not a CURVE handshake",
+                        where ? mc_log_escape(endpoint, sizeof endpoint, (const char *) zframe_data(where), zframe_size(where)) : "",
+                        self->handshakes_refused);
+            }
+        }
         zlistx_t *gone = zlistx_new();
         for (worker_t *w = zhashx_first(self->workers); w && id == ZMQ_EVENT_DISCONNECTED; w = zhashx_next(self->workers))
             if (w->fd == fd)

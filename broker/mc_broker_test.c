@@ -424,6 +424,9 @@ test_trust(void)
     s_client_take(edge, &rid, &payload);
     MC_CHECK(payload && strstr(payload, "mercato_broker_refused_total"));
     MC_CHECK(payload && !strstr(payload, "mercato_broker_refused_total 0\n"));
+    //  the connections with no key, or one on no allow-list, failed their handshakes
+    MC_CHECK(payload && strstr(payload, "mercato_broker_handshakes_refused_total"));
+    MC_CHECK(payload && !strstr(payload, "mercato_broker_handshakes_refused_total 0\n"));
     zstr_free(&rid);
     zstr_free(&payload);
     free(wrid);

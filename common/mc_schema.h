@@ -44,8 +44,10 @@ typedef struct {
     mc_access_t access;     //  from the edge: the least its routes ask of the caller's role
 } mc_msgdef_t;
 typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER, MC_KEY_FIELD } mc_keyrule_t;
-//  Routes whose passwords the edge handles before the actor sees the message.
-typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD } mc_flow_t;
+//  Routes whose secrets the edge turns into what the actor needs before the message leaves:
+//  passwords (register, login, password), refresh tokens (login, refresh, logout), cards (card).
+typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD, MC_FLOW_REFRESH, MC_FLOW_LOGOUT,
+               MC_FLOW_CARD } mc_flow_t;
 
 typedef struct {
     const char *method;     //  "GET"
@@ -60,7 +62,7 @@ typedef struct {
     bool merge_patch;       //  also accepts application/merge-patch+json
     bool etag;              //  reply carries an ETag; honours If-Match
     const char *location;   //  Location prefix for 201 replies, or NULL
-    mc_flow_t flow;         //  password handling at the edge
+    mc_flow_t flow;         //  secrets handled at the edge
     const char *key_field;  //  MC_KEY_FIELD: the body (or query) member holding the routing key
     bool idempotent;        //  honours Idempotency-Key (passed on in the envelope)
 } mc_route_t;

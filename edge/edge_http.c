@@ -1,7 +1,10 @@
 #include "edge_http.h"
 
+#include "edge_card.h"
 #include "edge_client.h"
+#include "edge_conn.h"
 #include "edge_framing.h"
+#include "edge_headers.h"
 #include "mc_json.h"
 #include "edge_metrics.h"
 #include "edge_pages.h"
@@ -57,20 +60,24 @@ s_path_match(const char *pattern, const char *path, mc_str_t *param)
     return *p == 0 && *s == 0;
 }
 
+//  The route for method and path; HEAD takes the GET route (RFC 9110 9.3.2). Without one, allow
+//  lists the methods the path has.
 static const mc_route_t *
 s_route(const char *method, const char *path, mc_str_t *param, char *allow, size_t allowsz)
 {
     allow[0] = 0;
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
     for (size_t i = 0; i < mc_routes_count; i++) {
         mc_str_t got = { NULL, 0 };
         if (!s_path_match(mc_routes[i].path, path, &got))
             continue;
-        if (strcmp(mc_routes[i].method, method) == 0) {
+        if (strcmp(mc_routes[i].method, want) == 0) {
             *param = got;
             return &mc_routes[i];
         }
         size_t used = strlen(allow);
-        snprintf(allow + used, allowsz - used, "%s%s", used ? ", " : "", mc_routes[i].method);
+        bool get = strcmp(mc_routes[i].method, "GET") == 0;
+        snprintf(allow + used, allowsz - used, "%s%s%s", used ? ", " : "", mc_routes[i].method, get ? ", HEAD" : "");
     }
     return NULL;
 }
@@ -251,6 +258,12 @@ s_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc
 void
 edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs)
 {
+    edge_request_refuse(r, "the request has invalid fields", errs);
+}
+
+void
+edge_request_refuse(edge_reply_t *r, const char *detail, const mc_errors_t *errs)
+{
     //  pack the complaints so the one problem writer renders them
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -267,9 +280,16 @@ edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs)
     msgpack_unpacked_init(&u);
     size_t off = 0;
     msgpack_unpack_next(&u, sb.data, sb.size, &off);
-    edge_problem(r, 422, "validation_failed", "the request has invalid fields", &u.data, NULL);
+    edge_problem(r, 422, "validation_failed", detail, &u.data, NULL);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
+}
+
+//  True when body carries a credential (identity's "tokens" answer): no cache may keep it.
+static bool
+s_carries_token(const msgpack_object *body)
+{
+    return mc_map_get(body, "access_token") || mc_map_get(body, "refresh_token");
 }
 
 //  Renders the actor's reply as the HTTP answer.
@@ -311,14 +331,17 @@ s_answer(edge_req_t *q, zframe_t *frame)
     }
     else {
         const char *inm = route->etag ? s_header1(q->ri, "If-None-Match") : NULL;
-        if (inm && rep.etag.len && mc_str_eq(rep.etag, inm) && strcmp(q->ri->request_method, "GET") == 0) {
+        if (inm && rep.etag.len && mc_str_eq(rep.etag, inm) && strcmp(route->method, "GET") == 0) {
             edge_respond(r, 304, NULL, headers, NULL, 0);
             msgpack_unpacked_destroy(&u);
             return;
         }
         mc_str_t id;
         if (route->location && rep.status == 201 && mc_map_str(rep.body, "id", &id) == 0 && id.len < 128)
-            snprintf(headers + hl, sizeof headers - hl, "Location: %s%.*s\r\n", route->location, (int) id.len, id.ptr);
+            hl += (size_t) snprintf(headers + hl, sizeof headers - hl, "Location: %s%.*s\r\n", route->location,
+                                    (int) id.len, id.ptr);
+        if (s_carries_token(rep.body))
+            snprintf(headers + hl, sizeof headers - hl, "Cache-Control: no-store\r\n");
         if (rep.status == 204 || !rep.body)
             edge_respond(r, rep.status, NULL, headers, NULL, 0);
         else {
@@ -563,6 +586,9 @@ s_serve(edge_req_t *q, const char *json, size_t jlen)
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
     if (s_body(q, json, jlen, &body) == 0) {
+        if (q->route->flow == MC_FLOW_CARD)
+            edge_card_flow(q, (mc_str_t) { body.data, body.size });
+        else
         if (q->route->flow != MC_FLOW_NONE)
             edge_identity_flow(q, (mc_str_t) { body.data, body.size });
         else
@@ -613,15 +639,71 @@ s_route_slot(const mc_route_t *route)
     return route ? (size_t) (route - mc_routes) : edge_metrics_slot_unmatched();
 }
 
+static void
+s_too_slow(edge_reply_t *r)
+{
+    edge_metrics_rejected("timeout");
+    r->close = true;
+    edge_problem(r, 408, "request_timeout", "the request (headers and body) did not arrive in time", NULL, NULL);
+}
+
+int
+edge_http_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    edge_reply_t r = { .conn = conn, .close = true, .head = ri && ri->request_method
+                                                            && strcmp(ri->request_method, "HEAD") == 0 };
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, mc_now_ms());
+    snprintf(r.request_id, sizeof r.request_id, "%s", id);
+    //  the watchdog ended the read: whatever civetweb makes of the rest, the client was too slow
+    if (edge_conn_expired(conn)) {
+        s_too_slow(&r);
+        return 0;
+    }
+    //  civetweb 1.15 says "Malformed message" both for bytes it cannot parse and for a request
+    //  line and headers that overflow its buffer (read_message's -2 never becomes its 413)
+    const char *code = "malformed_request", *kind = "headers",
+               *detail = "the request could not be parsed, or its request line and headers are larger than "
+                         EDGE_HTTP_HEAD_MAX_TEXT;
+    if (status == 411) {
+        //  a Content-Length that is present but not a number is malformed, not missing
+        if (ri && mg_get_header(conn, "Content-Length"))
+            status = 400;
+        else {
+            code = "length_required";
+            detail = "send Content-Length or chunked Transfer-Encoding";
+        }
+    }
+    else
+    if (ri && edge_headers_token(ri->request_method) && !edge_headers_method_implemented(ri->request_method)) {
+        //  civetweb refuses a method it does not know as a malformed request
+        status = 501;
+        code = "not_implemented";
+        detail = "the edge implements GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS";
+        kind = "method";
+    }
+    else
+    if (status == 505) {
+        code = "http_version_not_supported";
+        detail = "the edge speaks HTTP/1.0 and HTTP/1.1";
+    }
+    edge_metrics_rejected(kind);
+    edge_problem(&r, status, code, detail, NULL, NULL);
+    return 0;
+}
+
 int
 edge_http_handle(struct mg_connection *conn, void *cbdata)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
+    //  the headers are in; the deadline waits while the request is served (s_read_body resumes it)
+    edge_conn_reading(conn, false);
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     uint64_t received_ms = mc_now_ms();
     edge_metrics_inflight(1);
-    edge_reply_t r = { .conn = conn, .origin = s_cors_origin(ri) };
+    edge_reply_t r = { .conn = conn, .origin = s_cors_origin(ri), .head = strcmp(ri->request_method, "HEAD") == 0 };
     s_request_id(ri, r.request_id, sizeof r.request_id);
     const char *path = ri->local_uri ? ri->local_uri : "/";
     const mc_route_t *route = NULL;
@@ -629,6 +711,13 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
     char allow[128];
     mc_str_t param = { NULL, 0 };
 
+    edge_headers_problem_t refused;
+    if (edge_headers_check(ri, &refused)) {
+        edge_metrics_rejected(refused.kind);
+        r.close = true;
+        edge_problem(&r, refused.status, refused.code, refused.detail, NULL, NULL);
+        goto done;
+    }
     const char *framing = edge_framing_error(ri->http_headers, ri->num_headers);
     if (framing) {
         edge_metrics_rejected("headers");
@@ -696,7 +785,12 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
     //  a declared length sizes the buffer; chunked bodies get the cap plus one byte to detect excess
     size_t cap = ri->content_length >= 0 ? (size_t) ri->content_length : EDGE_BODY_MAX + 1;
     char *buf = malloc(cap + 1);
+    edge_conn_reading(conn, true);
     long blen = buf ? s_read_body(conn, buf, cap) : -2;
+    edge_conn_reading(conn, false);
+    if (blen == -2 && edge_conn_expired(conn))
+        s_too_slow(&r);
+    else
     if (blen == -1) {
         edge_metrics_rejected("body_size");
         r.close = true;
@@ -716,6 +810,7 @@ done:;
     uint64_t us = (uint64_t) ((ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000);
     edge_metrics_request(slot, r.status, us);
     edge_metrics_inflight(-1);
+    edge_conn_answered(conn);
     if (s_config.access_log == EDGE_LOG_ALL || (s_config.access_log == EDGE_LOG_ERRORS && r.status >= 400)
     ||  r.status >= 500 || r.status == 0) {
         char p[256];

@@ -6,6 +6,9 @@
 #include <civetweb.h>
 
 #define EDGE_BODY_MAX (1024 * 1024)
+//  civetweb's request buffer (max_request_size): the request line and headers must fit in it.
+#define EDGE_HTTP_HEAD_MAX 65536
+#define EDGE_HTTP_HEAD_MAX_TEXT "64 KiB"
 
 typedef enum { EDGE_LOG_OFF, EDGE_LOG_ERRORS, EDGE_LOG_ALL } edge_log_t;
 
@@ -20,5 +23,10 @@ void edge_http_init(const edge_config_t *config);
 
 //  civetweb request handler for every path.
 int edge_http_handle(struct mg_connection *conn, void *cbdata);
+
+//  civetweb's http_error callback: its own refusals (an unparseable request or one over
+//  EDGE_HTTP_HEAD_MAX, a method it does not know, a request the deadline cut short) as RFC 9457
+//  problems.
+int edge_http_error(struct mg_connection *conn, int status, const char *errmsg);
 
 #endif

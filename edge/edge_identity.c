@@ -1,8 +1,10 @@
 #include "edge_identity.h"
 
 #include "edge_hash.h"
+#include "edge_token.h"
 #include "mc_password.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -109,6 +111,60 @@ s_register(edge_req_t *q, const msgpack_object *body)
     msgpack_sbuffer_destroy(&out);
 }
 
+static void
+s_no_token(edge_req_t *q)
+{
+    edge_problem(q->r, 503, "token_unavailable", "no refresh token could be made; try again shortly", NULL,
+                 "Retry-After: 1\r\n");
+}
+
+//  A 200 reply of a session message gets the refresh token the message named by its digest
+//  only, after the members the actor sent; any other reply is left as it is.
+static void
+s_attach_token(zframe_t **reply, const char *token)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_reply_t rep;
+    if (mc_reply_decode(&u, zframe_data(*reply), zframe_size(*reply), &rep) == 0 && rep.status == 200 && rep.body
+    &&  rep.body->type == MSGPACK_OBJECT_MAP) {
+        msgpack_sbuffer body, out;
+        msgpack_sbuffer_init(&body);
+        msgpack_sbuffer_init(&out);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, rep.body->via.map.size + 1);
+        for (uint32_t i = 0; i < rep.body->via.map.size; i++) {
+            mc_pack_obj(&pk, &rep.body->via.map.ptr[i].key);
+            mc_pack_obj(&pk, &rep.body->via.map.ptr[i].val);
+        }
+        mc_pack_kv_cstr(&pk, "refresh_token", token);
+        msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
+        mc_reply_raw(&pk, rep.id, rep.status, false, body.data, body.size, rep.replayed);
+        zframe_t *amended = zframe_new(out.data, out.size);
+        if (amended) {
+            zframe_destroy(reply);
+            *reply = amended;
+        }
+        msgpack_sbuffer_destroy(&out);
+        msgpack_sbuffer_destroy(&body);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+//  Sends the route's message, which names token by its digest, and answers with the reply,
+//  token added when the session was opened or renewed.
+static void
+s_forward_issuing(edge_req_t *q, mc_str_t body, const char *token)
+{
+    zframe_t *reply = NULL;
+    edge_call_t outcome = edge_request_call(q, q->route->msg->type, body, &reply);
+    if (outcome == EDGE_CALL_REPLY)
+        s_attach_token(&reply, token);
+    edge_request_answer(q, outcome, reply);
+    zframe_destroy(&reply);
+}
+
 //  Calls type with body; on success leaves the decoded reply in u/rep and returns 0; otherwise
 //  answers the client with what happened and returns -1.
 static int
@@ -161,13 +217,20 @@ s_login(edge_req_t *q, const msgpack_object *body)
         goto done;
     }
     //  the actor records a failure or opens the session; both answers come from it
+    edge_token_text_t token, digest;
+    if (edge_token_new(token, digest)) {
+        s_no_token(q);
+        goto done;
+    }
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
+    msgpack_pack_map(&pk, 3);
     mc_pack_kv_str(&pk, "email", email.ptr, email.len);
     mc_pack_kv_bool(&pk, "ok", ok);
-    edge_request_forward(q, (mc_str_t) { sb.data, sb.size });
+    mc_pack_kv_cstr(&pk, "new_refresh_digest", digest);
+    s_forward_issuing(q, (mc_str_t) { sb.data, sb.size }, token);
     msgpack_sbuffer_destroy(&sb);
+    OPENSSL_cleanse(token, sizeof token);
 done:
     msgpack_unpacked_destroy(&u);
     zframe_destroy(&frame);
@@ -219,6 +282,48 @@ s_password(edge_req_t *q, const msgpack_object *body)
     zframe_destroy(&frame);
 }
 
+//  refresh: the presented token's digest, and the digest of the one that replaces it
+static void
+s_refresh(edge_req_t *q, const msgpack_object *body)
+{
+    mc_str_t presented = { "", 0 };
+    mc_map_str(body, "refresh_token", &presented);
+    edge_token_text_t was, token, digest;
+    if (edge_token_new(token, digest)) {
+        s_no_token(q);
+        return;
+    }
+    edge_token_digest(presented.ptr, presented.len, was);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "refresh_digest", was);
+    mc_pack_kv_cstr(&pk, "new_refresh_digest", digest);
+    s_forward_issuing(q, (mc_str_t) { sb.data, sb.size }, token);
+    msgpack_sbuffer_destroy(&sb);
+    OPENSSL_cleanse(token, sizeof token);
+}
+
+//  logout: the presented token's digest
+static void
+s_logout(edge_req_t *q, const msgpack_object *body)
+{
+    mc_str_t presented = { "", 0 };
+    mc_map_str(body, "refresh_token", &presented);
+    edge_token_text_t was;
+    edge_token_digest(presented.ptr, presented.len, was);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_cstr(&pk, "refresh_digest", was);
+    edge_request_forward(q, (mc_str_t) { sb.data, sb.size });
+    msgpack_sbuffer_destroy(&sb);
+}
+
 void
 edge_identity_flow(edge_req_t *q, mc_str_t body)
 {
@@ -235,5 +340,11 @@ edge_identity_flow(edge_req_t *q, mc_str_t body)
     else
     if (q->route->flow == MC_FLOW_PASSWORD)
         s_password(q, &u.data);
+    else
+    if (q->route->flow == MC_FLOW_REFRESH)
+        s_refresh(q, &u.data);
+    else
+    if (q->route->flow == MC_FLOW_LOGOUT)
+        s_logout(q, &u.data);
     msgpack_unpacked_destroy(&u);
 }

@@ -26,7 +26,8 @@ static histogram_t s_broker;
 static atomic_ullong s_broker_outcomes[3];
 static atomic_llong s_inflight;
 
-static const char *s_reject_kinds[] = { "json", "headers", "body_size", "media_type", "frame" };
+static const char *s_reject_kinds[] = { "json", "headers", "body_size", "media_type", "frame", "method", "target",
+                                        "timeout", "connections" };
 #define REJECT_KINDS (sizeof s_reject_kinds / sizeof *s_reject_kinds)
 static atomic_ullong s_rejected[REJECT_KINDS];
 

@@ -15,7 +15,9 @@ void edge_metrics_request(size_t slot, int status, uint64_t micros);
 //  Records one broker round trip.
 void edge_metrics_broker(uint64_t micros, int outcome);
 void edge_metrics_inflight(int delta);
-//  Counts a rejected input (kind: "json", "headers", "body_size", ...).
+//  Counts a rejected input (kind: "json", "headers", "body_size", "media_type", "frame", "method"
+//  (501), "target" (414), "timeout" (408: the request came too slowly), "connections" (refused
+//  over the per-client cap)). Safe from any thread.
 void edge_metrics_rejected(const char *kind);
 
 size_t edge_metrics_slot_internal(void);

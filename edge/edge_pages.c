@@ -170,14 +170,15 @@ s_plain_docs(edge_reply_t *r)
 bool
 edge_pages_handle(edge_reply_t *r, const struct mg_request_info *ri, const char *path)
 {
-    bool get = strcmp(ri->request_method, "GET") == 0;
+    bool get = strcmp(ri->request_method, "GET") == 0 || strcmp(ri->request_method, "HEAD") == 0;
     bool ours = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0
              || strcmp(path, "/api/v1/openapi.json") == 0 || strcmp(path, "/docs") == 0
              || strncmp(path, "/docs/", 6) == 0 || strcmp(path, "/.well-known/jwks.json") == 0;
     if (!ours)
         return false;
     if (!get) {
-        edge_problem(r, 405, "method_not_allowed", "this resource supports GET only", NULL, "Allow: GET\r\n");
+        edge_problem(r, 405, "method_not_allowed", "this resource supports GET and HEAD only", NULL,
+                     "Allow: GET, HEAD\r\n");
         return true;
     }
     if (strcmp(path, "/healthz") == 0)

@@ -1,5 +1,5 @@
 /*  edge_request: one HTTP request on its way to the actors and back; shared by the generic
-    path (edge_http) and the password flows (edge_identity). */
+    path (edge_http) and the flows that handle secrets (edge_identity, edge_card). */
 #ifndef EDGE_REQUEST_H
 #define EDGE_REQUEST_H
 
@@ -31,5 +31,8 @@ void edge_request_forward(edge_req_t *q, mc_str_t body);
 
 //  422 listing errs.
 void edge_request_invalid(edge_reply_t *r, const mc_errors_t *errs);
+
+//  422 validation_failed with detail, listing errs.
+void edge_request_refuse(edge_reply_t *r, const char *detail, const mc_errors_t *errs);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 const char *
 edge_reason(int status)
@@ -21,15 +22,21 @@ edge_reason(int status)
         case 403: return "Forbidden";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
         case 409: return "Conflict";
         case 412: return "Precondition Failed";
+        case 411: return "Length Required";
         case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
         case 415: return "Unsupported Media Type";
         case 422: return "Unprocessable Content";
         case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
         case 503: return "Service Unavailable";
         case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
         case 507: return "Insufficient Storage";
         default: return "Unknown";
     }
@@ -56,6 +63,21 @@ edge_force_close(struct mg_connection *conn)
     }
 }
 
+//  RFC 9110 5.6.7 IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"; written by hand because
+//  strftime's %a and %b follow the locale.
+static void
+s_http_date(char *out, size_t outsz)
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 void
 edge_respond(edge_reply_t *r, int status, const char *content_type, const char *extra_headers,
              const char *body, size_t len)
@@ -66,35 +88,48 @@ edge_respond(edge_reply_t *r, int status, const char *content_type, const char *
     if (r->origin)
         snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
                  "Access-Control-Expose-Headers: ETag, Location, X-Request-Id, Retry-After, Idempotent-Replayed\r\n", r->origin);
+    char date[40];
+    s_http_date(date, sizeof date);
+    //  a HEAD answer has the headers GET's would have, Content-Length included, and no body
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n"
+                     "Date: %s\r\n"
                      "X-Request-Id: %s\r\n"
                      "%s%s%s"
                      "%s%s"
                      "Content-Length: %zu\r\n"
                      "%s"
                      "\r\n",
-                     status, edge_reason(status), r->request_id,
+                     status, edge_reason(status), date, r->request_id,
                      content_type && !no_body ? "Content-Type: " : "", content_type && !no_body ? content_type : "",
                      content_type && !no_body ? "\r\n" : "",
                      extra_headers ? extra_headers : "", cors, no_body ? 0 : len,
                      r->close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t) n >= sizeof head)
-        n = snprintf(head, sizeof head, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
-    size_t total = (size_t) n + (no_body ? 0 : len);
+        n = snprintf(head, sizeof head, "HTTP/1.1 500 Internal Server Error\r\nDate: %s\r\nContent-Length: 0\r\n\r\n",
+                     date);
+    if (no_body || r->head)
+        len = 0;
+    r->status = status;
+    if (r->sink) {
+        msgpack_sbuffer_write(r->sink, head, (size_t) n);
+        if (len)
+            msgpack_sbuffer_write(r->sink, body, len);
+        return;
+    }
+    size_t total = (size_t) n + len;
     char stack[16384];
     char *buf = total <= sizeof stack ? stack : malloc(total);
     if (!buf)
         return;
     memcpy(buf, head, (size_t) n);
-    if (!no_body && len)
+    if (len)
         memcpy(buf + n, body, len);
     if (r->close)
         edge_force_close(r->conn);
     mg_write(r->conn, buf, total);
     if (buf != stack)
         free(buf);
-    r->status = status;
 }
 
 static const char *
@@ -104,11 +139,15 @@ s_title(int status)
         case 400: return "Malformed request";
         case 404: return "Not found";
         case 405: return "Method not allowed";
+        case 408: return "Request too slow";
         case 409: return "Conflict";
         case 412: return "Precondition failed";
         case 413: return "Body too large";
+        case 414: return "Request target too long";
         case 415: return "Unsupported media type";
         case 422: return "Validation failed";
+        case 431: return "Request headers too large";
+        case 501: return "Method not implemented";
         case 503: return "Service unavailable";
         case 504: return "Service did not answer in time";
         default: return edge_reason(status);

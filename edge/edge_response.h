@@ -13,9 +13,12 @@ typedef struct {
     int status;                     //  what was answered, for metrics
     bool close;                     //  send Connection: close
     const char *origin;             //  CORS origin to allow on this response, or NULL
+    bool head;                      //  HEAD: the headers GET would get, no body
+    msgpack_sbuffer *sink;          //  when set, the response is appended here instead of sent on conn
 } edge_reply_t;
 
-//  Sends status with body (may be NULL/0). extra_headers: complete "Name: value\r\n" lines or NULL.
+//  Sends status with body (may be NULL/0), a Date and the X-Request-Id. extra_headers: complete
+//  "Name: value\r\n" lines or NULL.
 void edge_respond(edge_reply_t *r, int status, const char *content_type, const char *extra_headers,
                   const char *body, size_t len);
 

@@ -7,11 +7,10 @@
     Listens on 127.0.0.1 only; TLS terminates in front of it (civetweb's TLS does not load
     against OpenSSL 3). Port 0 picks a free port, written to --port-file once listening. */
 #include "edge_client.h"
+#include "edge_conn.h"
 #include "edge_http.h"
 #include "edge_identity.h"
 #include "edge_auth.h"
-#include "edge_metrics.h"
-#include "edge_response.h"
 #include "mc_util.h"
 #include "edge_pages.h"
 #include "mc_config.h"
@@ -27,25 +26,6 @@ s_log_message(const struct mg_connection *conn, const char *message)
     char esc[512];
     mc_warn("http server", "\"detail\":\"%s\"", mc_log_escape(esc, sizeof esc, message, strlen(message)));
     return 1;
-}
-
-//  civetweb's own refusals (unparseable request line, bad Content-Length...) in our format too.
-static int
-s_http_error(struct mg_connection *conn, int status, const char *errmsg)
-{
-    edge_reply_t r = { .conn = conn, .close = true };
-    char id[MC_ULID_LEN + 1];
-    mc_ulid(id, mc_now_ms());
-    snprintf(r.request_id, sizeof r.request_id, "%s", id);
-    const struct mg_request_info *ri = mg_get_request_info(conn);
-    //  a Content-Length that is present but not a number is malformed, not missing
-    if (status == 411 && ri && mg_get_header(conn, "Content-Length"))
-        status = 400;
-    edge_metrics_rejected("headers");
-    edge_problem(&r, status, status == 411 ? "length_required" : "malformed_request",
-                 status == 411 ? "send Content-Length or chunked Transfer-Encoding" : "the request could not be parsed",
-                 NULL, NULL);
-    return 0;
 }
 
 static void
@@ -104,19 +84,39 @@ main(int argc, char **argv)
     edge_auth_init();
     edge_pages_init(config.docs_dir);
 
-    char listen[64], threads[16];
+    char listen[64], threads[16], request_ms[16], head_max[16], queue[16];
     //  loopback unless told otherwise (a container publishes its port from 0.0.0.0)
     snprintf(listen, sizeof listen, "%s:%s", mc_config_env("MERCATO_HTTP_BIND", "127.0.0.1"), port);
     //  one thread per keep-alive connection: size it above the connections we accept
-    snprintf(threads, sizeof threads, "%ld", mc_config_env_long("MERCATO_HTTP_THREADS", 256, 4, 4096));
+    long nthreads = mc_config_env_long("MERCATO_HTTP_THREADS", 256, 4, 4096);
+    snprintf(threads, sizeof threads, "%ld", nthreads);
+    //  accepted connections waiting for a worker thread
+    const long nqueue = 32;
+    snprintf(queue, sizeof queue, "%ld", nqueue);
+    edge_conn_config_t conns = {
+        //  half the threads by default: one address cannot take them all, and wrk's 64
+        //  connections in scripts/bench stay well within it
+        .max_per_client = (int) mc_config_env_long("MERCATO_HTTP_MAX_CONNECTIONS_PER_CLIENT", nthreads / 2, 0, 1000000),
+        .request_ms = (int) mc_config_env_long("MERCATO_HTTP_REQUEST_TIMEOUT_MS", 10000, 100, 600000),
+        .capacity = (size_t) (nthreads + nqueue + 16),
+    };
+    //  civetweb's own timeouts are backstops a second behind edge_conn's deadline, so that the
+    //  deadline, not civetweb's per-read clock, ends a slow request (and answers 408)
+    snprintf(request_ms, sizeof request_ms, "%d", conns.request_ms + 1000);
+    snprintf(head_max, sizeof head_max, "%d", EDGE_HTTP_HEAD_MAX);
+    if (edge_conn_start(&conns)) {
+        mc_error("cannot start the connection watchdog", NULL);
+        return 1;
+    }
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", threads,
+        "connection_queue", queue,
         "tcp_nodelay", "1",
         "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "30000",
-        "request_timeout_ms", "10000",
-        "max_request_size", "16384",
+        "keep_alive_timeout_ms", request_ms,
+        "request_timeout_ms", request_ms,
+        "max_request_size", head_max,
         "access_control_allow_origin", "",
         "access_control_allow_methods", "",
         "access_control_allow_headers", "",
@@ -127,10 +127,12 @@ main(int argc, char **argv)
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
     callbacks.exit_thread = s_exit_thread;
-    callbacks.http_error = s_http_error;
+    callbacks.http_error = edge_http_error;
+    callbacks.connection_close = edge_conn_closed;
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&callbacks, NULL, options);
     if (!ctx) {
+        edge_conn_stop();
         mc_error("cannot listen", "\"address\":\"%s\"", listen);
         return 1;
     }
@@ -140,8 +142,10 @@ main(int argc, char **argv)
     int bound = nports > 0 ? ports[0].port : atoi(port);
     char bound_s[16];
     snprintf(bound_s, sizeof bound_s, "%d", bound);
+    edge_conn_listening(bound);
     if (port_file && mc_config_write_file(port_file, bound_s)) {
         mc_error("cannot write port file", "\"path\":\"%s\"", port_file);
+        edge_conn_stop();
         mg_stop(ctx);
         return 1;
     }
@@ -149,6 +153,7 @@ main(int argc, char **argv)
     while (!zsys_interrupted)
         zclock_sleep(100);
     mc_info("edge stopping", NULL);
+    edge_conn_stop();
     mg_stop(ctx);
     mg_exit_library();
     edge_client_stop();

@@ -1,6 +1,8 @@
 #include "relay.h"
 
+#include "mc_event_sign.h"
 #include "mc_json.h"
+#include "mc_kafka.h"
 #include "mc_log.h"
 #include "mc_msgpack.h"
 #include "mc_outbox.h"
@@ -42,6 +44,7 @@ struct _relay_t {
     char *bootstrap_file;           //  where the bootstrap list is read from otherwise
     char bootstrap[512];            //  the list in use
     rd_kafka_t *rk;                 //  the producer, or NULL while there is no bootstrap
+    mc_event_signer_t *signer;      //  signs every record, or NULL: redrive only
     source_t sources[SOURCES_MAX];  //  one per actor environment
     size_t nsources;
     uint64_t scanned_at, reported_at;   //  mono ms
@@ -94,7 +97,7 @@ s_scan(relay_t *self)
     DIR *services = opendir(self->data_dir);
     struct dirent *svc;
     while (services && (svc = readdir(services))) {
-        if (svc->d_name[0] == '.' || streq(svc->d_name, "keys"))
+        if (svc->d_name[0] == '.' || streq(svc->d_name, "keys") || streq(svc->d_name, "plane"))
             continue;
         char path[4096 + 264];
         snprintf(path, sizeof path, "%s/%s", self->data_dir, svc->d_name);
@@ -156,6 +159,7 @@ s_producer_start(relay_t *self)
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", self->bootstrap, err, sizeof err)
+    ||  mc_kafka_conf_security(conf, err, sizeof err)
     ||  rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err)
     ||  rd_kafka_conf_set(conf, "linger.ms", "2", err, sizeof err)
     ||  rd_kafka_conf_set(conf, "message.timeout.ms", "15000", err, sizeof err)
@@ -214,11 +218,14 @@ s_bootstrap_check(relay_t *self)
     s_producer_start(self);
 }
 
+//  Adds the header and records it for the signature.
 static void
-s_header(rd_kafka_headers_t *h, const char *name, mc_str_t v)
+s_header(rd_kafka_headers_t *h, mc_event_record_t *rec, mc_event_header_t which, mc_str_t v)
 {
-    if (v.len)
-        rd_kafka_header_add(h, name, -1, v.ptr, (ssize_t) v.len);
+    if (v.len) {
+        rd_kafka_header_add(h, mc_event_signed_headers[which], -1, v.ptr, (ssize_t) v.len);
+        rec->headers[which] = v;
+    }
 }
 
 //  Moves one record to the dead-letter database.
@@ -270,16 +277,28 @@ s_produce(relay_t *self, source_t *s, uint64_t seq, const MDB_val *val)
     msgpack_sbuffer json;
     msgpack_sbuffer_init(&json);
     mc_json_write(&json, data);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(10);
-    rd_kafka_header_add(h, "ce_specversion", -1, "1.0", 3);
-    s_header(h, "ce_id", id);
-    s_header(h, "ce_type", type);
-    s_header(h, "ce_source", source);
-    rd_kafka_header_add(h, "ce_time", -1, when, -1);
-    rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
-    s_header(h, "ce_correlationid", corr);
-    s_header(h, "ce_causationid", cause);
-    s_header(h, "traceparent", trace);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(MC_EVENT_H_COUNT + 2);
+    mc_event_record_t rec = { .topic = { topic, strlen(topic) }, .key = agg_id,
+                              .value = { json.data, json.size } };
+    s_header(h, &rec, MC_EVENT_H_SPECVERSION, MC_STR("1.0"));
+    s_header(h, &rec, MC_EVENT_H_ID, id);
+    s_header(h, &rec, MC_EVENT_H_TYPE, type);
+    s_header(h, &rec, MC_EVENT_H_SOURCE, source);
+    s_header(h, &rec, MC_EVENT_H_TIME, (mc_str_t) { when, strlen(when) });
+    s_header(h, &rec, MC_EVENT_H_CONTENT_TYPE, MC_STR("application/json"));
+    s_header(h, &rec, MC_EVENT_H_CORRELATION, corr);
+    s_header(h, &rec, MC_EVENT_H_CAUSATION, cause);
+    s_header(h, &rec, MC_EVENT_H_TRACEPARENT, trace);
+    char sig[MC_EVENT_SIG_LEN + 1];
+    if (mc_event_signer_sign(self->signer, &rec, sig)) {
+        //  out of memory: like a full queue, try again later
+        rd_kafka_headers_destroy(h);
+        msgpack_sbuffer_destroy(&json);
+        msgpack_unpacked_destroy(&u);
+        return 1;
+    }
+    rd_kafka_header_add(h, MC_EVENT_SIG_HEADER, -1, sig, MC_EVENT_SIG_LEN);
+    rd_kafka_header_add(h, MC_EVENT_KID_HEADER, -1, mc_event_signer_kid(self->signer), MC_EVENT_KID_LEN);
     pending_t *p = malloc(sizeof *p);
     *p = (pending_t) { s, seq };
     rd_kafka_resp_err_t err = rd_kafka_producev(self->rk, RD_KAFKA_V_TOPIC(topic),
@@ -435,11 +454,15 @@ s_report(relay_t *self)
 }
 
 relay_t *
-relay_new(const char *data_dir, const char *brokers, const char *bootstrap_file)
+relay_new(const char *data_dir, const char *brokers, const char *bootstrap_file, mc_event_signer_t **signer_p)
 {
     relay_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    if (signer_p) {
+        self->signer = *signer_p;
+        *signer_p = NULL;
+    }
     snprintf(self->data_dir, sizeof self->data_dir, "%s", data_dir);
     self->brokers = brokers ? strdup(brokers) : NULL;
     self->bootstrap_file = bootstrap_file ? strdup(bootstrap_file) : NULL;
@@ -465,6 +488,7 @@ relay_destroy(relay_t **self_p)
     for (size_t i = 0; i < self->nsources; i++)
         if (self->sources[i].env)
             mdb_env_close(self->sources[i].env);
+    mc_event_signer_destroy(&self->signer);
     free(self->brokers);
     free(self->bootstrap_file);
     free(self);
@@ -474,6 +498,10 @@ relay_destroy(relay_t **self_p)
 void
 relay_run(relay_t *self)
 {
+    if (!self->signer) {
+        mc_error("the relay has no signing key: nothing is produced", NULL);
+        return;
+    }
     while (!zsys_interrupted) {
         uint64_t now = mc_mono_ms();
         if (now - self->scanned_at >= 1000) {
@@ -506,7 +534,7 @@ relay_run(relay_t *self)
 long
 relay_redrive(const char *data_dir)
 {
-    relay_t *self = relay_new(data_dir, "unused", NULL);
+    relay_t *self = relay_new(data_dir, "unused", NULL, NULL);
     if (!self)
         return -1;
     s_scan(self);

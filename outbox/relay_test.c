@@ -1,6 +1,7 @@
 /*  The relay against a real Kafka-protocol broker (librdkafka's mock cluster, in process) and a
-    real catalog outbox: records flow in order, a poison record is dead-lettered without holding
-    up the ones behind it, and re-driving puts it back. */
+    real catalog outbox: records flow in order, each signed so that the nodes' verifier accepts
+    it, a poison record is dead-lettered without holding up the ones behind it, and re-driving
+    puts it back. */
 #include "catalog/catalog.h"
 #include "mc_outbox.h"
 #include "mc_test.h"
@@ -12,6 +13,7 @@
 #include <pthread.h>
 
 static char s_dir[64];
+static char s_keys[80];
 
 //  Creates a product through the actor core; returns 0 on 201.
 static int
@@ -92,7 +94,11 @@ s_relay_main(void *arg)
 static void
 s_relay_until_drained(const char *bootstrap)
 {
-    relay_t *relay = relay_new(s_dir, bootstrap, NULL);
+    char err[256];
+    mc_event_signer_t *signer = mc_event_signer_new(s_keys, err, sizeof err);
+    MC_CHECK(signer);
+    relay_t *relay = relay_new(s_dir, bootstrap, NULL, &signer);
+    MC_CHECK(!signer);
     pthread_t t;
     zsys_interrupted = 0;
     pthread_create(&t, NULL, s_relay_main, relay);
@@ -105,11 +111,40 @@ s_relay_until_drained(const char *bootstrap)
     relay_destroy(&relay);
 }
 
-//  Keys of every record on product.events, in order.
+//  Whether a consumed record carries a signature the nodes' verifier accepts.
+static mc_event_check_t
+s_check(mc_event_verifier_t *v, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(m, &h);
+    mc_event_record_t rec = { .topic = MC_STR("product.events"), .key = { m->key, m->key_len },
+                              .value = { m->payload, m->len } };
+    mc_str_t kid = { NULL, 0 }, sig = { NULL, 0 };
+    const void *value;
+    size_t size;
+    for (int i = 0; i < MC_EVENT_H_COUNT; i++)
+        if (h && rd_kafka_header_get_last(h, mc_event_signed_headers[i], &value, &size) == 0)
+            rec.headers[i] = (mc_str_t) { value, size };
+    if (h && rd_kafka_header_get_last(h, MC_EVENT_KID_HEADER, &value, &size) == 0)
+        kid = (mc_str_t) { value, size };
+    if (h && rd_kafka_header_get_last(h, MC_EVENT_SIG_HEADER, &value, &size) == 0)
+        sig = (mc_str_t) { value, size };
+    mc_event_check_t check = mc_event_verifier_check(v, &rec, kid, sig);
+    //  and a changed value no longer verifies
+    rec.value.len = rec.value.len ? rec.value.len - 1 : 0;
+    ASSERT_EQ(mc_event_verifier_check(v, &rec, kid, sig), MC_EVENT_BAD_SIGNATURE);
+    return check;
+}
+
+//  Keys of every record on product.events, in order; each must verify.
 static int
 s_consume(const char *bootstrap, char keys[][32], int max)
 {
     char err[256];
+    mc_event_verifier_t *v = mc_event_verifier_new(s_keys, err, sizeof err);
+    MC_CHECK(v);
+    if (!v)
+        return -1;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err);
     rd_kafka_conf_set(conf, "group.id", "relay-test", err, sizeof err);
@@ -125,6 +160,7 @@ s_consume(const char *bootstrap, char keys[][32], int max)
         if (!m)
             continue;
         if (!m->err && m->key_len < 32) {
+            ASSERT_EQ(s_check(v, m), MC_EVENT_VALID);
             memcpy(keys[n], m->key, m->key_len);
             keys[n++][m->key_len] = 0;
         }
@@ -132,6 +168,7 @@ s_consume(const char *bootstrap, char keys[][32], int max)
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    mc_event_verifier_destroy(&v);
     return n;
 }
 
@@ -186,6 +223,9 @@ main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/mc-relay-test-XXXXXX");
     if (!mkdtemp(s_dir))
+        return 1;
+    snprintf(s_keys, sizeof s_keys, "%s/plane", s_dir);
+    if (mc_event_sign_keygen(s_keys))
         return 1;
     zsys_init();
     zsys_handler_set(NULL);

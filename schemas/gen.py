@@ -12,7 +12,8 @@ FTYPES = {"string": "MC_FT_STRING", "integer": "MC_FT_INTEGER", "boolean": "MC_F
 FORMATS = {None: "MC_FMT_NONE", "sku": "MC_FMT_SKU", "currency": "MC_FMT_CURRENCY", "url": "MC_FMT_URL",
            "email": "MC_FMT_EMAIL", "country": "MC_FMT_COUNTRY"}
 FLOWS = {None: "MC_FLOW_NONE", "register": "MC_FLOW_REGISTER", "login": "MC_FLOW_LOGIN",
-         "password": "MC_FLOW_PASSWORD"}
+         "password": "MC_FLOW_PASSWORD", "refresh": "MC_FLOW_REFRESH", "logout": "MC_FLOW_LOGOUT",
+         "card": "MC_FLOW_CARD"}
 ACCESS = {"public": "MC_ACCESS_PUBLIC", "customer": "MC_ACCESS_CUSTOMER", "owner": "MC_ACCESS_OWNER",
           "admin": "MC_ACCESS_ADMIN"}
 KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user": "MC_KEY_USER", "field": "MC_KEY_FIELD"}
@@ -136,7 +137,9 @@ def openapi(services):
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "Mercato", "version": "1.0.0",
-                 "description": "Mercato e-commerce backend. Errors are RFC 9457 problem documents."},
+                 "description": "Mercato e-commerce backend. Errors are RFC 9457 problem documents. "
+                                "Every GET operation also answers HEAD (RFC 9110 9.3.2): the same "
+                                "status and headers, no body."},
         "servers": [{"url": "/"}],
         "paths": {},
         "components": {"schemas": {

@@ -4,13 +4,16 @@
       users          id -> user map (with password_hash, which never leaves except to the edge)
       emails         lower(email) -> id
       addresses      user id \0 address id -> address map
-      refresh        sha256(refresh token) -> {family, user, exp, used}
+      refresh        sha256(refresh token), 32 bytes -> {family, user, exp, used}
       families       family id -> {user, revoked}
       user_families  user id \0 family id -> ""      (revoke them all on a password change)
       failures       lower(email) -> failed login times, 8-byte big-endian unix ms each
 
     Passwords are hashed and verified by the edge (argon2id costs ~25 ms, which the actor's one
-    thread must not spend); the actor stores and hands out hashes only. */
+    thread must not spend); the actor stores and hands out hashes only. Refresh tokens are
+    minted at the edge (32 bytes from the OS) and hashed there: messages carry only their
+    SHA-256 digests (base64url), which name the refresh records, so a handler stays a function
+    of state and message and no raw token reaches the actor. */
 #ifndef IDENTITY_H
 #define IDENTITY_H
 

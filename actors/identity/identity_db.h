@@ -8,7 +8,7 @@
 typedef struct {
     MDB_dbi users, emails, addresses, refresh, families, user_families, failures;
     MDB_dbi admins;             //  user id -> "" for every admin
-    identity_keys_t *keys;      //  signing keys and the refresh secret
+    identity_keys_t *keys;      //  signing keys
 } identity_db_t;
 
 //  LMDB reports its own errors negative and errno values positive; handlers return both negative.

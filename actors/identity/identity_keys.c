@@ -12,9 +12,7 @@
 #include <jwt.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +34,6 @@ struct _identity_keys_t {
     char dir[4096];                 //  data_dir/keys
     key_t_ keys[KEYS_MAX];          //  signing key first, then retired ones
     size_t count;                   //  keys loaded
-    unsigned char refresh[32];      //  refresh-token secret
     pthread_t spare_thread;         //  makes the next key in the background
     bool spare_running;             //  spare_thread has been started and not joined
     EVP_PKEY *spare;                //  the next signing key, made ahead of a rotation
@@ -225,18 +222,6 @@ identity_keys_new(const char *data_dir)
         return NULL;
     }
     char path[sizeof ((identity_keys_t *) 0)->dir + 320];
-    //  the refresh secret
-    snprintf(path, sizeof path, "%s/refresh.key", self->dir);
-    FILE *f = fopen(path, "rb");
-    bool have = f && fread(self->refresh, 1, sizeof self->refresh, f) == sizeof self->refresh;
-    if (f)
-        fclose(f);
-    if (!have && (RAND_bytes(self->refresh, sizeof self->refresh) != 1
-               || s_write_private(path, self->refresh, sizeof self->refresh))) {
-        mc_error("cannot create refresh secret", "\"dir\":\"%s\"", self->dir);
-        identity_keys_destroy(&self);
-        return NULL;
-    }
     //  the signing key: configured, or the one named in "signing", or a new one
     const char *configured = mc_config_env("MERCATO_JWT_KEY_FILE", NULL);
     char kid[128] = "";
@@ -306,7 +291,6 @@ identity_keys_destroy(identity_keys_t **self_p)
     EVP_PKEY_free(self->spare);
     for (size_t i = 0; i < self->count; i++)
         free(self->keys[i].pem);
-    OPENSSL_cleanse(self->refresh, sizeof self->refresh);
     free(self);
     *self_p = NULL;
 }
@@ -377,13 +361,4 @@ identity_keys_rotate(identity_keys_t *self, uint64_t now_ms)
         return -1;
     }
     return 0;
-}
-
-void
-identity_keys_refresh_token(identity_keys_t *self, const void *data, size_t len, char out[44])
-{
-    unsigned char mac[32];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), self->refresh, sizeof self->refresh, data, len, mac, &maclen);
-    mc_b64url_encode(out, mac, maclen);
 }

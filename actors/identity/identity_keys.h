@@ -1,11 +1,11 @@
-/*  identity_keys: the RSA keys that sign access tokens, and the secret refresh tokens derive from.
+/*  identity_keys: the RSA keys that sign access tokens. (Refresh tokens are minted at the edge:
+    the actor only ever holds their SHA-256 digests.)
 
     On disk, in $MERCATO_DATA_DIR/keys/ (directory 0700, files 0600):
       <kid>.pem       a private key; kid is its RFC 7638 thumbprint
       signing         the kid that signs new tokens
       <kid>.retired   unix ms at which the key stopped signing; it is published until every
                       token it signed has expired
-      refresh.key     32 random bytes; refresh tokens are HMACs under it
     MERCATO_JWT_KEY_FILE names a PEM private key to sign with instead of a generated one. */
 #ifndef IDENTITY_KEYS_H
 #define IDENTITY_KEYS_H
@@ -36,8 +36,5 @@ int identity_keys_rotate(identity_keys_t *self, uint64_t now_ms);
 
 //  The current signing kid.
 const char *identity_keys_kid(identity_keys_t *self);
-
-//  HMAC-SHA256 of data under the refresh secret, as base64url (44 bytes with NUL) in out.
-void identity_keys_refresh_token(identity_keys_t *self, const void *data, size_t len, char out[44]);
 
 #endif

@@ -1,8 +1,11 @@
-/*  Sign-in, refresh-token families with rotation and reuse detection, sign-out, throttling. */
+/*  Sign-in, refresh-token families with rotation and reuse detection, sign-out, throttling.
+
+    Refresh tokens are minted and hashed at the edge; messages name them by their SHA-256
+    digests (refresh_digest: the one presented, new_refresh_digest: the one to issue), which
+    key the refresh records as before, so tokens issued before the edge minted them still work. */
 #include "identity_db.h"
 #include "mc_util.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,11 +100,19 @@ identity_credentials(mc_ctx_t *ctx)
     return rc ? IDENTITY_FAIL(rc) : 200;
 }
 
-static void
-s_sha256(const char *data, size_t len, unsigned char out[32])
+//  The refresh-token digest the edge put in member name (base64url of 32 bytes) into out.
+//  0, or 422 answered: the edge always sends one, so anything else is a malformed message.
+static int
+s_digest(mc_ctx_t *ctx, const char *name, unsigned char out[32])
 {
-    unsigned int n = 0;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+    mc_str_t v = { "", 0 };
+    mc_map_str(ctx->req->body, name, &v);
+    if (mc_b64url_decode(out, 32, v.ptr, v.len) == 32)
+        return 0;
+    mc_errors_t errs = { 0 };
+    mc_errors_add(&errs, name, "must be the base64url SHA-256 digest of a refresh token");
+    mc_reply_error(ctx->pk, ctx->req->id, 422, "validation_failed", "the request has invalid fields", &errs);
+    return 422;
 }
 
 static int
@@ -179,9 +190,10 @@ identity_revoke_all(MDB_txn *txn, const identity_db_t *db, mc_str_t user)
     }
 }
 
-//  Issues an access token and a new refresh token in family; replies 200 with both.
+//  Issues an access token, and records the refresh token whose digest the edge sent (the edge
+//  adds the token itself to the HTTP answer), in family; replies 200 with the access token.
 static int
-s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user)
+s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user, const unsigned char digest[32])
 {
     identity_db_t *db = ctx->state;
     char uid[64], role[16], jti[80];
@@ -196,12 +208,6 @@ s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user)
         mc_reply_error(ctx->pk, ctx->req->id, 500, "signing_failed", "the access token could not be signed", NULL);
         return 500;
     }
-    //  the refresh token is an HMAC of this message's id: unguessable, and the same on replay
-    char seed[160], refresh[44];
-    int n = snprintf(seed, sizeof seed, "%s|%.*s", jti, (int) family.len, family.ptr);
-    identity_keys_refresh_token(db->keys, seed, (size_t) n, refresh);
-    unsigned char digest[32];
-    s_sha256(refresh, strlen(refresh), digest);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -211,19 +217,38 @@ s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user)
     mc_pack_kv_cstr(&pk, "user", uid);
     mc_pack_kv_uint(&pk, "exp", ctx->req->time + IDENTITY_REFRESH_TTL_MS);
     mc_pack_kv_bool(&pk, "used", false);
-    MDB_val k = { 32, digest }, v = { sb.size, sb.data };
-    int rc = mdb_put(ctx->txn, db->refresh, &k, &v, 0);
+    MDB_val k = { 32, (void *) digest }, v = { sb.size, sb.data };
+    //  a digest on record belongs to a token already issued: never given to another family,
+    //  nor made unused again; an unused one of this family is this very issue handled again
+    int rc = mdb_put(ctx->txn, db->refresh, &k, &v, MDB_NOOVERWRITE);
     msgpack_sbuffer_destroy(&sb);
+    if (rc == MDB_KEYEXIST) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        mc_str_t had = { "", 0 };
+        bool used = true;
+        if (mc_msgpack_unpack(&u, v.mv_data, v.mv_size) == 0) {
+            mc_map_str(&u.data, "family", &had);
+            mc_map_bool(&u.data, "used", &used);
+        }
+        rc = !used && had.len == family.len && memcmp(had.ptr, family.ptr, family.len) == 0 ? 0 : MDB_KEYEXIST;
+        msgpack_unpacked_destroy(&u);
+    }
+    if (rc == MDB_KEYEXIST) {
+        free(access);
+        mc_reply_error(ctx->pk, ctx->req->id, 409, "refresh_token_exists", "this refresh token was issued before",
+                       NULL);
+        return 409;
+    }
     if (rc) {
         free(access);
         return IDENTITY_FAIL(rc);
     }
     mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
-    msgpack_pack_map(ctx->pk, 4);
+    msgpack_pack_map(ctx->pk, 3);
     mc_pack_kv_cstr(ctx->pk, "access_token", access);
     mc_pack_kv_cstr(ctx->pk, "token_type", "Bearer");
     mc_pack_kv_int(ctx->pk, "expires_in", IDENTITY_ACCESS_TTL_S);
-    mc_pack_kv_cstr(ctx->pk, "refresh_token", refresh);
     free(access);
     return 200;
 }
@@ -247,10 +272,13 @@ identity_login(mc_ctx_t *ctx)
     bool ok = false;
     mc_map_str(ctx->req->body, "email", &email);
     mc_map_bool(ctx->req->body, "ok", &ok);
+    unsigned char digest[32];
+    int rc = s_digest(ctx, "new_refresh_digest", digest);
+    if (rc)
+        return rc;
     char lower[256];
     MDB_val ek = { identity_lower(lower, sizeof lower, email), lower }, idv;
-    int rc = s_throttled(ctx, &ek);
-    if (rc)
+    if ((rc = s_throttled(ctx, &ek)))
         return rc;
     if (!ok)
         return s_bad_credentials(ctx, &ek);
@@ -279,20 +307,17 @@ identity_login(mc_ctx_t *ctx)
         MDB_val fk = { n + family.len, fkey }, empty = { 0, "" };
         rc = mdb_put(ctx->txn, db->user_families, &fk, &empty, 0);
     }
-    int status = rc ? IDENTITY_FAIL(rc) : s_issue(ctx, family, &u.data);
+    int status = rc ? IDENTITY_FAIL(rc) : s_issue(ctx, family, &u.data, digest);
     msgpack_unpacked_destroy(&u);
     return status;
 }
 
-//  Loads the refresh record for the token in the body. MDB_NOTFOUND when unknown.
+//  Loads the refresh record named by digest. MDB_NOTFOUND when unknown.
 static int
-s_refresh_load(mc_ctx_t *ctx, unsigned char digest[32], msgpack_unpacked *u)
+s_refresh_load(mc_ctx_t *ctx, const unsigned char digest[32], msgpack_unpacked *u)
 {
     const identity_db_t *db = ctx->state;
-    mc_str_t token;
-    mc_map_str(ctx->req->body, "refresh_token", &token);
-    s_sha256(token.ptr, token.len, digest);
-    MDB_val k = { 32, digest }, v;
+    MDB_val k = { 32, (void *) digest }, v;
     int rc = mdb_get(ctx->txn, db->refresh, &k, &v);
     if (rc)
         return rc;
@@ -318,10 +343,15 @@ int
 identity_refresh(mc_ctx_t *ctx)
 {
     const identity_db_t *db = ctx->state;
-    unsigned char digest[32];
+    unsigned char digest[32], next[32];
+    int rc = s_digest(ctx, "refresh_digest", digest);
+    if (!rc)
+        rc = s_digest(ctx, "new_refresh_digest", next);
+    if (rc)
+        return rc;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int rc = s_refresh_load(ctx, digest, &u);
+    rc = s_refresh_load(ctx, digest, &u);
     int status;
     mc_str_t family = { "", 0 }, user = { "", 0 };
     uint64_t exp = 0;
@@ -378,7 +408,7 @@ identity_refresh(mc_ctx_t *ctx)
         if (rc == MDB_NOTFOUND)
             status = identity_unauthorized(ctx, "unknown_user", "the user no longer exists");
         else
-            status = rc ? IDENTITY_FAIL(rc) : s_issue(ctx, family, &uu.data);
+            status = rc ? IDENTITY_FAIL(rc) : s_issue(ctx, family, &uu.data, next);
         msgpack_unpacked_destroy(&uu);
     }
     msgpack_unpacked_destroy(&u);
@@ -389,9 +419,12 @@ int
 identity_logout(mc_ctx_t *ctx)
 {
     unsigned char digest[32];
+    int rc = s_digest(ctx, "refresh_digest", digest);
+    if (rc)
+        return rc;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int rc = s_refresh_load(ctx, digest, &u);
+    rc = s_refresh_load(ctx, digest, &u);
     mc_str_t family = { "", 0 };
     char fbuf[64];
     if (!rc && mc_map_str(&u.data, "family", &family) == 0) {

@@ -7,8 +7,11 @@
 #include "mc_test.h"
 #include "mc_util.h"
 
+#include <openssl/evp.h>
+
 static mc_core_t *s_core;
 static uint64_t s_clock = 1800000000000ull;
+static const char *s_next_id;      //  the id of the next message, when a test names it
 
 //  body: a JSON-like list of string pairs "k", "v", ..., NULL; "?b" values are booleans.
 static int
@@ -36,6 +39,9 @@ s_call(result_t *r, const char *type, const char *user, const char *role, ...)
     char id[MC_ULID_LEN + 1];
     s_clock += 1000;
     mc_ulid(id, s_clock);
+    if (s_next_id)
+        snprintf(id, sizeof id, "%s", s_next_id);
+    s_next_id = NULL;
     mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = { type, strlen(type) },
                          .key = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { id, MC_ULID_LEN },
                          .user = user ? (mc_str_t) { user, strlen(user) } : (mc_str_t) { "", 0 },
@@ -116,16 +122,43 @@ test_registered_event(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+//  What the edge sends for a refresh token: the base64url SHA-256 of its text. Each call has
+//  its own buffer among a few, so that one s_call can name two digests.
+static const char *
+s_dg(const char *token)
+{
+    static char bufs[4][48];
+    static unsigned next;
+    char *out = bufs[next++ % 4];
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL);
+    mc_b64url_encode(out, md, sizeof md);
+    return out;
+}
+
+//  session.login as the edge sends it, the edge having made token; r is freed unless kept.
+static int
+s_login(const char *email, bool ok, const char *token, result_t *keep)
+{
+    result_t r;
+    int status = s_call(&r, "session.login", NULL, NULL, "email", email, "ok", ok ? "?true" : "?false",
+                        "new_refresh_digest", s_dg(token), NULL);
+    if (keep)
+        *keep = r;
+    else
+        s_free(&r);
+    return status;
+}
+
 static void
 test_throttle(void)
 {
     result_t r;
-    for (int i = 0; i < 5; i++) {
-        ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?false", NULL), 401);
-        s_free(&r);
-    }
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(s_login("ann@example.com", false, "throttled", NULL), 401);
     //  the sixth attempt is refused even with the right password, and says when to come back
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 429);
+    ASSERT_EQ(s_login("ann@example.com", true, "throttled", &r), 429);
     uint64_t retry = 0;
     mc_map_uint(r.rep.error, "retry_after", &retry);
     MC_CHECK(retry > 0 && retry <= 900);
@@ -133,17 +166,25 @@ test_throttle(void)
     ASSERT_EQ(s_call(&r, "user.credentials", NULL, NULL, "email", "ann@example.com", NULL), 429);
     s_free(&r);
     s_clock += 15 * 60 * 1000;      //  the window passes
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
+    ASSERT_EQ(s_login("ann@example.com", true, "after the window", NULL), 200);
+}
+
+//  session.refresh as the edge sends it: token presented, next made to replace it.
+static int
+s_refresh(const char *token, const char *next)
+{
+    result_t r;
+    int status = s_call(&r, "session.refresh", NULL, NULL, "refresh_digest", s_dg(token), "new_refresh_digest",
+                        s_dg(next), NULL);
     s_free(&r);
+    return status;
 }
 
 static int
-s_refresh(const char *token, char *next, size_t nextsz)
+s_logout(const char *token)
 {
     result_t r;
-    int status = s_call(&r, "session.refresh", NULL, NULL, "refresh_token", token, NULL);
-    if (next)
-        s_field(&r, "refresh_token", next, nextsz);
+    int status = s_call(&r, "session.logout", NULL, NULL, "refresh_digest", s_dg(token), NULL);
     s_free(&r);
     return status;
 }
@@ -152,36 +193,75 @@ static void
 test_refresh_families(void)
 {
     result_t r;
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
-    char t1[64], t2[64], t3[64], access[2048];
-    s_field(&r, "refresh_token", t1, sizeof t1);
+    ASSERT_EQ(s_login("ann@example.com", true, "t1", &r), 200);
+    char access[2048];
     s_field(&r, "access_token", access, sizeof access);
     MC_CHECK(strlen(access) > 100 && strncmp(access, "eyJ", 3) == 0);
+    //  the refresh token is the edge's to hand out: the actor never had it
+    MC_CHECK(mc_map_get(r.rep.body, "refresh_token") == NULL);
     s_free(&r);
-    ASSERT_EQ(s_refresh(t1, t2, sizeof t2), 200);
-    MC_CHECK(strcmp(t1, t2) != 0);
+    ASSERT_EQ(s_refresh("t1", "t2"), 200);
     //  t1 again: reuse; the family dies, so t2 dies with it
-    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
-    ASSERT_EQ(s_refresh(t2, t3, sizeof t3), 401);
-    ASSERT_EQ(s_refresh("made-up-token", NULL, 0), 401);
+    ASSERT_EQ(s_refresh("t1", "t3"), 401);
+    ASSERT_EQ(s_refresh("t2", "t4"), 401);
+    ASSERT_EQ(s_refresh("made-up-token", "t5"), 401);
 
     //  logout ends a family; a password change ends them all
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
-    s_field(&r, "refresh_token", t1, sizeof t1);
-    s_free(&r);
-    ASSERT_EQ(s_call(&r, "session.logout", NULL, NULL, "refresh_token", t1, NULL), 204);
-    s_free(&r);
-    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
-    s_field(&r, "refresh_token", t1, sizeof t1);
-    s_free(&r);
-    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 200);
-    s_field(&r, "refresh_token", t2, sizeof t2);
-    s_free(&r);
+    ASSERT_EQ(s_login("ann@example.com", true, "t6", NULL), 200);
+    ASSERT_EQ(s_logout("t6"), 204);
+    ASSERT_EQ(s_refresh("t6", "t7"), 401);
+    ASSERT_EQ(s_logout("never issued"), 204);
+    ASSERT_EQ(s_login("ann@example.com", true, "t8", NULL), 200);
+    ASSERT_EQ(s_login("ann@example.com", true, "t9", NULL), 200);
     ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "password_hash", HASH "x", NULL), 204);
     s_free(&r);
-    ASSERT_EQ(s_refresh(t1, NULL, 0), 401);
-    ASSERT_EQ(s_refresh(t2, NULL, 0), 401);
+    ASSERT_EQ(s_refresh("t8", "t10"), 401);
+    ASSERT_EQ(s_refresh("t9", "t11"), 401);
+}
+
+//  CONTRACT §11: raw refresh tokens never reach identity. A message carrying one is refused,
+//  as is one without the digests or with a malformed one; a digest names one token of one
+//  family only; and a login handled twice (the same message) gives the same answer.
+static void
+test_refresh_tokens_stay_at_the_edge(void)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "session.refresh", NULL, NULL, "refresh_token", "raw", "refresh_digest", s_dg("raw"),
+                     "new_refresh_digest", s_dg("raw2"), NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.logout", NULL, NULL, "refresh_token", "raw", "refresh_digest", s_dg("raw"), NULL),
+              422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.refresh", NULL, NULL, "refresh_token", "raw", NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true", NULL), 422);
+    s_free(&r);
+    //  43 characters, but not base64url
+    const char *bad = "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";
+    ASSERT_EQ(s_call(&r, "session.logout", NULL, NULL, "refresh_digest", bad, NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "ann@example.com", "ok", "?true",
+                     "new_refresh_digest", bad, NULL), 422);
+    s_free(&r);
+
+    //  a digest already issued is never issued again to another family, which keeps its token
+    ASSERT_EQ(s_login("ann@example.com", true, "u1", NULL), 200);
+    ASSERT_EQ(s_login("ann@example.com", true, "u1", NULL), 409);
+    ASSERT_EQ(s_refresh("u2", "u1"), 401);      //  unknown u2: nothing issued
+    ASSERT_EQ(s_refresh("u1", "u3"), 200);
+    ASSERT_EQ(s_refresh("u3", "u3"), 409);      //  its own digest again: refused, u3 unspent
+    ASSERT_EQ(s_refresh("u3", "u4"), 200);
+
+    //  the same login message twice: the same outcome, one token
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, s_clock + 1);
+    s_next_id = id;
+    ASSERT_EQ(s_login("ann@example.com", true, "v1", NULL), 200);
+    s_next_id = id;
+    ASSERT_EQ(s_login("ann@example.com", true, "v1", NULL), 200);
+    ASSERT_EQ(s_refresh("v1", "v2"), 200);
+    ASSERT_EQ(s_refresh("v1", "v3"), 401);      //  reused: the family is revoked
+    ASSERT_EQ(s_refresh("v2", "v4"), 401);
 }
 
 static int
@@ -348,6 +428,7 @@ main(void)
     MC_TEST_RUN(test_registered_event);
     MC_TEST_RUN(test_throttle);
     MC_TEST_RUN(test_refresh_families);
+    MC_TEST_RUN(test_refresh_tokens_stay_at_the_edge);
     MC_TEST_RUN(test_addresses);
     MC_TEST_RUN(test_overlong_ids);
     MC_TEST_RUN(test_keys);

@@ -3,7 +3,10 @@
     payments.c       payment.create, payment.get, payment.list
     payments_flow.c  the capture (payment.step replies, payment.tick resends) and refunds
                      (payment.event, from order.events)
-    payments_card.c  the simulated gateway's checks
+
+    The card is read at the edge (edge/edge_card.c): the actor gets its brand, last 4 digits,
+    expiry, the Luhn and CVC verdicts and the simulated gateway's outcome, never the number or
+    the CVC (the message schema does not know them, so a message carrying them is refused).
 
     A payment is made in two steps, each durable before the next message leaves: the order is
     read on the payer's behalf (owner, status, amount; the amount is never the client's), then,

@@ -27,6 +27,10 @@ dir, exposed as cluster.kafka_bootstrap) and mercato-relay (outbox -> Kafka). Bo
 processes: cluster.kill("kafka"), cluster.start("kafka") (a new port, rewritten bootstrap file,
 an empty cluster), cluster.kill("relay"), cluster.start("relay"). wait_ready() does not fail
 because one of those two was killed on purpose.
+
+Keys (CONTRACT 9): mercato-keys makes the cluster's keys in cluster.keys_dir before the first
+process starts; among them the event key pair: the relay signs every record with events.key,
+and a node with a Kafka consumer will not start without events.pub.
 """
 
 import json

@@ -18,8 +18,21 @@ msgpack uint16, so that a 4-digit string elsewhere (a timestamp, an id) is no fa
 Kafka values also as any JSON string or integer equal to it. Positive controls prove the scan
 sees what is there: a canary file with a card in every searched encoding is found; the payment
 ids, a product's sku and the cards' last4 are found in the LMDB files and Kafka records.
+
+CONTRACT 11 "raw refresh tokens never reach identity", checked the same way
+(TestRefreshTokenLeaks): after sign-ins, rotations, a reuse that revokes a family, a sign-out
+and a password change, no file the run left (LMDB environments, keys, logs) holds any refresh
+token the edge handed out, as its text or as the 32 random bytes it encodes, while every one of
+their SHA-256 digests is in identity's LMDB file (the positive control: the scan reads the
+records that name the tokens), and a canary file with a token in both forms is found.
+
+And from the other side (TestSecretsRefusedOnThePlane): messages carrying a card number, a CVC
+or a raw refresh token, sent with the edge's plane key straight to the node, are refused (422,
+"is not a known field") and leave nothing behind.
 """
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -30,6 +43,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import API, ClusterTestCase  # noqa: E402
 from test_events import READY, WHY  # noqa: E402
 from test_payments import (DECLINED, NO_FUNDS, PayEventCase, last_month, luhn_broken,  # noqa: E402
                            luhn_random)
@@ -287,6 +301,170 @@ class TestCardLeaks(PayEventCase):
         sys.stderr.write("\n[leaks] scanned %d files (%d bytes) and %d Kafka records for %d "
                          "cards\n" % (len(scanned), sum(len(b) for b in blobs.values()),
                                       len(log.records), len(sent)))
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class TestRefreshTokenLeaks(ClusterTestCase):
+
+    def tokens_call(self, path, token):
+        return self.call("POST", API + "/auth/" + path, {"refresh_token": token})
+
+    def test_no_raw_refresh_token_is_kept_anywhere(self):
+        c = self.cluster
+        issued = []                 # every refresh token an answer carried
+
+        def keep(reply):
+            t = reply["refresh_token"]
+            self.assertRegex(t, r"^[A-Za-z0-9_-]{43}$", "a refresh token is 32 bytes, base64url")
+            issued.append(t)
+            return t
+
+        ann = c.register_customer()
+        bob = c.register_customer()
+        t1 = keep(ann.tokens)
+        keep(bob.tokens)
+        # rotation: each refresh hands out a new token and spends the old one
+        r = self.tokens_call("refresh", t1)
+        self.assertStatus(r, 200)
+        t2 = keep(r.json())
+        self.assertNotEqual(t1, t2)
+        r = self.tokens_call("refresh", t2)
+        self.assertStatus(r, 200)
+        t3 = keep(r.json())
+        # reuse of a spent token revokes the family, the newest token included
+        r = self.tokens_call("refresh", t1)
+        self.assertUnauthorized(r)
+        self.assertEqual(r.json()["code"], "refresh_token_reused")
+        self.assertUnauthorized(self.tokens_call("refresh", t3))
+        # a sign-out, then a second session and a password change that ends every session
+        s2 = keep(c.login(ann.email, ann.password))
+        self.assertStatus(self.tokens_call("logout", s2), 204)
+        self.assertUnauthorized(self.tokens_call("refresh", s2))
+        s3 = keep(c.login(ann.email, ann.password))
+        new_password = ann.password + "-2"
+        pair = c.login(ann.email, ann.password)
+        keep(pair)
+        r = self.call("PUT", API + "/users/me/password",
+                      {"current_password": ann.password, "new_password": new_password},
+                      auth=pair["access_token"])
+        self.assertStatus(r, 204)
+        self.assertUnauthorized(self.tokens_call("refresh", s3))
+        keep(c.login(ann.email, new_password))
+        self.assertEqual(len(set(issued)), len(issued), "a refresh token was handed out twice")
+
+        codes = c.stop_all()
+        root = c.tmp
+        # positive control 1: a canary file with a token never issued, in both forms, which
+        # the scan below must find
+        canary = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        canary_path = os.path.join(c.data_dir, "canary.bin")
+        with open(canary_path, "wb") as f:
+            f.write(b"\x00junk" + canary.encode() + b"\x00" + b64u_decode(canary))
+        secrets = [(t, t.encode(), b64u_decode(t)) for t in issued + [canary]]
+        # the scan: every file under the run's temp dir, read after the processes stopped
+        found, scanned, data = [], [], b""
+        for path in files_under(root):
+            blob = read(path)
+            if blob is None:
+                continue
+            rel = os.path.relpath(path, root)
+            scanned.append(rel)
+            if rel.startswith("data/identity"):
+                data += blob
+            for t, text, raw in secrets:
+                if text in blob:
+                    found.append((rel, "token %s... as text" % t[:6]))
+                if raw in blob:
+                    found.append((rel, "token %s... as its random bytes" % t[:6]))
+        os.unlink(canary_path)
+        rel_canary = os.path.relpath(canary_path, root)
+        self.assertEqual(sorted(h for p, h in found if p == rel_canary),
+                         ["token %s... as its random bytes" % canary[:6],
+                          "token %s... as text" % canary[:6]], "the scan misses the canary")
+        found = [(p, h) for p, h in found if p != rel_canary]
+        self.assertTrue(any(p.startswith("logs/") for p in scanned), scanned)
+        # identity keeps no secret the tokens derive from (when it minted them as HMACs of
+        # message ids under keys/refresh.key, that file and the LMDB file gave every token back)
+        self.assertEqual([p for p in scanned if os.path.basename(p) == "refresh.key"], [])
+        self.assertTrue(any(p.startswith("data/identity") and p.endswith("data.mdb")
+                            for p in scanned), "no identity LMDB file scanned: %s" % scanned)
+        # positive control 2: every token's digest names its record in identity's LMDB file
+        for t in issued:
+            digest = hashlib.sha256(t.encode()).digest()
+            self.assertIn(digest, data, "the digest of token %s... is in no identity file" % t[:6])
+        self.assertEqual(found, [], "raw refresh tokens in files (processes exited %s): %s" % (
+            codes, found[:20]))
+        sys.stderr.write("\n[leaks] scanned %d files for %d refresh tokens\n" % (
+            len(scanned), len(issued)))
+
+
+class TestSecretsRefusedOnThePlane(ClusterTestCase):
+    """What the edge never sends is refused when someone with an edge key sends it: a card
+    number or CVC in payment.create, a raw refresh token in session.refresh or session.logout.
+    The messages go over the real plane (CURVE, the cluster's edge key) to the real node; each
+    reply is a 422 naming the field, which proves the actor's validation saw the message, and
+    afterwards no file of the run holds the values sent."""
+
+    def test_card_and_refresh_token_fields_are_refused(self):
+        import msgpack
+        import zmq
+        from test_frames import Client, envelope, ulid
+        c = self.cluster
+        rnd = random.SystemRandom()
+        number = luhn_random("4", 16, rnd)
+        cvc = "%04d" % rnd.randrange(3000, 10000)
+        raw = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()).rstrip(b"=").decode()
+        user, order = ulid(), ulid()
+        summary = {"exp_month": 12, "exp_year": 2040, "brand": "visa", "last4": number[-4:],
+                   "luhn": True, "cvc_ok": True, "outcome": "approved"}
+        cases = [
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": dict(summary, number=number)}, {"card.number"}),
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": dict(summary, cvc=cvc)}, {"card.cvc"}),
+            ("payments.0", "payment.create", order,
+             {"order_id": order, "card": {"number": number, "exp_month": 12, "exp_year": 2040,
+                                          "cvc": cvc}}, {"card.number", "card.cvc"}),
+            ("identity.0", "session.refresh", ulid(),
+             {"refresh_token": raw, "refresh_digest": digest, "new_refresh_digest": digest},
+             {"refresh_token"}),
+            ("identity.0", "session.logout", ulid(),
+             {"refresh_token": raw, "refresh_digest": digest}, {"refresh_token"}),
+        ]
+        ctx = zmq.Context()
+        client = Client(c, ctx, c.endpoint)
+        try:
+            for service, mtype, key, body, fields in cases:
+                rep = client.request(service, envelope(mtype, body, key=key, user=user,
+                                                       role="customer"))
+                self.assertIsNotNone(rep, "%s: no answer" % mtype)
+                reply = msgpack.unpackb(rep[4])
+                self.assertEqual(reply["status"], 422, "%s %s: %r" % (mtype, sorted(body), reply))
+                got = {e["field"]: e["message"] for e in reply["error"]["errors"]}
+                for f in fields:
+                    self.assertEqual(got.get(f), "is not a known field", "%s: %r" % (mtype, got))
+            # the same messages as the edge sends them are served: the refusals were the fields
+            rep = client.request("identity.0", envelope("session.logout", {"refresh_digest": digest},
+                                                        key=ulid(), user="", role="anonymous"))
+            self.assertEqual(msgpack.unpackb(rep[4])["status"], 204)
+        finally:
+            client.close()
+            ctx.destroy(linger=0)
+        codes = c.stop_all()
+        card = Secret("sent on the plane", number, cvc)
+        found = []
+        for path in files_under(c.tmp):
+            blob = read(path) or b""
+            rel = os.path.relpath(path, c.tmp)
+            found += [(rel, name) for name in card.scan(blob)]
+            for what, value in (("refresh token", raw.encode()), ("token bytes", b64u_decode(raw))):
+                if value in blob:
+                    found.append((rel, what))
+        self.assertEqual(found, [], "refused secrets in files (processes exited %s)" % codes)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ class CorsOff(unittest.TestCase):
         r = requests.options(self.cluster.api + "/products", headers={
             "Origin": SHOP, "Access-Control-Request-Method": "POST"}, timeout=5)
         self.assertEqual(r.status_code, 204)
-        self.assertEqual(r.headers.get("Allow"), "GET, POST, OPTIONS")
+        self.assertEqual(r.headers.get("Allow"), "GET, HEAD, POST, OPTIONS")
         self.assertNotIn("Access-Control-Allow-Origin", r.headers)
         g = requests.get(self.cluster.api + "/products", headers={"Origin": SHOP}, timeout=5)
         self.assertNotIn("Access-Control-Allow-Origin", g.headers)

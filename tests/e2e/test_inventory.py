@@ -10,6 +10,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import wait_for  # noqa: E402
+from event_sign import Signer  # noqa: E402
 from test_events import READY, WHY, EventCase  # noqa: E402
 
 API = "/api/v1"
@@ -99,14 +100,17 @@ class TestInventory(EventCase):
     def test_malformed_records_are_counted_and_skipped(self):
         """Records the consumer cannot understand are logged, counted and passed over; records
         of a type inventory does not act on are skipped unread. The good record after them, in
-        the same partition (same key), still makes its stock record."""
+        the same partition (same key), still makes its stock record. Each is signed with the
+        relay's key, so that what is tested is the handling of a record (test_event_forgery.py
+        has the records that are not ours)."""
         from confluent_kafka import Producer
         key = "01" + "".join(random.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(24))
         producer = Producer({"bootstrap.servers": self.cluster.kafka_bootstrap})
+        signer = Signer.load(self.cluster.keys_dir)
 
         def send(value, **headers):
             producer.produce("product.events", key=key, value=value,
-                             headers=[(k, v.encode()) for k, v in headers.items()])
+                             headers=signer.headers("product.events", key, value, headers))
 
         send(b"{not json", ce_id="poison-" + uuid.uuid4().hex, ce_type="product.created")
         send(json.dumps({"id": key}).encode())                          # no CloudEvent headers

@@ -1,4 +1,4 @@
-#include "payments_card.h"
+#include "edge_card.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <time.h>
 
 bool
-payments_luhn(const char *digits, size_t n)
+edge_card_luhn(const char *digits, size_t n)
 {
     unsigned sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -46,7 +46,7 @@ s_brand(const char *d, size_t n)
 }
 
 int
-payments_card_check(const msgpack_object *card, uint64_t now_ms, payments_card_t *out, mc_errors_t *errs)
+edge_card_read(const msgpack_object *card, uint64_t now_ms, edge_card_t *out, mc_errors_t *errs)
 {
     memset(out, 0, sizeof *out);
     int before = errs->count;
@@ -70,15 +70,17 @@ payments_card_check(const msgpack_object *card, uint64_t now_ms, payments_card_t
     if (!clean || n < 12 || n > 19)
         mc_errors_add(errs, "card.number", "must be 12 to 19 digits");
     else
-    if (!payments_luhn(digits, n))
+    if (!(out->luhn = edge_card_luhn(digits, n)))
         mc_errors_add(errs, "card.number", "is not a valid card number (Luhn check)");
     bool cvc_ok = cvc.len == 3 || cvc.len == 4;
     for (size_t i = 0; i < cvc.len && cvc_ok; i++)
         cvc_ok = cvc.ptr[i] >= '0' && cvc.ptr[i] <= '9';
-    if (!cvc_ok)
+    if (!(out->cvc_ok = cvc_ok))
         mc_errors_add(errs, "card.cvc", "must be 3 or 4 digits");
     if (month < 1 || month > 12)
         mc_errors_add(errs, "card.exp_month", "must be 1 to 12");
+    out->exp_month = month;
+    out->exp_year = year;
     if (year >= 0 && year < 100)
         year += 2000;
     time_t t = (time_t) (now_ms / 1000);
@@ -90,18 +92,63 @@ payments_card_check(const msgpack_object *card, uint64_t now_ms, payments_card_t
     else
     if (year > (int64_t) tm.tm_year + 1900 + 50)
         mc_errors_add(errs, "card.exp_year", "is too far in the future");
-    if (errs->count != before)
+    if (errs->count != before) {
+        OPENSSL_cleanse(digits, sizeof digits);
         return -1;
+    }
     digits[n] = 0;
     snprintf(out->brand, sizeof out->brand, "%s", s_brand(digits, n));
     memcpy(out->last4, digits + n - 4, 4);
     //  the gateway's test cards (CONTRACT §7); every other valid number is approved
-    if (strcmp(digits, "4000000000000002") == 0)
-        out->decline = "card_declined";
-    else
-    if (strcmp(digits, "4000000000009995") == 0)
-        out->decline = "insufficient_funds";
+    out->outcome = strcmp(digits, "4000000000000002") == 0 ? "card_declined"
+                 : strcmp(digits, "4000000000009995") == 0 ? "insufficient_funds" : "approved";
     //  no copy of the number stays behind on the stack (a plain memset may be optimised away)
     OPENSSL_cleanse(digits, sizeof digits);
     return 0;
+}
+
+void
+edge_card_pack(msgpack_packer *pk, const edge_card_t *card)
+{
+    msgpack_pack_map(pk, 7);
+    mc_pack_kv_int(pk, "exp_month", card->exp_month);
+    mc_pack_kv_int(pk, "exp_year", card->exp_year);
+    mc_pack_kv_cstr(pk, "brand", card->brand);
+    mc_pack_kv_cstr(pk, "last4", card->last4);
+    mc_pack_kv_bool(pk, "luhn", card->luhn);
+    mc_pack_kv_bool(pk, "cvc_ok", card->cvc_ok);
+    mc_pack_kv_cstr(pk, "outcome", card->outcome);
+}
+
+void
+edge_card_flow(edge_req_t *q, mc_str_t body)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    edge_card_t card;
+    mc_errors_t errs = { 0 };
+    if (mc_msgpack_unpack(&u, body.ptr, body.len) || u.data.type != MSGPACK_OBJECT_MAP)
+        edge_problem(q->r, 400, "malformed_json", "the body must be a JSON object", NULL, NULL);
+    else
+    if (edge_card_read(mc_map_get(&u.data, "card"), q->received_ms, &card, &errs))
+        edge_request_refuse(q->r, "the card is not valid", &errs);
+    else {
+        //  the body as validated, its card replaced by what the actor needs
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, u.data.via.map.size);
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+            mc_pack_obj(&pk, &kv->key);
+            if (mc_str_eq(mc_obj_str(&kv->key), "card"))
+                edge_card_pack(&pk, &card);
+            else
+                mc_pack_obj(&pk, &kv->val);
+        }
+        edge_request_forward(q, (mc_str_t) { sb.data, sb.size });
+        msgpack_sbuffer_destroy(&sb);
+    }
+    msgpack_unpacked_destroy(&u);
 }
