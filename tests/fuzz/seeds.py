@@ -141,6 +141,12 @@ def main():
             "Content-Length: +5", "Content-Length: 0", "Content-Length: 1234567890123456789",
             "Content-Length:", "content-length: 007\nContent-Type: Application/JSON;x=y", "Host: a"]):
         write("fuzz_framing", "headers%d" % n, text)
+    for n, text in enumerate([
+            "GET /api/v1/products?limit=5 HTTP/1.1\nHost: a", "HEAD / HTTP/1.1\nHost: a\nHost: b",
+            "BREW /pot HTTP/1.1\nHost: a", "GET / HTTP/1.0", "GET / HTTP/1.1",
+            "GET /" + "a" * 8200 + " HTTP/1.1\nHost: a", "POST /x HTTP/1.1\nHost: a\nX: " + "v" * 8200,
+            "GET / HTTP/1.1\n" + "".join("H%d: v\n" % i for i in range(64))]):
+        write("fuzz_framing", "request%d" % n, text)
 
 
 if __name__ == "__main__":
