@@ -133,7 +133,7 @@ mc_idem_finish(MDB_txn *txn, const mc_idem_db_t *db, mc_str_t user, mc_str_t key
     if (v.mv_size < HEAD || v.mv_size < HEAD + (size_t) p[HEAD - 1])
         return MDB_CORRUPTED;
     uint64_t first = mc_be64_get(p + 1);
-    if (status >= 500) {
+    if (status >= 500 || status == 429) {
         char tkey[408];
         mc_be64_put((unsigned char *) tkey, first);
         memcpy(tkey + 8, k, mk.mv_size);

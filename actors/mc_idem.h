@@ -40,8 +40,8 @@ int mc_idem_check(MDB_txn *txn, const mc_idem_db_t *db, const mc_request_t *req,
 //  Records that req's key is now in progress for ref.
 int mc_idem_begin(MDB_txn *txn, const mc_idem_db_t *db, const mc_request_t *req, const char *ref);
 
-//  Stores the outcome for (user, key); a status of 500 or more forgets the key instead, so a
-//  retry starts afresh.
+//  Stores the outcome for (user, key); a status of 500 or more, or 429 (a limit that says come
+//  back later), forgets the key instead, so a retry starts afresh.
 int mc_idem_finish(MDB_txn *txn, const mc_idem_db_t *db, mc_str_t user, mc_str_t key, int status, bool error,
                    const void *raw, size_t len);
 

@@ -256,24 +256,25 @@ s_password(edge_req_t *q, const msgpack_object *body)
         bool ok = false;
         const char *why = edge_identity_policy(fresh, (mc_str_t) { mail, strlen(mail) });
         char fresh_hash[MC_PASSWORD_HASH_MAX];
-        if (edge_hash_verify(hash, current.ptr, current.len, &ok))
-            s_busy(q);
-        else
-        if (!ok)
-            s_policy_problem(q, "current_password", "is not your password");
-        else
+        //  the new password's policy first: its answer must not tell whether current_password
+        //  was right
         if (why)
             s_policy_problem(q, "new_password", why);
         else
-        if (edge_hash_password(fresh.ptr, fresh.len, fresh_hash))
+        if (edge_hash_verify(hash, current.ptr, current.len, &ok)
+        ||  (ok && edge_hash_password(fresh.ptr, fresh.len, fresh_hash)))
             s_busy(q);
         else {
+            //  the actor records a wrong current_password against the sign-in throttle, or
+            //  stores the new hash; both answers come from it
             msgpack_sbuffer sb;
             msgpack_sbuffer_init(&sb);
             msgpack_packer pk;
             msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            msgpack_pack_map(&pk, 1);
-            mc_pack_kv_cstr(&pk, "password_hash", fresh_hash);
+            msgpack_pack_map(&pk, ok ? 2 : 1);
+            mc_pack_kv_bool(&pk, "ok", ok);
+            if (ok)
+                mc_pack_kv_cstr(&pk, "password_hash", fresh_hash);
             edge_request_forward(q, (mc_str_t) { sb.data, sb.size });
             msgpack_sbuffer_destroy(&sb);
         }

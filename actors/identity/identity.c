@@ -148,13 +148,13 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     if (!db)
         return -1;
     static const char *const names[] = { "users", "emails", "addresses", "refresh", "families", "user_families",
-                                         "failures", "admins" };
+                                         "failures", "admins", "expiry", "family_exp" };
     MDB_dbi *const dbis[] = { &db->users, &db->emails, &db->addresses, &db->refresh, &db->families,
-                              &db->user_families, &db->failures, &db->admins };
-    int rc = mc_store_dbis(store, names, dbis, 8);
+                              &db->user_families, &db->failures, &db->admins, &db->expiry, &db->family_exp };
+    int rc = mc_store_dbis(store, names, dbis, 10);
     MDB_txn *txn;
     if (!rc && !(rc = mc_store_begin(store, &txn))) {
-        if ((rc = identity_admin_index_build(txn, db)))
+        if ((rc = identity_admin_index_build(txn, db)) || (rc = identity_prune_build(txn, db)))
             mdb_txn_abort(txn);
         else
             rc = mdb_txn_commit(txn);
@@ -319,16 +319,41 @@ s_update(mc_ctx_t *ctx)
     return s_me(ctx);
 }
 
+//  The caller's email as the throttle's key (lower is its buffer); 200, or the status already
+//  replied.
+static int
+s_caller_email(mc_ctx_t *ctx, char *lower, size_t size, MDB_val *key)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int status = s_load_caller(ctx, &u);
+    if (status == 200) {
+        mc_str_t email = { "", 0 };
+        mc_map_str(&u.data, "email", &email);
+        *key = (MDB_val) { identity_lower(lower, size, email), lower };
+    }
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+//  user.password_hash: the edge checks current_password against it, unless the caller's email is
+//  throttled (a wrong current_password counts as a failed sign-in).
 static int
 s_password_hash(mc_ctx_t *ctx)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     int status = s_load_caller(ctx, &u);
+    mc_str_t hash = { "", 0 }, email = { "", 0 };
+    char lower[256];
     if (status == 200) {
-        mc_str_t hash = { "", 0 }, email = { "", 0 };
         mc_map_str(&u.data, "password_hash", &hash);
         mc_map_str(&u.data, "email", &email);
+        MDB_val ek = { identity_lower(lower, sizeof lower, email), lower };
+        status = identity_throttled(ctx, &ek);
+        status = status ? status : 200;
+    }
+    if (status == 200) {
         mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
         msgpack_pack_map(ctx->pk, 2);
         mc_pack_kv_str(ctx->pk, "password_hash", hash.ptr, hash.len);
@@ -338,24 +363,47 @@ s_password_hash(mc_ctx_t *ctx)
     return status;
 }
 
+//  user.password: the edge has checked current_password (ok) and, when it was right, hashed the
+//  new one. A wrong one is recorded as a failed sign-in for the caller's email; the answer to
+//  either comes from here, after the throttle, so that it says nothing while the email is
+//  throttled.
 static int
 s_password(mc_ctx_t *ctx)
 {
     if (identity_require_user(ctx))
         return 401;
-    mc_str_t hash;
-    if (mc_map_str(ctx->req->body, "password_hash", &hash) || hash.len < 10) {
+    bool ok = false;
+    mc_str_t hash = { "", 0 };
+    mc_map_bool(ctx->req->body, "ok", &ok);
+    if (ok && (mc_map_str(ctx->req->body, "password_hash", &hash) || hash.len < 10)) {
         mc_reply_error(ctx->pk, ctx->req->id, 400, "bad_message", "a password change needs the hash from the edge", NULL);
         return 400;
     }
+    char lower[256];
+    MDB_val ek;
+    int rc = s_caller_email(ctx, lower, sizeof lower, &ek);
+    if (rc != 200 || (rc = identity_throttled(ctx, &ek)))
+        return rc;
+    if (!ok) {
+        if ((rc = identity_failure_record(ctx, &ek)))
+            return IDENTITY_FAIL(rc);
+        ctx->commit = true;     //  the failure must stick although the reply is an error
+        mc_errors_t errs = { 0 };
+        mc_errors_add(&errs, "current_password", "is not your password");
+        mc_reply_error(ctx->pk, ctx->req->id, 422, "validation_failed", "the request has invalid fields", &errs);
+        return 422;
+    }
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int rc = s_rewrite(ctx, NULL, &hash, &u);
+    rc = s_rewrite(ctx, NULL, &hash, &u);
     msgpack_unpacked_destroy(&u);
     if (rc)
         return rc;
-    //  every session signed in with the old password ends here
+    //  every session signed in with the old password ends here; the right password, like a
+    //  sign-in, clears the failures
     rc = identity_revoke_all(ctx->txn, ctx->state, ctx->req->user);
+    if (!rc)
+        rc = identity_failures_clear(ctx->txn, ctx->state, &ek);
     if (rc)
         return IDENTITY_FAIL(rc);
     mc_reply_begin(ctx->pk, ctx->req->id, 204, NULL);
@@ -440,6 +488,14 @@ s_keys_rotate(mc_ctx_t *ctx)
     return 200;
 }
 
+//  identity.tick: failures and refresh-token families whose time is up go.
+static int
+s_tick(mc_ctx_t *ctx)
+{
+    int rc = identity_prune(ctx->txn, ctx->state, ctx->req->time, IDENTITY_PRUNE_MAX);
+    return rc ? IDENTITY_FAIL(rc) : mc_reply_empty(ctx, 200);
+}
+
 static const mc_handler_t s_handlers[] = {
     { "user.register", true, s_register },
     { "user.credentials", false, identity_credentials },
@@ -459,6 +515,7 @@ static const mc_handler_t s_handlers[] = {
     { "user.admins", false, identity_admins },
     { "keys.list", false, s_keys_list },
     { "keys.rotate", false, s_keys_rotate },
+    { "identity.tick", true, s_tick },
 };
 
 const mc_service_t identity_service = {
@@ -467,4 +524,5 @@ const mc_service_t identity_service = {
     .close = s_close,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
+    .tick = "identity.tick",
 };

@@ -8,6 +8,10 @@
       families       family id -> {user, revoked}
       user_families  user id \0 family id -> ""      (revoke them all on a password change)
       failures       lower(email) -> failed login times, 8-byte big-endian unix ms each
+                     (wrong passwords at sign-in and wrong current passwords alike)
+      expiry         due ms (8) kind (1) id -> value: failures and refresh tokens and families
+                     to remove when their time is up (identity_prune.c, on identity.tick)
+      family_exp     family id -> expiry of its newest refresh token
 
     Passwords are hashed and verified by the edge (argon2id costs ~25 ms, which the actor's one
     thread must not spend); the actor stores and hands out hashes only. Refresh tokens are

@@ -1,4 +1,5 @@
-/*  Sign-in, refresh-token families with rotation and reuse detection, sign-out, throttling.
+/*  Sign-in, refresh-token families with rotation and reuse detection, sign-out (the throttle is
+    identity_throttle.c).
 
     Refresh tokens are minted and hashed at the edge; messages name them by their SHA-256
     digests (refresh_digest: the one presented, new_refresh_digest: the one to issue), which
@@ -9,65 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FAILURE_WINDOW_MS (15ull * 60 * 1000)
-#define FAILURES_MAX 5
-
-//  Failed logins for an email inside the window: how many, and when the oldest of them was.
-static int
-s_failures(MDB_txn *txn, const identity_db_t *db, MDB_val *key, uint64_t now, uint64_t *times, size_t *count)
-{
-    MDB_val v;
-    *count = 0;
-    int rc = mdb_get(txn, db->failures, key, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    for (size_t i = 0; i + 8 <= v.mv_size && *count < FAILURES_MAX; i += 8) {
-        uint64_t t = mc_be64_get((unsigned char *) v.mv_data + i);
-        if (t + FAILURE_WINDOW_MS > now)
-            times[(*count)++] = t;
-    }
-    return 0;
-}
-
-//  429 when the email has FAILURES_MAX recent failures; 0 to go on, or an LMDB error.
-static int
-s_throttled(mc_ctx_t *ctx, MDB_val *key)
-{
-    uint64_t times[FAILURES_MAX];
-    size_t count;
-    int rc = s_failures(ctx->txn, ctx->state, key, ctx->req->time, times, &count);
-    if (rc)
-        return IDENTITY_FAIL(rc);
-    if (count < FAILURES_MAX)
-        return 0;
-    uint64_t until = times[0] + FAILURE_WINDOW_MS;
-    mc_reply_error_retry(ctx->pk, ctx->req->id, 429, "too_many_attempts",
-                         "too many failed sign-ins for this email; try again later",
-                         (until - ctx->req->time + 999) / 1000);
-    return 429;
-}
-
-static int
-s_record_failure(mc_ctx_t *ctx, MDB_val *key)
-{
-    uint64_t times[FAILURES_MAX + 1];
-    size_t count;
-    int rc = s_failures(ctx->txn, ctx->state, key, ctx->req->time, times, &count);
-    if (rc)
-        return rc;
-    times[count++] = ctx->req->time;
-    size_t first = count > FAILURES_MAX ? count - FAILURES_MAX : 0;
-    unsigned char buf[8 * FAILURES_MAX];
-    size_t n = 0;
-    for (size_t i = first; i < count; i++, n += 8)
-        mc_be64_put(buf + n, times[i]);
-    MDB_val v = { n, buf };
-    const identity_db_t *db = ctx->state;
-    return mdb_put(ctx->txn, db->failures, key, &v, 0);
-}
-
 int
 identity_credentials(mc_ctx_t *ctx)
 {
@@ -76,7 +18,7 @@ identity_credentials(mc_ctx_t *ctx)
     mc_map_str(ctx->req->body, "email", &email);
     char lower[256];
     MDB_val ek = { identity_lower(lower, sizeof lower, email), lower }, idv;
-    int rc = s_throttled(ctx, &ek);
+    int rc = identity_throttled(ctx, &ek);
     if (rc)
         return rc;
     rc = mdb_get(ctx->txn, db->emails, &ek, &idv);
@@ -240,6 +182,9 @@ s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user, const unsign
                        NULL);
         return 409;
     }
+    if (!rc)
+        rc = identity_prune_token(ctx->txn, db, digest, family, (mc_str_t) { uid, strlen(uid) },
+                                  ctx->req->time + IDENTITY_REFRESH_TTL_MS);
     if (rc) {
         free(access);
         return IDENTITY_FAIL(rc);
@@ -256,7 +201,7 @@ s_issue(mc_ctx_t *ctx, mc_str_t family, const msgpack_object *user, const unsign
 static int
 s_bad_credentials(mc_ctx_t *ctx, MDB_val *key)
 {
-    int rc = s_record_failure(ctx, key);
+    int rc = identity_failure_record(ctx, key);
     if (rc)
         return IDENTITY_FAIL(rc);
     //  the failure must stick although the reply is an error
@@ -278,7 +223,7 @@ identity_login(mc_ctx_t *ctx)
         return rc;
     char lower[256];
     MDB_val ek = { identity_lower(lower, sizeof lower, email), lower }, idv;
-    if ((rc = s_throttled(ctx, &ek)))
+    if ((rc = identity_throttled(ctx, &ek)))
         return rc;
     if (!ok)
         return s_bad_credentials(ctx, &ek);
@@ -293,9 +238,7 @@ identity_login(mc_ctx_t *ctx)
     if (!rc)
         rc = identity_user_load(ctx->txn, db, (mc_str_t) { uid, strlen(uid) }, &u);
     if (!rc)
-        rc = mdb_del(ctx->txn, db->failures, &ek, NULL);
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
+        rc = identity_failures_clear(ctx->txn, db, &ek);
     //  a sign-in starts a family, named by this message's id
     mc_str_t family = ctx->req->id, user = { uid, strlen(uid) };
     char fkey[256];

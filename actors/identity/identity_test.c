@@ -1,6 +1,7 @@
 /*  Identity handlers against a real LMDB environment, through the actor core: accounts, the
     throttle, refresh-token families, password changes, addresses, keys. */
 #include "identity.h"
+#include "identity_db.h"
 #include "identity_keys.h"
 #include "mc_outbox.h"
 #include "mc_core_test.h"
@@ -213,7 +214,7 @@ test_refresh_families(void)
     ASSERT_EQ(s_logout("never issued"), 204);
     ASSERT_EQ(s_login("ann@example.com", true, "t8", NULL), 200);
     ASSERT_EQ(s_login("ann@example.com", true, "t9", NULL), 200);
-    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "password_hash", HASH "x", NULL), 204);
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?true", "password_hash", HASH "x", NULL), 204);
     s_free(&r);
     ASSERT_EQ(s_refresh("t8", "t10"), 401);
     ASSERT_EQ(s_refresh("t9", "t11"), 401);
@@ -262,6 +263,198 @@ test_refresh_tokens_stay_at_the_edge(void)
     ASSERT_EQ(s_refresh("v1", "v2"), 200);
     ASSERT_EQ(s_refresh("v1", "v3"), 401);      //  reused: the family is revoked
     ASSERT_EQ(s_refresh("v2", "v4"), 401);
+}
+
+//  A refresh token no other sign-in of the test has used.
+static const char *
+s_fresh(void)
+{
+    static char buf[32];
+    static unsigned n;
+    snprintf(buf, sizeof buf, "fresh-%u", ++n);
+    return buf;
+}
+
+static void
+test_wrong_current_password_counts_as_a_failed_sign_in(void)
+{
+    result_t r;
+    //  the edge found current_password wrong: a failure for Ann's email, answered 422
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?false", NULL), 422);
+        const msgpack_object *errs = mc_map_get(r.rep.error, "errors");
+        mc_str_t field = { "", 0 };
+        if (errs && errs->type == MSGPACK_OBJECT_ARRAY && errs->via.array.size == 1)
+            mc_map_str(&errs->via.array.ptr[0], "field", &field);
+        MC_CHECK(mc_str_eq(field, "current_password"));
+        s_free(&r);
+    }
+    //  now the hash is not handed out for checking, a right password changes nothing, and
+    //  signing in is refused too, however the email is written
+    ASSERT_EQ(s_call(&r, "user.password_hash", s_ann, "customer", NULL), 429);
+    uint64_t retry = 0;
+    mc_map_uint(r.rep.error, "retry_after", &retry);
+    MC_CHECK(retry > 0 && retry <= 900);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?true", "password_hash", HASH "y", NULL), 429);
+    s_free(&r);
+    ASSERT_EQ(s_login("ANN@example.com", true, s_fresh(), &r), 429);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.credentials", NULL, NULL, "email", "ann@example.com", NULL), 429);
+    s_free(&r);
+    s_clock += 15 * 60 * 1000;
+    ASSERT_EQ(s_call(&r, "user.password_hash", s_ann, "customer", NULL), 200);
+    s_free(&r);
+    //  the other way round: failed sign-ins throttle the password change
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(s_login("ann@example.com", false, s_fresh(), &r), 401);
+        s_free(&r);
+    }
+    ASSERT_EQ(s_call(&r, "user.password_hash", s_ann, "customer", NULL), 429);
+    s_free(&r);
+    s_clock += 15 * 60 * 1000;
+    //  a change with the right password clears the failures, as a sign-in does
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?false", NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?true", "password_hash", HASH, NULL), 204);
+    s_free(&r);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(s_login("ann@example.com", false, s_fresh(), &r), 401);
+        s_free(&r);
+    }
+    ASSERT_EQ(s_login("ann@example.com", true, s_fresh(), &r), 200);
+    s_free(&r);
+    //  an edge that says nothing of the check changes nothing
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "password_hash", HASH "z", NULL), 422);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "user.password", s_ann, "customer", "ok", "?true", NULL), 400);
+    s_free(&r);
+}
+
+//  Entries of the named database in the core's environment.
+static size_t
+s_entries(const char *name)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_stat st = { 0 };
+    if (mdb_txn_begin(mc_core_env(s_core), NULL, MDB_RDONLY, &txn))
+        return SIZE_MAX;
+    if (mdb_dbi_open(txn, name, 0, &dbi) || mdb_stat(txn, dbi, &st))
+        st.ms_entries = SIZE_MAX;
+    mdb_txn_abort(txn);
+    return st.ms_entries;
+}
+
+static void
+s_tick(void)
+{
+    result_t r;
+    ASSERT_EQ(s_call(&r, "identity.tick", NULL, "system", NULL), 200);
+    s_free(&r);
+}
+
+//  A sign-in that must succeed (ok) or fail, with a refresh token of its own.
+static void
+s_sign_in(const char *email, bool ok)
+{
+    static unsigned n;
+    char token[32];
+    snprintf(token, sizeof token, "sign-in-%u", ++n);
+    ASSERT_EQ(s_login(email, ok, token, NULL), ok ? 200 : 401);
+}
+
+static void
+test_pruning(void)
+{
+    //  a fresh environment, so that every entry counted is this test's
+    mc_core_t *saved = s_core;
+    char dir[64];
+    s_core = mc_core_test_open(&identity_service, dir, 1u << 30);
+    MC_CHECK(s_core != NULL);
+    if (!s_core) {
+        s_core = saved;
+        return;
+    }
+    result_t r;
+    ASSERT_EQ(s_call(&r, "user.register", NULL, NULL, "email", "bo@example.com", "name", "Bo", "password_hash", HASH,
+                     NULL), 201);
+    s_free(&r);
+    //  failed sign-ins for emails nobody has, the way a scan would leave them
+    uint64_t t0 = s_clock;
+    s_sign_in("ghost1@example.com", false);
+    s_sign_in("ghost2@example.com", false);
+    s_sign_in("ghost3@example.com", false);
+    ASSERT_EQ(s_entries("failures"), 3);
+    s_clock = t0 + 10 * 60 * 1000;
+    s_sign_in("ghost3@example.com", false);      //  a later failure keeps its email's record
+    s_tick();
+    ASSERT_EQ(s_entries("failures"), 3);
+    s_clock = t0 + 15 * 60 * 1000 + 5000;
+    s_tick();
+    ASSERT_EQ(s_entries("failures"), 1);
+    s_clock = t0 + 25 * 60 * 1000 + 5000;
+    s_tick();
+    ASSERT_EQ(s_entries("failures"), 0);
+
+    //  two families: one used only at the start, one refreshed 20 days later
+    uint64_t t1 = s_clock;
+    ASSERT_EQ(s_login("bo@example.com", true, "old1", NULL), 200);
+    ASSERT_EQ(s_refresh("old1", "old2"), 200);
+    ASSERT_EQ(s_login("bo@example.com", true, "kept1", NULL), 200);
+    ASSERT_EQ(s_entries("families"), 2);
+    ASSERT_EQ(s_entries("user_families"), 2);
+    ASSERT_EQ(s_entries("refresh"), 3);
+    s_clock = t1 + 20ull * 24 * 3600 * 1000;
+    ASSERT_EQ(s_refresh("kept1", "kept2"), 200);
+    ASSERT_EQ(s_entries("refresh"), 4);
+    s_clock = t1 + IDENTITY_REFRESH_TTL_MS + 60000;
+    s_tick();
+    //  the first family is gone with its tokens; the second keeps its newest token only
+    ASSERT_EQ(s_entries("families"), 1);
+    ASSERT_EQ(s_entries("user_families"), 1);
+    ASSERT_EQ(s_entries("family_exp"), 1);
+    ASSERT_EQ(s_entries("refresh"), 1);
+    ASSERT_EQ(s_refresh("old2", "old3"), 401);
+    ASSERT_EQ(s_refresh("kept2", "kept3"), 200);
+    //  and the second family goes once its newest token has expired
+    ASSERT_EQ(s_entries("refresh"), 2);
+    s_clock += IDENTITY_REFRESH_TTL_MS + 60000;
+    s_tick();
+    ASSERT_EQ(s_entries("families"), 0);
+    ASSERT_EQ(s_entries("user_families"), 0);
+    ASSERT_EQ(s_entries("family_exp"), 0);
+    ASSERT_EQ(s_entries("refresh"), 0);
+    ASSERT_EQ(s_entries("expiry"), 0);
+
+    //  an environment from before pruning: its records are indexed at open, then pruned
+    uint64_t t2 = s_clock;
+    s_sign_in("ghost4@example.com", false);
+    s_sign_in("bo@example.com", true);
+    MDB_txn *txn;
+    MDB_dbi expiry, family_exp;
+    ASSERT_EQ(mdb_txn_begin(mc_core_env(s_core), NULL, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "expiry", 0, &expiry), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "family_exp", 0, &family_exp), 0);
+    ASSERT_EQ(mdb_drop(txn, expiry, 0), 0);
+    ASSERT_EQ(mdb_drop(txn, family_exp, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mc_core_destroy(&s_core);
+    s_core = mc_core_new(&identity_service, dir, 0, 1u << 30);
+    MC_CHECK(s_core != NULL);
+    ASSERT_EQ(s_entries("expiry"), 3);         //  the failure, the token, its family
+    ASSERT_EQ(s_entries("family_exp"), 1);
+    s_clock = t2 + IDENTITY_REFRESH_TTL_MS + 60000;
+    s_tick();
+    ASSERT_EQ(s_entries("failures"), 0);
+    ASSERT_EQ(s_entries("families"), 0);
+    ASSERT_EQ(s_entries("refresh"), 0);
+    ASSERT_EQ(s_entries("expiry"), 0);
+    //  the clock is the runtime's own
+    ASSERT_EQ(s_call(&r, "identity.tick", NULL, "customer", NULL), 403);
+    s_free(&r);
+    ASSERT_EQ(mc_core_test_close(&s_core, dir), 0);
+    s_core = saved;
 }
 
 static int
@@ -429,6 +622,8 @@ main(void)
     MC_TEST_RUN(test_throttle);
     MC_TEST_RUN(test_refresh_families);
     MC_TEST_RUN(test_refresh_tokens_stay_at_the_edge);
+    MC_TEST_RUN(test_wrong_current_password_counts_as_a_failed_sign_in);
+    MC_TEST_RUN(test_pruning);
     MC_TEST_RUN(test_addresses);
     MC_TEST_RUN(test_overlong_ids);
     MC_TEST_RUN(test_keys);

@@ -14,17 +14,25 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     if (!db)
         return -1;
     static const char *const names[] = { "orders", "orders_by_user", "orders_by_time", "expiry", "sagas", "settle",
-                                          "paid_by" };
+                                          "paid_by", "pending" };
     MDB_dbi *const dbis[] = { &db->orders, &db->by_user, &db->by_time, &db->expiry, &db->sagas, &db->settle,
-                              &db->paid_by };
-    int rc = mc_store_dbis(store, names, dbis, 7);
+                              &db->paid_by, &db->pending };
+    int rc = mc_store_dbis(store, names, dbis, 8);
     if (!rc)
         rc = mc_idem_open(store, &db->idem);
+    MDB_txn *txn;
+    if (!rc && !(rc = mc_store_begin(store, &txn))) {
+        if ((rc = orders_pending_build(txn, db)))
+            mdb_txn_abort(txn);
+        else
+            rc = mdb_txn_commit(txn);
+    }
     if (rc) {
         free(db);
         return rc;
     }
     db->ttl_ms = (uint64_t) mc_config_env_long("MERCATO_RESERVATION_TTL_S", 900, 1, 30L * 24 * 3600) * 1000;
+    db->max_pending = (size_t) mc_config_env_long("MERCATO_MAX_PENDING_ORDERS", 5, 1, 100000);
     *state = db;
     return 0;
 }
@@ -121,6 +129,10 @@ s_create(mc_ctx_t *ctx)
     }
     if (errs.count)
         return s_invalid(ctx, &errs);
+    //  after the replays above, which answer what was decided before, and before the key is
+    //  taken: a refusal here is not an outcome to keep, the same request may pass later
+    if ((rc = orders_pending_check(ctx)))
+        return rc;
     if (req->idem.len && (rc = mc_idem_begin(ctx->txn, &db->idem, req, id)))
         return FAIL(rc);
     if ((rc = orders_saga_start(ctx, lines, n)))

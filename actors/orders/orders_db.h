@@ -3,7 +3,8 @@
     orders.c        order.create, order.cancel, order.status, order.pay, order.advance and the
                     state machine
     orders_saga.c   the reservation saga (order.step replies, order.tick timers)
-    orders_view.c   the public order, order.get and order.list */
+    orders_view.c   the public order, order.get and order.list
+    orders_pending.c  the unpaid orders each customer holds, against MERCATO_MAX_PENDING_ORDERS */
 #ifndef ORDERS_DB_H
 #define ORDERS_DB_H
 
@@ -18,13 +19,18 @@ typedef struct {
     MDB_dbi sagas;      //  order id -> saga_t + blobs          (orders being reserved)
     MDB_dbi settle;     //  order id -> settle_t               (stock still to release or sell)
     MDB_dbi paid_by;    //  order id -> payment id              (orders the payments service paid)
+    MDB_dbi pending;    //  user id \0 created ms (8) order id -> expires ms (8)
+                        //  (pending_payment orders and the sagas that will make them)
     mc_idem_db_t idem;  //  Idempotency-Key records
     uint64_t ttl_ms;    //  MERCATO_RESERVATION_TTL_S
+    size_t max_pending; //  MERCATO_MAX_PENDING_ORDERS
 } orders_db_t;
 
 #define FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
 
 #define ORDER_LINES_MAX 100
+//  The bytes of a user id a saga keeps (and so the order, and the pending index).
+#define ORDER_USER_MAX 71
 #define SHARDS_MAX 64
 //  A saga or settlement step not answered within this long is sent again.
 #define RESEND_MS 1000
@@ -86,5 +92,22 @@ int orders_list(mc_ctx_t *ctx);
 //  starts the stock's settlement, and packs the new order into out (may be NULL). Returns 0,
 //  409 when the state machine forbids the move (nothing done), or an LMDB error.
 int orders_transition(mc_ctx_t *ctx, const order_t *o, const char *to, msgpack_sbuffer *out);
+
+/*  The pending index (orders_pending.c). Each returns 0 or an LMDB error unless said otherwise.
+    orders_pending_put      records the order (or its saga) id of user created at created_ms
+    orders_pending_del      forgets it; one that is not there is no error
+    orders_pending_count    how many user holds, and the earliest of their expiry times
+                            (UINT64_MAX when none)
+    orders_pending_check    for order.create: 0 when the caller may hold one more; 429
+                            too_many_pending_orders (replied, with retry_after: seconds until the
+                            oldest expires) when not; a negative LMDB error
+    orders_pending_build    fills an empty index from the expiry index, for an environment that
+                            predates it (at open) */
+int orders_pending_put(MDB_txn *txn, const orders_db_t *db, mc_str_t user, uint64_t created_ms, mc_str_t id,
+                       uint64_t expires_ms);
+int orders_pending_del(MDB_txn *txn, const orders_db_t *db, mc_str_t user, uint64_t created_ms, mc_str_t id);
+int orders_pending_count(MDB_txn *txn, const orders_db_t *db, mc_str_t user, size_t *count, uint64_t *first_expiry);
+int orders_pending_check(mc_ctx_t *ctx);
+int orders_pending_build(MDB_txn *txn, const orders_db_t *db);
 
 #endif

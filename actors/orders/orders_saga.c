@@ -254,6 +254,9 @@ orders_saga_start(mc_ctx_t *ctx, const order_line_t *lines, size_t n)
     int rc = s_send_pending(ctx, &s);
     if (!rc)
         rc = s_saga_save(ctx->txn, db, &s);
+    if (!rc)
+        rc = orders_pending_put(ctx->txn, db, (mc_str_t) { s.h.user, strlen(s.h.user) }, s.h.created,
+                                (mc_str_t) { s.id, strlen(s.id) }, s.h.created + db->ttl_ms);
     s_saga_free(&s);
     return rc;
 }
@@ -374,6 +377,11 @@ s_advance(mc_ctx_t *ctx, saga_t *s)
         for (unsigned i = 0; i < SHARDS_MAX; i++)
             if (s->h.shard[i] == SHARD_WAITING)
                 return s_saga_save(ctx->txn, db, s);
+        //  released: no order will come of it, and the customer's slot is free again
+        int rc = orders_pending_del(ctx->txn, db, (mc_str_t) { s->h.user, strlen(s->h.user) }, s->h.created,
+                                    (mc_str_t) { s->id, strlen(s->id) });
+        if (rc)
+            return rc;
         return s_finish(ctx, s, s->h.result, true, s->blob[BLOB_RESULT].data, s->blob[BLOB_RESULT].size);
     }
     msgpack_unpacked req, cat;

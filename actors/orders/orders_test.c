@@ -501,10 +501,166 @@ test_replay_gives_the_same_order(void)
     s_core = saved;
 }
 
+//  The pending index's entries for user, read from the environment itself.
+static size_t
+s_pending_entries(const char *user)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    size_t n = 0, ulen = strlen(user);
+    if (mdb_txn_begin(mc_core_env(s_core), NULL, MDB_RDONLY, &txn))
+        return SIZE_MAX;
+    if (mdb_dbi_open(txn, "pending", 0, &dbi) == 0 && mdb_cursor_open(txn, dbi, &cur) == 0) {
+        MDB_val k, v;
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            n += k.mv_size > ulen && memcmp(k.mv_data, user, ulen) == 0 && ((char *) k.mv_data)[ulen] == 0;
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return n;
+}
+
+//  The order id of the i-th order of the pending-cap test.
+static const char *
+s_cap_id(int i)
+{
+    static char ids[16][32];
+    snprintf(ids[i], sizeof ids[i], "01CAP%021d", i);
+    return ids[i];
+}
+
+static void
+test_pending_orders_are_capped(void)
+{
+    //  a fresh environment with the default cap of 5
+    mc_core_t *saved = s_core;
+    const char *saved_user = s_user;
+    char dir[64];
+    unsetenv("MERCATO_MAX_PENDING_ORDERS");
+    s_core = mc_core_test_open(&orders_service, dir, 1u << 26);
+    MC_CHECK(s_core != NULL);
+    if (!s_core) {
+        s_core = saved;
+        return;
+    }
+    uint64_t start = s_clock;
+    result_t r;
+    //  two orders complete, three still reserving: sagas count, or orders sent at once would
+    //  all get past the cap
+    s_placed(s_cap_id(0));
+    s_placed(s_cap_id(1));
+    for (int i = 2; i < 5; i++) {
+        ASSERT_EQ(s_create(s_cap_id(i), NULL, 1, 1, &r), -1);
+        s_free(&r);
+    }
+    ASSERT_EQ(s_pending_entries(s_user), 5);
+    s_clock += 1000;
+    ASSERT_EQ(s_create(s_cap_id(5), "cap-key", 1, 1, &r), 429);
+    mc_str_t code = { "", 0 };
+    uint64_t retry = 0;
+    mc_map_str(r.rep.error, "code", &code);
+    mc_map_uint(r.rep.error, "retry_after", &retry);
+    MC_CHECK(mc_str_eq(code, "too_many_pending_orders"));
+    ASSERT_EQ(retry, 899);      //  until the oldest reservation expires: 900 s after it, 1 s later
+    s_free(&r);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, NULL, NULL), 0);     //  nothing reserved
+    //  the cap is per customer
+    s_user = "01USER00000000000000000077";
+    ASSERT_EQ(s_create(s_cap_id(6), NULL, 1, 1, &r), -1);
+    s_free(&r);
+    ASSERT_EQ(s_pending_entries(s_user), 1);
+    s_user = saved_user;
+    //  a saga that fails frees its slot once its release has ended, not before
+    s_stock_reply(s_cap_id(2), 'r', 409, "P1");
+    s_catalog_reply(s_cap_id(2));
+    ASSERT_EQ(s_pending_entries(s_user), 5);
+    s_stock_reply(s_cap_id(2), 'y', 200, NULL);
+    ASSERT_EQ(s_pending_entries(s_user), 4);
+    //  the refused key was not kept: the same request now passes
+    ASSERT_EQ(s_create(s_cap_id(5), "cap-key", 1, 1, &r), -1);
+    s_free(&r);
+    ASSERT_EQ(s_create(s_cap_id(7), NULL, 1, 1, &r), 429);
+    s_free(&r);
+    //  the sagas become orders: the count stays (the order's entry is its saga's)
+    for (int i = 3; i < 6; i++) {
+        s_catalog_reply(s_cap_id(i));
+        s_stock_reply(s_cap_id(i), 'r', 200, NULL);
+        s_expect_status(s_cap_id(i), "pending_payment");
+    }
+    ASSERT_EQ(s_pending_entries(s_user), 5);
+    //  replays still answer what was decided: the same message, and the same key
+    ASSERT_EQ(s_create(s_cap_id(0), NULL, 1, 1, &r), 201);
+    s_free(&r);
+    ASSERT_EQ(s_create(s_cap_id(8), "cap-key", 1, 1, &r), 201);
+    MC_CHECK(r.rep.replayed);
+    s_free(&r);
+    //  paying frees a slot
+    ASSERT_EQ(s_get(s_cap_id(0), &r), 200);
+    int64_t total = 0;
+    mc_map_int(r.rep.body, "total_cents", &total);
+    s_free(&r);
+    ASSERT_EQ(s_pay(s_cap_id(0), "PAYCAP", total), 200);
+    ASSERT_EQ(s_pending_entries(s_user), 4);
+    s_placed(s_cap_id(9));
+    ASSERT_EQ(s_create(s_cap_id(10), NULL, 1, 1, &r), 429);
+    s_free(&r);
+    //  cancelling frees one
+    ASSERT_EQ(s_send(&r, "order.cancel", s_cap_id(1), NULL, "customer", NULL, NULL), -1);
+    s_free(&r);
+    ASSERT_EQ(s_pending_entries(s_user), 4);
+    s_placed(s_cap_id(10));
+    ASSERT_EQ(s_create(s_cap_id(11), NULL, 1, 1, &r), 429);
+    s_free(&r);
+    //  and so does the clock: every order expires 900 s after its creation
+    s_clock = start + 900 * 1000 + 10000;
+    s_tick();
+    ASSERT_EQ(s_pending_entries(s_user), 0);
+    s_placed(s_cap_id(11));
+    ASSERT_EQ(s_pending_entries(s_user), 1);
+    ASSERT_EQ(mc_core_test_close(&s_core, dir), 0);
+    s_core = saved;
+    setenv("MERCATO_MAX_PENDING_ORDERS", "100", 1);
+}
+
+static void
+test_pending_index_is_rebuilt_for_older_data(void)
+{
+    //  an environment written before the index: emptied by hand, the next open fills it again
+    mc_core_t *saved = s_core;
+    char dir[64];
+    s_core = mc_core_test_open(&orders_service, dir, 1u << 26);
+    MC_CHECK(s_core != NULL);
+    if (!s_core) {
+        s_core = saved;
+        return;
+    }
+    s_placed("01OLD00000000000000000001");
+    s_placed("01OLD00000000000000000002");
+    ASSERT_EQ(s_set_status("01OLD00000000000000000002", "paid", "admin"), 200);
+    ASSERT_EQ(s_pending_entries(s_user), 1);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ASSERT_EQ(mdb_txn_begin(mc_core_env(s_core), NULL, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "pending", 0, &dbi), 0);
+    ASSERT_EQ(mdb_drop(txn, dbi, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    ASSERT_EQ(s_pending_entries(s_user), 0);
+    mc_core_destroy(&s_core);
+    s_core = mc_core_new(&orders_service, dir, 0, 1u << 26);
+    MC_CHECK(s_core != NULL);
+    ASSERT_EQ(s_pending_entries(s_user), 1);
+    ASSERT_EQ(mc_core_test_close(&s_core, dir), 0);
+    s_core = saved;
+}
+
 int
 main(void)
 {
     setenv("MERCATO_RESERVATION_TTL_S", "900", 1);
+    //  the tests below place more orders for one customer than the default cap allows; the cap
+    //  has a test of its own, on a fresh core
+    setenv("MERCATO_MAX_PENDING_ORDERS", "100", 1);
     msgpack_sbuffer_init(&s_order_seen);
     char dir[64];
     s_core = mc_core_test_open(&orders_service, dir, 1u << 26);
@@ -519,6 +675,8 @@ main(void)
     MC_TEST_RUN(test_lines_in_two_shards);
     MC_TEST_RUN(test_steps_and_ticks_are_the_runtimes_own);
     MC_TEST_RUN(test_replay_gives_the_same_order);
+    MC_TEST_RUN(test_pending_orders_are_capped);
+    MC_TEST_RUN(test_pending_index_is_rebuilt_for_older_data);
     msgpack_sbuffer_destroy(&s_order_seen);
     if (mc_core_test_close(&s_core, dir))
         return 1;

@@ -84,6 +84,9 @@ orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
     size_t tlen = mc_store_time_key(tkey, NULL, 0, o->created_ms, o->id.ptr, o->id.len);
     size_t elen = mc_store_time_key(ekey, NULL, 0, o->expires_ms, o->id.ptr, o->id.len);
     bool pending = mc_str_eq(o->status, "pending_payment");
+    char uid[ORDER_USER_MAX + 1];
+    snprintf(uid, sizeof uid, "%.*s", (int) o->user_id.len, o->user_id.ptr);
+    mc_str_t user = { uid, strlen(uid) };
     char id[72];
     snprintf(id, sizeof id, "%.*s", (int) o->id.len, o->id.ptr);
     MDB_val k = { strlen(id), id }, v = { sb.size, sb.data }, empty = { 0, "" };
@@ -98,6 +101,9 @@ orders_store(MDB_txn *txn, const orders_db_t *db, const order_t *o)
         if (rc == MDB_NOTFOUND)
             rc = 0;
     }
+    if (!rc)
+        rc = pending ? orders_pending_put(txn, db, user, o->created_ms, (mc_str_t) { id, strlen(id) }, o->expires_ms)
+                     : orders_pending_del(txn, db, user, o->created_ms, (mc_str_t) { id, strlen(id) });
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }

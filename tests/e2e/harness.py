@@ -523,24 +523,25 @@ class ClusterTestCase(unittest.TestCase):
     """Base class: prints process log tails for any failing test and keeps the temp dir.
 
     Subclasses set PER_TEST = True to get a fresh cluster per test (self.cluster) instead of one
-    shared by the whole class (cls.cluster).
+    shared by the whole class (cls.cluster), and ENV = {...} to add to its processes' environment.
     """
 
     PER_TEST = False
     ACTORS = DEFAULT_ACTORS
     KAFKA = False             # also run mercato-kafka-dev and mercato-relay
+    ENV = None                # extra environment for the cluster's processes
     cluster = None
 
     @classmethod
     def setUpClass(cls):
         if not cls.PER_TEST:
-            cls.cluster = Cluster(actors=cls.ACTORS, kafka=cls.KAFKA)
+            cls.cluster = Cluster(actors=cls.ACTORS, kafka=cls.KAFKA, env=cls.ENV)
             cls.addClassCleanup(cls.cluster.cleanup)
             cls.cluster.start_all()
 
     def setUp(self):
         if self.PER_TEST:
-            self.cluster = Cluster(actors=self.ACTORS, kafka=self.KAFKA)
+            self.cluster = Cluster(actors=self.ACTORS, kafka=self.KAFKA, env=self.ENV)
             # Only stop here; run() decides whether the logs are kept, after the outcome is known.
             self.addCleanup(self.cluster.stop_all)
             self.cluster.start_all()

@@ -41,6 +41,7 @@ PATH_TO = {"pending_payment": [], "paid": ["paid"], "shipped": ["paid", "shipped
            "delivered": ["paid", "shipped", "delivered"], "cancelled": ["cancelled"],
            "refunded": ["paid", "shipped", "refunded"]}
 DEFAULT_TTL_S = 900
+PENDING_CAP = 5           # MERCATO_MAX_PENDING_ORDERS by default: unpaid orders per customer
 SETTLE_S = 10.0           # how long a status change's stock effect may take to show
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 REPLAYED = "Idempotent-Replayed"
@@ -196,8 +197,12 @@ class ShopCase(ClusterTestCase):
         self.assertStock(pid, on_hand, reserved + 1, msg + " (behind a 1-unit barrier order)")
 
     def barrier_customer(self):
-        if "_barrier" not in self.__dict__:
+        """Whose barrier orders (left unpaid) are placed: a new customer whenever the last one
+        holds as many unpaid orders as the cap allows."""
+        n = self.__dict__.get("_barriers", 0)
+        if n % PENDING_CAP == 0:
             self._barrier = self.customer()
+        self._barriers = n + 1
         return self._barrier
 
     # --- orders --------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import HarnessError, wait_for  # noqa: E402
-from test_orders import (API, ORDERS, REPLAYED, RFC3339_UTC, SHOP_ACTORS, UNKNOWN_ID,  # noqa: E402
+from test_orders import (API, ORDERS, PENDING_CAP, REPLAYED, RFC3339_UTC, SHOP_ACTORS, UNKNOWN_ID,  # noqa: E402
                          ShopCase, new_customer)
 from test_events import (MDB_STAT, EventCase, outbox_entries, rid,  # noqa: E402
                          traceparent)
@@ -475,10 +475,16 @@ class TestPayValidation(PayCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.me = new_customer(cls.cluster)
+        cls.me, cls.unpaid = None, PENDING_CAP
 
     def setUp(self):
         super().setUp()
+        # Every test leaves its order unpaid: a new customer whenever the last one holds as
+        # many unpaid orders as the cap allows.
+        cls = type(self)
+        if cls.unpaid == PENDING_CAP:
+            cls.me, cls.unpaid = new_customer(cls.cluster), 0
+        cls.unpaid += 1
         _, self.o = self.pending(self.me, qty=1)
         self.oid = self.o["id"]
 
