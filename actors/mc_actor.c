@@ -64,14 +64,14 @@ s_origin_free(void **item)
     *item = NULL;
 }
 
+//  A command without fields (HEARTBEAT, DISCONNECT) to the broker.
 static void
-s_send(actor_t *self, int cmd, zmsg_t *body)
+s_send(actor_t *self, mc_proto_id_t id)
 {
-    zmsg_t *msg = body ? body : zmsg_new();
-    byte c = (byte) cmd;
-    zmsg_pushmem(msg, &c, 1);
-    zmsg_pushstr(msg, MC_WORKER);
-    zmsg_send(&msg, self->broker);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = id;
+    mc_proto_msg_send(&m, self->broker);
 }
 
 static void
@@ -82,23 +82,30 @@ s_connect(actor_t *self)
     mc_proto_socket_setup(self->broker);
     mc_plane_client(self->broker);
     zsock_connect(self->broker, "%s", self->args.broker);
-    zmsg_t *ready = zmsg_new();
-    zmsg_addstr(ready, self->service);
-    zmsg_addstr(ready, self->args.node_id);
-    s_send(self, MC_W_READY, ready);
+    mc_proto_msg_t ready;
+    mc_proto_msg_init(&ready);
+    ready.id = MC_PROTO_WORKER_READY;
+    if (mc_proto_msg_set_service(&ready, self->service) || mc_proto_msg_set_node_id(&ready, self->args.node_id))
+        mc_error("service or node id too long for the broker protocol", "\"service\":\"%s\"", self->service);
+    mc_proto_msg_send(&ready, self->broker);
     uint64_t now = mc_mono_ms();
     self->broker_expiry = now + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
+//  Sends len bytes of data as the reply to the caller at client (the broker's routing of it)
+//  for request rid.
 static void
 s_reply(actor_t *self, zframe_t *client, zframe_t *rid, const void *data, size_t len)
 {
-    zmsg_t *reply = zmsg_new();
-    zmsg_append(reply, &client);
-    zmsg_append(reply, &rid);
-    zmsg_addmem(reply, data, len);
-    s_send(self, MC_W_REPLY, reply);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = MC_PROTO_WORKER_REPLY;
+    mc_proto_msg_set_client(&m, zframe_data(client), zframe_size(client));
+    mc_proto_msg_set_request_id(&m, zframe_data(rid), zframe_size(rid));
+    zframe_t *envelope = zframe_new(data, len);
+    mc_proto_msg_set_envelope(&m, &envelope);
+    mc_proto_msg_send(&m, self->broker);
 }
 
 static void
@@ -120,7 +127,7 @@ s_park(actor_t *self, const mc_fx_t *fx, pending_t *p)
             msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
             mc_reply_error_retry(&pk, (mc_str_t) { fx->id, strlen(fx->id) }, 503, "overloaded",
                                  "too many requests are waiting", 1);
-            s_reply(self, zframe_dup(p->client), zframe_dup(p->rid), sb.data, sb.size);
+            s_reply(self, p->client, p->rid, sb.data, sb.size);
             msgpack_sbuffer_destroy(&sb);
         }
         return;
@@ -151,7 +158,6 @@ s_answer(actor_t *self, const mc_fx_t *fx)
         mc_reply_raw(&pk, (mc_str_t) { w->id, strlen(w->id) }, fx->status, fx->error, fx->data.data,
                      fx->data.size, w->replayed);
         s_reply(self, w->client, w->rid, sb.data, sb.size);
-        w->client = w->rid = NULL;
         s_waiter_drop(self, i);
     }
     msgpack_sbuffer_destroy(&sb);
@@ -166,7 +172,7 @@ s_effects(actor_t *self)
         const mc_fx_t *e = fx[i];
         pending_t *p = e->kind == MC_FX_REPLY || e->kind == MC_FX_PARK ? &self->batch[e->origin] : NULL;
         if (e->kind == MC_FX_REPLY && p->client)
-            s_reply(self, zframe_dup(p->client), zframe_dup(p->rid), e->data.data, e->data.size);
+            s_reply(self, p->client, p->rid, e->data.data, e->data.size);
         else
         if (e->kind == MC_FX_PARK)
             s_park(self, e, p);
@@ -175,14 +181,14 @@ s_effects(actor_t *self)
             s_answer(self, e);
         else
         if (e->kind == MC_FX_SEND) {
-            zmsg_t *msg = zmsg_new();
-            byte cmd = MC_C_REQUEST;
-            zmsg_addstr(msg, MC_CLIENT);
-            zmsg_addmem(msg, &cmd, 1);
-            zmsg_addstr(msg, e->service);
-            zmsg_addstr(msg, e->tag);
-            zmsg_addmem(msg, e->data.data, e->data.size);
-            zmsg_send(&msg, self->client);
+            mc_proto_msg_t m;
+            mc_proto_msg_init(&m);
+            m.id = MC_PROTO_CLIENT_REQUEST;
+            mc_proto_msg_set_service(&m, e->service);
+            mc_proto_msg_set_request_id(&m, e->tag, strlen(e->tag));
+            zframe_t *envelope = zframe_new(e->data.data, e->data.size);
+            mc_proto_msg_set_envelope(&m, &envelope);
+            mc_proto_msg_send(&m, self->client);
             //  a resend from a tick knows no origin: the first one's stays
             if (*e->corr || *e->trace || !zhashx_lookup(self->asked, e->tag)) {
                 if (zhashx_size(self->asked) >= ASKED_MAX)
@@ -212,7 +218,7 @@ s_flush(actor_t *self)
     //  a long group (hundreds of messages on a loaded machine) must not look like a dead actor
     uint64_t now = mc_mono_ms();
     if (now >= self->heartbeat_at) {
-        s_send(self, MC_W_HEARTBEAT, NULL);
+        s_send(self, MC_PROTO_WORKER_HEARTBEAT);
         self->heartbeat_at = now + MC_HEARTBEAT_MS;
     }
     for (size_t i = 0; i < self->nbatch; i++) {
@@ -252,14 +258,13 @@ s_add_own(actor_t *self, const char *type, mc_str_t key, const msgpack_sbuffer *
     msgpack_sbuffer_destroy(&env);
 }
 
-//  The broker's answer to mc_send: [MCC1, kind, service, tag, payload] becomes a step message.
+//  The broker's answer to mc_send (REPLY or UNAVAILABLE, the tag its request id) becomes a step
+//  message.
 static void
-s_handle_client(actor_t *self, zmsg_t *msg)
+s_handle_client(actor_t *self, mc_proto_msg_t *m)
 {
     const mc_service_t *svc = mc_core_service(self->core);
-    zframe_t *proto = zmsg_pop(msg), *kind = zmsg_pop(msg), *service = zmsg_pop(msg), *tag = zmsg_pop(msg);
-    zframe_t *payload = zmsg_pop(msg);
-    if (!svc->step || !proto || !zframe_streq(proto, MC_CLIENT) || !tag || zframe_size(tag) > MC_REQUEST_ID_MAX)
+    if (!svc->step || (m->id != MC_PROTO_CLIENT_REPLY && m->id != MC_PROTO_CLIENT_UNAVAILABLE))
         self->malformed++;
     else {
         msgpack_sbuffer body;
@@ -269,9 +274,9 @@ s_handle_client(actor_t *self, zmsg_t *msg)
         msgpack_unpacked u;
         msgpack_unpacked_init(&u);
         mc_reply_t rep;
-        bool ok = mc_proto_is(kind, MC_C_REPLY) && payload
-                  && mc_reply_decode(&u, zframe_data(payload), zframe_size(payload), &rep) == 0;
-        mc_str_t t = { (const char *) zframe_data(tag), zframe_size(tag) };
+        bool ok = m->id == MC_PROTO_CLIENT_REPLY
+                  && mc_reply_decode(&u, zframe_data(m->envelope), zframe_size(m->envelope), &rep) == 0;
+        mc_str_t t = { (const char *) m->request_id, m->request_id_size };
         msgpack_pack_map(&pk, ok && (rep.body || rep.error) ? 3 : 2);
         mc_pack_kv_str(&pk, "tag", t.ptr, t.len);
         mc_pack_kv_uint(&pk, "status", ok ? (uint64_t) rep.status : 503);
@@ -284,7 +289,7 @@ s_handle_client(actor_t *self, zmsg_t *msg)
             mc_pack_cstr(&pk, "body");
             msgpack_pack_object(&pk, *rep.body);
         }
-        char name[MC_REQUEST_ID_MAX + 1];
+        char name[MC_PROTO_REQUEST_ID_MAX + 1];
         snprintf(name, sizeof name, "%.*s", (int) t.len, t.ptr);
         origin_t *origin = zhashx_lookup(self->asked, name);
         s_add_own(self, svc->step, t, &body, origin);
@@ -292,50 +297,30 @@ s_handle_client(actor_t *self, zmsg_t *msg)
         msgpack_unpacked_destroy(&u);
         msgpack_sbuffer_destroy(&body);
     }
-    zframe_destroy(&proto);
-    zframe_destroy(&kind);
-    zframe_destroy(&service);
-    zframe_destroy(&tag);
-    zframe_destroy(&payload);
 }
 
-//  Returns false when the actor must reconnect.
+//  Handles what came from the broker on the worker socket (rc: what mc_proto_msg_recv said);
+//  returns false when the actor must reconnect.
 static bool
-s_handle_broker(actor_t *self, zmsg_t *msg)
+s_handle_broker(actor_t *self, mc_proto_msg_t *m, int rc)
 {
-    zframe_t *proto = zmsg_pop(msg);
-    zframe_t *cmd = zmsg_pop(msg);
-    bool ok = true;
+    //  anything at all is a sign of life
     self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
-    if (!proto || !zframe_streq(proto, MC_WORKER))
-        self->malformed++;
-    else
-    if (mc_proto_is(cmd, MC_W_REQUEST)) {
-        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg);
-        zframe_t *key = zmsg_pop(msg), *role = zmsg_pop(msg), *frame = zmsg_pop(msg);
-        //  the role is the broker's word, from the key the sender proved; SELF is never on the wire
-        mc_peer_t peer = role ? mc_peer_parse((const char *) zframe_data(role), zframe_size(role)) : MC_PEER_NONE;
-        if (client && rid && key && frame && peer != MC_PEER_NONE && !zmsg_size(msg)) {
-            s_add(self, client, rid, frame, peer);
-            client = rid = frame = NULL;
-        }
-        else
-            self->malformed++;
-        zframe_destroy(&client);
-        zframe_destroy(&rid);
-        zframe_destroy(&key);
-        zframe_destroy(&role);
-        zframe_destroy(&frame);
+    if (rc == 0 && m->id == MC_PROTO_WORKER_REQUEST) {
+        //  the role is the broker's word, from the key the sender proved; SELF is never on the
+        //  wire (the codec takes only a role's name)
+        zframe_t *frame = m->envelope;
+        m->envelope = NULL;
+        s_add(self, zframe_new(m->client, m->client_size), zframe_new(m->request_id, m->request_id_size), frame,
+              m->peer_role);
     }
     else
-    if (mc_proto_is(cmd, MC_W_DISCONNECT))
-        ok = false;
+    if (rc == 0 && m->id == MC_PROTO_WORKER_DISCONNECT)
+        return false;
     else
-    if (!mc_proto_is(cmd, MC_W_HEARTBEAT))
+    if (rc || m->id != MC_PROTO_WORKER_HEARTBEAT)
         self->malformed++;
-    zframe_destroy(&proto);
-    zframe_destroy(&cmd);
-    return ok;
+    return true;
 }
 
 static void
@@ -361,6 +346,8 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
     enum { PIPE = 1, BROKER = 2, CLIENT = 4 };      //  mc_wait's bits for socks
     zsock_t *socks[] = { pipe, self->broker, self->client };
     bool reconnect = false;
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
     while (!reconnect && !*terminated) {
         uint64_t now = mc_mono_ms();
         uint64_t next = self->heartbeat_at;
@@ -377,24 +364,27 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
         //  gather what is waiting into one group, then look at the clock again; a socket left
         //  with input (a full group) is found by the next wait without blocking
         for (int i = 0; i < BATCH_MAX && !reconnect && (ready & (BROKER | CLIENT)); i++) {
-            zmsg_t *msg = (ready & BROKER) ? mc_recv_nowait(self->broker, NULL) : NULL;
-            if (msg)
-                reconnect = !s_handle_broker(self, msg);
+            int rc = (ready & BROKER) ? mc_proto_msg_recv(&m, self->broker, NULL, NULL) : MC_PROTO_AGAIN;
+            if (rc != MC_PROTO_AGAIN)
+                reconnect = !s_handle_broker(self, &m, rc);
             else
                 ready &= ~(unsigned) BROKER;
-            zmsg_destroy(&msg);
-            msg = (ready & CLIENT) ? mc_recv_nowait(self->client, NULL) : NULL;
-            if (msg)
-                s_handle_client(self, msg);
-            else
+            mc_proto_msg_reset(&m);
+            rc = (ready & CLIENT) ? mc_proto_msg_recv(&m, self->client, NULL, NULL) : MC_PROTO_AGAIN;
+            if (rc == MC_PROTO_AGAIN)
                 ready &= ~(unsigned) CLIENT;
-            zmsg_destroy(&msg);
+            else
+            if (rc == MC_PROTO_MALFORMED)
+                self->malformed++;
+            else
+                s_handle_client(self, &m);
+            mc_proto_msg_reset(&m);
         }
         now = mc_mono_ms();
         s_tick(self, now);
         s_flush(self);
         if (now >= self->heartbeat_at) {
-            s_send(self, MC_W_HEARTBEAT, NULL);
+            s_send(self, MC_PROTO_WORKER_HEARTBEAT);
             self->heartbeat_at = now + MC_HEARTBEAT_MS;
         }
         if (now > self->broker_expiry) {
@@ -437,7 +427,7 @@ mc_actor(zsock_t *pipe, void *args)
     while (!terminated)
         if (!s_serve(&self, pipe, &terminated) && !terminated)
             s_connect(&self);
-    s_send(&self, MC_W_DISCONNECT, NULL);
+    s_send(&self, MC_PROTO_WORKER_DISCONNECT);
     mc_core_stats_t st = mc_core_stats(self.core);
     mc_info("actor stopped", "\"service\":\"%s\",\"handled\":%" PRIu64 ",\"failed\":%" PRIu64
             ",\"malformed\":%" PRIu64 ",\"expired\":%" PRIu64,

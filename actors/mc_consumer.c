@@ -147,39 +147,37 @@ s_deliver(consumer_t *self, const char *service, msgpack_sbuffer *env)
 {
     char rid[24];
     snprintf(rid, sizeof rid, "%" PRIu64, ++self->seq);
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, MC_CLIENT);
-    zmsg_addmem(msg, "\x01", 1);
-    zmsg_addstr(msg, service);
-    zmsg_addstr(msg, rid);
-    zmsg_addmem(msg, env->data, env->size);
-    zmsg_send(&msg, self->broker);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = MC_PROTO_CLIENT_REQUEST;
+    mc_proto_msg_set_service(&m, service);
+    mc_proto_msg_set_request_id(&m, rid, strlen(rid));
+    zframe_t *envelope = zframe_new(env->data, env->size);
+    mc_proto_msg_set_envelope(&m, &envelope);
+    mc_proto_msg_send(&m, self->broker);
     uint64_t deadline = mc_mono_ms() + 5000;
     while (mc_mono_ms() < deadline && !zsys_interrupted) {
         zsock_set_rcvtimeo(self->broker, 200);
         zmsg_t *reply = zmsg_recv(self->broker);
         if (!reply)
             continue;
-        int status = 0;
-        if (zmsg_size(reply) == 5) {
-            zmsg_first(reply);                  //  protocol
-            zframe_t *kind = zmsg_next(reply);
-            zmsg_next(reply);                   //  service
-            zframe_t *got = zmsg_next(reply);
-            zframe_t *payload = zmsg_next(reply);
-            if (got && zframe_streq(got, rid)) {
-                msgpack_unpacked u;
-                msgpack_unpacked_init(&u);
-                mc_reply_t rep;
-                if (mc_proto_is(kind, MC_C_REPLY) && payload
-                &&  mc_reply_decode(&u, zframe_data(payload), zframe_size(payload), &rep) == 0)
-                    status = rep.status;
-                msgpack_unpacked_destroy(&u);
-                zmsg_destroy(&reply);
-                return status ? status : -1;
-            }
+        //  an answer to an earlier request, one that timed out, is not this one's
+        bool mine = mc_proto_msg_decode(&m, &reply, false) == 0
+                    && (m.id == MC_PROTO_CLIENT_REPLY || m.id == MC_PROTO_CLIENT_UNAVAILABLE)
+                    && m.request_id_size == strlen(rid) && memcmp(m.request_id, rid, m.request_id_size) == 0;
+        if (mine) {
+            int status = 0;
+            msgpack_unpacked u;
+            msgpack_unpacked_init(&u);
+            mc_reply_t rep;
+            if (m.id == MC_PROTO_CLIENT_REPLY
+            &&  mc_reply_decode(&u, zframe_data(m.envelope), zframe_size(m.envelope), &rep) == 0)
+                status = rep.status;
+            msgpack_unpacked_destroy(&u);
+            mc_proto_msg_reset(&m);
+            return status ? status : -1;
         }
-        zmsg_destroy(&reply);
+        mc_proto_msg_reset(&m);
     }
     return 0;
 }

@@ -141,53 +141,50 @@ mc_broker_endpoint(mc_broker_t *self)
     return self->endpoint;
 }
 
+//  A command without fields (HEARTBEAT, DISCONNECT) to the worker at address.
 static void
-s_send_worker(mc_broker_t *self, zframe_t *address, int cmd, zmsg_t *body)
+s_send_worker(mc_broker_t *self, const void *address, size_t size, mc_proto_id_t id)
 {
-    zmsg_t *msg = body ? body : zmsg_new();
-    byte c = (byte) cmd;
-    zmsg_pushmem(msg, &c, 1);
-    zmsg_pushstr(msg, MC_WORKER);
-    zmsg_pushmem(msg, zframe_data(address), zframe_size(address));
-    zmsg_send(&msg, self->router);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = id;
+    mc_proto_msg_set_routing_id(&m, address, size);
+    mc_proto_msg_send(&m, self->router);
 }
 
-//  Sends [client, MCC1, cmd, service, request-id, payload]; takes ownership of payload.
+//  Answers request rid of the client at client: REPLY with *reply (taken), or UNAVAILABLE with
+//  reason when reply is NULL.
 static void
-s_send_client(mc_broker_t *self, zframe_t *client, int cmd, const char *service,
-              zframe_t *request_id, zframe_t **payload)
+s_send_client(mc_broker_t *self, const void *client, size_t client_size, const char *service,
+              const void *rid, size_t rid_size, zframe_t **reply, const char *reason)
 {
-    zmsg_t *msg = zmsg_new();
-    byte c = (byte) cmd;
-    zmsg_addmem(msg, zframe_data(client), zframe_size(client));
-    zmsg_addstr(msg, MC_CLIENT);
-    zmsg_addmem(msg, &c, 1);
-    zmsg_addstr(msg, service);
-    zmsg_addmem(msg, zframe_data(request_id), zframe_size(request_id));
-    zmsg_append(msg, payload);
-    zmsg_send(&msg, self->router);
-}
-
-static void
-s_send_unavailable(mc_broker_t *self, zframe_t *client, const char *service,
-                   zframe_t *request_id, const char *reason)
-{
-    zframe_t *payload = zframe_new(reason, strlen(reason));
-    s_send_client(self, client, MC_C_UNAVAILABLE, service, request_id, &payload);
-    self->unavailable++;
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = reply ? MC_PROTO_CLIENT_REPLY : MC_PROTO_CLIENT_UNAVAILABLE;
+    mc_proto_msg_set_routing_id(&m, client, client_size);
+    mc_proto_msg_set_service(&m, service);
+    mc_proto_msg_set_request_id(&m, rid, rid_size);
+    if (reply)
+        mc_proto_msg_set_envelope(&m, reply);
+    else {
+        mc_proto_msg_set_reason(&m, reason);
+        self->unavailable++;
+    }
+    mc_proto_msg_send(&m, self->router);
 }
 
 static void
 s_worker_delete(mc_broker_t *self, worker_t *w, bool disconnect)
 {
     if (disconnect)
-        s_send_worker(self, w->address, MC_W_DISCONNECT, NULL);
+        s_send_worker(self, zframe_data(w->address), zframe_size(w->address), MC_PROTO_WORKER_DISCONNECT);
     //  every request it still owes gets a definite answer now rather than a client timeout
     const char *name = w->service ? w->service->name : "";
     for (zmsg_t *hdr = zhashx_first(w->pending); hdr; hdr = zhashx_next(w->pending)) {
         zframe_t *client = zmsg_first(hdr);
         zframe_t *rid = zmsg_next(hdr);
-        s_send_unavailable(self, client, name, rid, "node went away");
+        s_send_client(self, zframe_data(client), zframe_size(client), name, zframe_data(rid), zframe_size(rid),
+                      NULL, "node went away");
     }
     zhashx_destroy(&w->pending);
     if (w->service && w->handle)
@@ -212,14 +209,30 @@ s_service_require(mc_broker_t *self, const char *name)
     return s;
 }
 
-//  "client-hex/request-id-hex": request ids are binary (the edge's hold NUL bytes), so both in hex.
-static void
-s_pending_key(char *out, size_t outsz, zframe_t *client, zframe_t *rid)
+//  Writes size bytes of data in hex and a NUL to out (2 * size + 1 bytes); returns the NUL.
+static char *
+s_hex(char *out, const byte *data, size_t size)
 {
-    char *hex = zframe_strhex(client), *rhex = zframe_strhex(rid);
-    snprintf(out, outsz, "%s/%s", hex, rhex);
-    free(hex);
-    free(rhex);
+    static const char digits[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < size; i++) {
+        *out++ = digits[data[i] >> 4];
+        *out++ = digits[data[i] & 15];
+    }
+    *out = 0;
+    return out;
+}
+
+//  The longest "client-hex/request-id-hex" and its NUL.
+#define PENDING_KEY_MAX (2 * MC_PROTO_CLIENT_MAX + 1 + 2 * MC_PROTO_REQUEST_ID_MAX + 1)
+
+//  "client-hex/request-id-hex": request ids are binary (the edge's hold NUL bytes), so both in
+//  hex. out holds PENDING_KEY_MAX; the codec bounds both parts.
+static void
+s_pending_key(char *out, const byte *client, size_t client_size, const byte *rid, size_t rid_size)
+{
+    char *at = s_hex(out, client, client_size);
+    *at++ = '/';
+    s_hex(at, rid, rid_size);
 }
 
 //  A peer asked for what its role does not allow: it gets nothing, and it is counted and logged
@@ -257,11 +270,12 @@ s_servable(const char *service)
 }
 
 static void
-s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t *rid, zframe_t *body)
+s_handle_mmi(mc_broker_t *self, mc_proto_msg_t *req)
 {
+    const char *service = req->service;
     zframe_t *reply;
     if (streq(service, "mmi.service")) {
-        char *name = zframe_strdup(body);
+        char *name = req->envelope ? zframe_strdup(req->envelope) : strdup("");
         service_t *s = zhashx_lookup(self->services, name);
         reply = zframe_from(s && zlistx_size(s->workers) ? "200" : "404");
         free(name);
@@ -296,25 +310,21 @@ s_handle_mmi(mc_broker_t *self, zframe_t *client, const char *service, zframe_t 
     }
     else
         reply = zframe_from("501");
-    s_send_client(self, client, MC_C_REPLY, service, rid, &reply);
+    s_send_client(self, req->routing_id, req->routing_id_size, service, req->request_id, req->request_id_size,
+                  &reply, NULL);
 }
 
 static void
-s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, const mc_peer_info_t *peer)
+s_handle_client(mc_broker_t *self, mc_proto_msg_t *req, const mc_peer_info_t *peer)
 {
-    zframe_t *cmd = zmsg_pop(msg);
-    zframe_t *service_f = zmsg_pop(msg);
-    zframe_t *rid = zmsg_pop(msg);
-    zframe_t *body = zmsg_pop(msg);
-    if (!mc_proto_is(cmd, MC_C_REQUEST) || !service_f || zframe_size(service_f) > 128 || !rid
-    ||  zframe_size(rid) == 0 || zframe_size(rid) > MC_REQUEST_ID_MAX || !body || zmsg_size(msg)) {
+    if (req->id != MC_PROTO_CLIENT_REQUEST) {       //  REPLY and UNAVAILABLE go the other way
         self->malformed++;
-        goto done;
+        return;
     }
     self->requests++;
-    char *service = zframe_strdup(service_f);
+    const char *service = req->service;
     if (strncmp(service, "mmi.", 4) == 0)
-        s_handle_mmi(self, sender, service, rid, body);
+        s_handle_mmi(self, req);
     else
     if (peer->role != MC_PEER_EDGE && peer->role != MC_PEER_NODE)
         //  relay and ops keys look, they do not ask actors for anything
@@ -323,54 +333,50 @@ s_handle_client(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, const mc_peer_
         service_t *s = zhashx_lookup(self->services, service);
         worker_t *w = s ? zlistx_first(s->workers) : NULL;
         if (!w)
-            s_send_unavailable(self, sender, service, rid, "no live node");
+            s_send_client(self, req->routing_id, req->routing_id_size, service, req->request_id,
+                          req->request_id_size, NULL, "no live node");
         else {
             zlistx_move_end(s->workers, w->handle);
-            char key[1024];
-            s_pending_key(key, sizeof key, sender, rid);
+            char key[PENDING_KEY_MAX];
+            s_pending_key(key, req->routing_id, req->routing_id_size, req->request_id, req->request_id_size);
             zmsg_t *hdr = zmsg_new();
-            zmsg_addmem(hdr, zframe_data(sender), zframe_size(sender));
-            zmsg_addmem(hdr, zframe_data(rid), zframe_size(rid));
+            zmsg_addmem(hdr, req->routing_id, req->routing_id_size);
+            zmsg_addmem(hdr, req->request_id, req->request_id_size);
             zhashx_update(w->pending, key, hdr);
             //  the worker learns which key sent it and with which role: an actor believes a
             //  caller's identity only from the kind of peer allowed to assert it
-            zmsg_t *out = zmsg_new();
-            zmsg_addmem(out, zframe_data(sender), zframe_size(sender));
-            zmsg_append(out, &rid);
-            zmsg_addstr(out, peer->name);
-            zmsg_addstr(out, mc_peer_name(peer->role));
-            zmsg_append(out, &body);
-            s_send_worker(self, w->address, MC_W_REQUEST, out);
+            mc_proto_msg_t out;
+            mc_proto_msg_init(&out);
+            out.id = MC_PROTO_WORKER_REQUEST;
+            mc_proto_msg_set_routing_id(&out, zframe_data(w->address), zframe_size(w->address));
+            mc_proto_msg_set_client(&out, req->routing_id, req->routing_id_size);
+            mc_proto_msg_set_request_id(&out, req->request_id, req->request_id_size);
+            mc_proto_msg_set_peer_key(&out, peer->name);
+            out.peer_role = peer->role;
+            mc_proto_msg_set_envelope(&out, &req->envelope);
+            mc_proto_msg_send(&out, self->router);
         }
     }
-    free(service);
-done:
-    zframe_destroy(&cmd);
-    zframe_destroy(&service_f);
-    zframe_destroy(&rid);
-    zframe_destroy(&body);
 }
 
 static void
-s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd, const mc_peer_info_t *peer)
+s_handle_worker(mc_broker_t *self, mc_proto_msg_t *msg, int fd, const mc_peer_info_t *peer)
 {
-    zframe_t *cmd = zmsg_pop(msg);
-    char *key = zframe_strhex(sender);
+    char key[2 * MC_PROTO_ROUTING_ID_MAX + 1];
+    s_hex(key, msg->routing_id, msg->routing_id_size);
     worker_t *w = zhashx_lookup(self->workers, key);
-    if (mc_proto_is(cmd, MC_W_READY)) {
-        char *service = zmsg_popstr(msg);
-        char *node = zmsg_popstr(msg);
-        if (!service || !*service || strlen(service) > 128 || strncmp(service, "mmi.", 4) == 0
-        ||  !node || strlen(node) > 64 || zmsg_size(msg)) {
+    if (msg->id == MC_PROTO_WORKER_READY) {
+        const char *service = msg->service, *node = msg->node_id;
+        if (strncmp(service, "mmi.", 4) == 0) {
             self->malformed++;
-            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+            s_send_worker(self, msg->routing_id, msg->routing_id_size, MC_PROTO_WORKER_DISCONNECT);
         }
         else
         if (peer->role != MC_PEER_NODE || !s_servable(service)) {
             //  only a node's key serves actors; an edge, relay or ops key claiming a service
             //  would be handed other people's requests
             s_refuse(self, peer, "ready", service);
-            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+            s_send_worker(self, msg->routing_id, msg->routing_id_size, MC_PROTO_WORKER_DISCONNECT);
         }
         else {
             if (w)      //  a second READY means the worker restarted its session
@@ -389,7 +395,7 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd, const 
             }
             w = calloc(1, sizeof *w);
             w->key = strdup(key);
-            w->address = zframe_dup(sender);
+            w->address = zframe_new(msg->routing_id, msg->routing_id_size);
             w->node_id = strdup(node);
             snprintf(w->key_name, sizeof w->key_name, "%s", peer->name);
             w->pending = zhashx_new();
@@ -401,58 +407,43 @@ s_handle_worker(mc_broker_t *self, zframe_t *sender, zmsg_t *msg, int fd, const 
             zhashx_insert(self->workers, key, w);
             mc_info("worker ready", "\"service\":\"%s\",\"node\":\"%s\"", service, w->node_id);
         }
-        free(service);
-        free(node);
     }
     else
     if (!w) {
         //  unknown worker (we restarted, or it expired): make it start a new session
-        if (mc_proto_is(cmd, MC_W_REPLY) || mc_proto_is(cmd, MC_W_HEARTBEAT))
-            s_send_worker(self, sender, MC_W_DISCONNECT, NULL);
+        if (msg->id == MC_PROTO_WORKER_REPLY || msg->id == MC_PROTO_WORKER_HEARTBEAT)
+            s_send_worker(self, msg->routing_id, msg->routing_id_size, MC_PROTO_WORKER_DISCONNECT);
         else
             self->malformed++;
     }
     else
-    if (mc_proto_is(cmd, MC_W_REPLY)) {
+    if (msg->id == MC_PROTO_WORKER_REPLY) {
         w->fd = fd;
-        zframe_t *client = zmsg_pop(msg);
-        zframe_t *rid = zmsg_pop(msg);
-        zframe_t *body = zmsg_pop(msg);
-        char pkey[1024];
-        if (client && rid && body && !zmsg_size(msg) && zframe_size(rid) <= MC_REQUEST_ID_MAX)
-            s_pending_key(pkey, sizeof pkey, client, rid);
-        else
-            pkey[0] = 0;
-        if (*pkey && zhashx_lookup(w->pending, pkey)) {
+        char pkey[PENDING_KEY_MAX];
+        s_pending_key(pkey, msg->client, msg->client_size, msg->request_id, msg->request_id_size);
+        if (zhashx_lookup(w->pending, pkey)) {
             zhashx_delete(w->pending, pkey);
-            s_send_client(self, client, MC_C_REPLY, w->service->name, rid, &body);
+            s_send_client(self, msg->client, msg->client_size, w->service->name, msg->request_id,
+                          msg->request_id_size, &msg->envelope, NULL);
             self->replies++;
         }
         else
-        if (*pkey)
             //  a reply is accepted only from the worker the request went to, once
             s_refuse(self, peer, "reply", w->service->name);
-        else
-            self->malformed++;
-        zframe_destroy(&client);
-        zframe_destroy(&rid);
-        zframe_destroy(&body);
         w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     }
     else
-    if (mc_proto_is(cmd, MC_W_HEARTBEAT)) {
+    if (msg->id == MC_PROTO_WORKER_HEARTBEAT) {
         w->expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
         w->fd = fd;
     }
     else
-    if (mc_proto_is(cmd, MC_W_DISCONNECT)) {
+    if (msg->id == MC_PROTO_WORKER_DISCONNECT) {
         mc_info("worker left", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
         s_worker_delete(self, w, false);
     }
     else
-        self->malformed++;
-    free(key);
-    zframe_destroy(&cmd);
+        self->malformed++;      //  a REQUEST goes from the broker, never to it
 }
 
 static void
@@ -470,7 +461,7 @@ s_heartbeat(mc_broker_t *self)
         if (w->expiry + grace < now)
             zlistx_add_end(dead, w);
         else
-            s_send_worker(self, w->address, MC_W_HEARTBEAT, NULL);
+            s_send_worker(self, zframe_data(w->address), zframe_size(w->address), MC_PROTO_WORKER_HEARTBEAT);
     }
     for (worker_t *w = zlistx_first(dead); w; w = zlistx_next(dead)) {
         mc_warn("worker expired", "\"service\":\"%s\",\"node\":\"%s\"", w->service->name, w->node_id);
@@ -560,25 +551,27 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
         for (int i = 0; i < 1000 && (ready & ROUTER); i++) {
             int fd;
             mc_peer_info_t peer;
-            zmsg_t *msg = mc_recv_peer(self->router, &fd, &peer);
-            if (!msg)
+            mc_proto_msg_t msg;
+            mc_proto_msg_init(&msg);
+            int rc = mc_proto_msg_recv(&msg, self->router, &fd, &peer);
+            if (rc == MC_PROTO_AGAIN)
                 break;
-            zframe_t *sender = zmsg_pop(msg);
-            zframe_t *proto = zmsg_pop(msg);
             if (peer.role == MC_PEER_NONE)
                 //  ZAP lets no such peer connect; a message without a role is never served
                 s_refuse(self, &peer, "unauthenticated", "");
             else
-            if (sender && proto && zframe_streq(proto, MC_CLIENT))
-                s_handle_client(self, sender, msg, &peer);
-            else
-            if (sender && proto && zframe_streq(proto, MC_WORKER))
-                s_handle_worker(self, sender, msg, fd, &peer);
-            else
+            if (rc == MC_PROTO_MALFORMED) {
                 self->malformed++;
-            zframe_destroy(&sender);
-            zframe_destroy(&proto);
-            zmsg_destroy(&msg);
+                //  a worker whose READY did not parse starts again rather than wait for nothing
+                if (msg.id == MC_PROTO_WORKER_READY)
+                    s_send_worker(self, msg.routing_id, msg.routing_id_size, MC_PROTO_WORKER_DISCONNECT);
+            }
+            else
+            if (MC_PROTO_SIDE(msg.id) == MC_PROTO_CLIENT)
+                s_handle_client(self, &msg, &peer);
+            else
+                s_handle_worker(self, &msg, fd, &peer);
+            mc_proto_msg_reset(&msg);
         }
         s_heartbeat(self);
     }

@@ -14,10 +14,21 @@
     thread cost a send and a receive per request on 64+ connections.
 
     Request id on the broker leg: one length byte, the worker's inproc routing id, then the
-    worker's own sequence number; the dispatcher reads the worker back out of it. */
+    worker's own sequence number; the dispatcher reads the worker back out of it.
+
+    The dispatcher moves zmq_msg_t parts from one socket to the other rather than decode and
+    encode with mc_proto_msg_t, which would copy every envelope twice more; it takes the
+    protocol's constants and bounds from the codec's generated header and checks what the
+    broker sends with mc_proto_check, the codec's grammar without the copies. */
 
 #define DISPATCH_ENDPOINT "inproc://mercato-edge-dispatch"
 #define ROUTING_ID_MAX 32
+#define SEQ_MAX 16
+_Static_assert(1 + ROUTING_ID_MAX + SEQ_MAX <= MC_PROTO_REQUEST_ID_MAX, "a worker's request id must fit the protocol's");
+//  a REPLY and an UNAVAILABLE are read alike: the request id in the same place, then the last part
+_Static_assert(MC_PROTO_CLIENT_REPLY_FRAMES == MC_PROTO_CLIENT_UNAVAILABLE_FRAMES
+               && MC_PROTO_CLIENT_REPLY_AT_REQUEST_ID == MC_PROTO_CLIENT_UNAVAILABLE_AT_REQUEST_ID,
+               "REPLY and UNAVAILABLE must have the same layout");
 
 static char *s_broker;
 static pthread_t s_thread;
@@ -85,21 +96,29 @@ s_forward_request(void *front, void *back)
 {
     zmq_msg_t p[4];
     int n = s_recv_parts(front, p, 4);
-    if (n != 4 || zmq_msg_size(&p[0]) > ROUTING_ID_MAX || zmq_msg_size(&p[2]) > 16) {
+    if (n != 4 || zmq_msg_size(&p[0]) > ROUTING_ID_MAX || zmq_msg_size(&p[2]) > SEQ_MAX) {
         s_close_parts(p, n > 0 ? n : 0);
         return n != 0;
     }
-    byte rid[1 + ROUTING_ID_MAX + 16];
+    byte rid[1 + ROUTING_ID_MAX + SEQ_MAX];
     size_t wlen = zmq_msg_size(&p[0]), slen = zmq_msg_size(&p[2]);
     rid[0] = (byte) wlen;
     memcpy(rid + 1, zmq_msg_data(&p[0]), wlen);
     memcpy(rid + 1 + wlen, zmq_msg_data(&p[2]), slen);
-    byte cmd = MC_C_REQUEST;
-    bool sent = zmq_send(back, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 4;
-    if (!sent) {
+    byte cmd = MC_PROTO_BYTE(MC_PROTO_CLIENT_REQUEST);
+    //  what the broker would drop as malformed, or (an envelope past the frame cap) would drop
+    //  the whole connection for, with every request on it, is answered here at once
+    size_t service = zmq_msg_size(&p[1]);
+    bool valid = service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX
+              && zmq_msg_size(&p[3]) <= MC_PROTO_ENVELOPE_MAX;
+    bool sent = valid && zmq_send(back, MC_PROTO_CLIENT_SIGNATURE, MC_PROTO_SIGNATURE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                         == MC_PROTO_SIGNATURE_SIZE;
+    if (!sent && valid) {
         //  no broker connection: give a reconnect a moment, then answer unavailable ourselves
         zmq_pollitem_t out = { back, 0, ZMQ_POLLOUT, 0 };
-        sent = zmq_poll(&out, 1, 100) > 0 && zmq_send(back, MC_CLIENT, 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 4;
+        sent = zmq_poll(&out, 1, 100) > 0
+            && zmq_send(back, MC_PROTO_CLIENT_SIGNATURE, MC_PROTO_SIGNATURE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+               == MC_PROTO_SIGNATURE_SIZE;
     }
     if (sent) {
         zmq_send(back, &cmd, 1, ZMQ_SNDMORE);
@@ -108,25 +127,30 @@ s_forward_request(void *front, void *back)
         zmq_msg_send(&p[3], back, 0);
     }
     else
-        s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_C_UNAVAILABLE, zmq_msg_data(&p[2]), slen, NULL);
+        s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_PROTO_BYTE(MC_PROTO_CLIENT_UNAVAILABLE), zmq_msg_data(&p[2]),
+                    slen, NULL);
     s_close_parts(p, 4);
     return true;
 }
 
-//  The broker's answer: [MCC1, kind, service, rid, payload] -> the worker named in rid. False
+//  The broker's answer, a REPLY or UNAVAILABLE -> the worker named in its request id. False
 //  when none waited.
 static bool
 s_forward_reply(void *front, void *back)
 {
-    zmq_msg_t p[5];
-    int n = s_recv_parts(back, p, 5);
-    if (n == 5 && zmq_msg_size(&p[0]) == 4 && memcmp(zmq_msg_data(&p[0]), MC_CLIENT, 4) == 0
-    &&  zmq_msg_size(&p[1]) == 1 && zmq_msg_size(&p[3]) >= 1) {
-        const byte *rid = zmq_msg_data(&p[3]);
-        size_t rlen = zmq_msg_size(&p[3]), wlen = rid[0];
+    enum { N = MC_PROTO_CLIENT_REPLY_FRAMES, RID = MC_PROTO_CLIENT_REPLY_AT_REQUEST_ID };
+    zmq_msg_t p[N];
+    int n = s_recv_parts(back, p, N);
+    const void *data[N];
+    size_t size[N];
+    for (int i = 0; i < n; i++)
+        data[i] = zmq_msg_data(&p[i]), size[i] = zmq_msg_size(&p[i]);
+    mc_proto_id_t id = n == N ? mc_proto_check(data, size, n) : MC_PROTO_INVALID;
+    if (id == MC_PROTO_CLIENT_REPLY || id == MC_PROTO_CLIENT_UNAVAILABLE) {
+        const byte *rid = data[RID];
+        size_t rlen = size[RID], wlen = rid[0];
         if (wlen + 1 <= rlen)
-            s_to_worker(front, rid + 1, wlen, ((byte *) zmq_msg_data(&p[1]))[0], rid + 1 + wlen,
-                        rlen - 1 - wlen, &p[4]);
+            s_to_worker(front, rid + 1, wlen, MC_PROTO_BYTE(id), rid + 1 + wlen, rlen - 1 - wlen, &p[N - 1]);
     }
     s_close_parts(p, n > 0 ? n : 0);
     return n != 0;
@@ -246,7 +270,7 @@ edge_client_call(const char *service, const void *envelope, size_t len, int time
             continue;
         }
         int kind = ((byte *) zmq_msg_data(&p[0]))[0];
-        edge_call_t result = kind == MC_C_REPLY ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
+        edge_call_t result = kind == MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY) ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
         if (result == EDGE_CALL_REPLY && strncmp(service, "mmi.", 4) != 0 && !s_answers(envelope, len, &p[2])) {
             mc_warn("reply refused", "\"service\":\"%s\",\"why\":\"its id is not the request's\"", service);
             s_close_parts(p, 3);

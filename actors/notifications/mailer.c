@@ -143,14 +143,14 @@ mailer_message(msgpack_sbuffer *out, const char *from, mc_str_t to, mc_str_t sub
 
 // --- the broker ---------------------------------------------------------------------------
 
+//  A command without fields (HEARTBEAT, DISCONNECT) to the broker.
 static void
-s_send(mailer_t *self, int cmd, zmsg_t *body)
+s_send(mailer_t *self, mc_proto_id_t id)
 {
-    zmsg_t *msg = body ? body : zmsg_new();
-    byte c = (byte) cmd;
-    zmsg_pushmem(msg, &c, 1);
-    zmsg_pushstr(msg, MC_WORKER);
-    zmsg_send(&msg, self->broker);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = id;
+    mc_proto_msg_send(&m, self->broker);
 }
 
 static void
@@ -161,10 +161,13 @@ s_connect(mailer_t *self)
     mc_proto_socket_setup(self->broker);
     mc_plane_client(self->broker);
     zsock_connect(self->broker, "%s", self->args.broker);
-    zmsg_t *ready = zmsg_new();
-    zmsg_addstr(ready, SERVICE);
-    zmsg_addstr(ready, self->args.node_id);
-    s_send(self, MC_W_READY, ready);
+    mc_proto_msg_t ready;
+    mc_proto_msg_init(&ready);
+    ready.id = MC_PROTO_WORKER_READY;
+    mc_proto_msg_set_service(&ready, SERVICE);
+    if (mc_proto_msg_set_node_id(&ready, self->args.node_id))
+        mc_error("node id too long for the broker protocol", NULL);
+    mc_proto_msg_send(&ready, self->broker);
     uint64_t now = mc_mono_ms();
     self->broker_expiry = now + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
@@ -174,11 +177,16 @@ s_connect(mailer_t *self)
 static void
 s_reply(mailer_t *self, zframe_t **client, zframe_t **rid, const msgpack_sbuffer *out)
 {
-    zmsg_t *reply = zmsg_new();
-    zmsg_append(reply, client);
-    zmsg_append(reply, rid);
-    zmsg_addmem(reply, out->data, out->size);
-    s_send(self, MC_W_REPLY, reply);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    m.id = MC_PROTO_WORKER_REPLY;
+    mc_proto_msg_set_client(&m, zframe_data(*client), zframe_size(*client));
+    mc_proto_msg_set_request_id(&m, zframe_data(*rid), zframe_size(*rid));
+    zframe_t *envelope = zframe_new(out->data, out->size);
+    mc_proto_msg_set_envelope(&m, &envelope);
+    mc_proto_msg_send(&m, self->broker);
+    zframe_destroy(client);
+    zframe_destroy(rid);
 }
 
 static void
@@ -419,34 +427,26 @@ s_request(mailer_t *self, zframe_t **client, zframe_t **rid, zframe_t *frame)
     msgpack_unpacked_destroy(&u);
 }
 
-//  Returns false when the mailer must reconnect.
+//  Handles what came from the broker (rc: what mc_proto_msg_recv said); returns false when the
+//  mailer must reconnect.
 static bool
-s_broker(mailer_t *self, zmsg_t *msg)
+s_broker(mailer_t *self, mc_proto_msg_t *m, int rc)
 {
-    zframe_t *proto = zmsg_pop(msg), *cmd = zmsg_pop(msg);
-    bool ok = true;
     self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
-    if (proto && zframe_streq(proto, MC_WORKER) && mc_proto_is(cmd, MC_W_REQUEST)) {
-        zframe_t *client = zmsg_pop(msg), *rid = zmsg_pop(msg);
-        zframe_t *key = zmsg_pop(msg), *role = zmsg_pop(msg), *frame = zmsg_pop(msg);
+    if (m->id == MC_PROTO_WORKER_REQUEST) {
         //  mails are asked for by the notifications actor, which runs on a node; nobody else
-        bool node = role && zframe_streq(role, mc_peer_name(MC_PEER_NODE));
-        if (client && rid && key && frame && node && !zmsg_size(msg))
-            s_request(self, &client, &rid, frame);
+        bool node = rc == 0 && m->peer_role == MC_PEER_NODE;
+        if (node) {
+            zframe_t *client = zframe_new(m->client, m->client_size);
+            zframe_t *rid = zframe_new(m->request_id, m->request_id_size);
+            s_request(self, &client, &rid, m->envelope);
+            zframe_destroy(&client);
+            zframe_destroy(&rid);
+        }
         else
-            mc_warn("mail request refused", "\"peer\":\"%s\"", node ? "node" : "not a node");
-        zframe_destroy(&client);
-        zframe_destroy(&rid);
-        zframe_destroy(&key);
-        zframe_destroy(&role);
-        zframe_destroy(&frame);
+            mc_warn("mail request refused", "\"peer\":\"%s\"", rc ? "malformed" : "not a node");
     }
-    else
-    if (mc_proto_is(cmd, MC_W_DISCONNECT))
-        ok = false;
-    zframe_destroy(&proto);
-    zframe_destroy(&cmd);
-    return ok;
+    return !(rc == 0 && m->id == MC_PROTO_WORKER_DISCONNECT);
 }
 
 // --- the loop -----------------------------------------------------------------------------
@@ -476,10 +476,11 @@ s_wait(mailer_t *self, zsock_t *pipe)
         if (term)
             return false;
     }
-    while (zsock_events(self->broker) & ZMQ_POLLIN) {
-        zmsg_t *msg = zmsg_recv(self->broker);
-        bool ok = !msg || s_broker(self, msg);
-        zmsg_destroy(&msg);
+    mc_proto_msg_t m;
+    mc_proto_msg_init(&m);
+    for (int rc; (rc = mc_proto_msg_recv(&m, self->broker, NULL, NULL)) != MC_PROTO_AGAIN; ) {
+        bool ok = s_broker(self, &m, rc);
+        mc_proto_msg_reset(&m);
         if (!ok) {
             s_connect(self);
             break;
@@ -527,7 +528,7 @@ mailer_actor(zsock_t *pipe, void *args)
     while (s_wait(&self, pipe)) {
         uint64_t now = mc_mono_ms();
         if (now >= self.heartbeat_at) {
-            s_send(&self, MC_W_HEARTBEAT, NULL);
+            s_send(&self, MC_PROTO_WORKER_HEARTBEAT);
             self.heartbeat_at = now + MC_HEARTBEAT_MS;
         }
         if (now > self.broker_expiry) {
@@ -535,7 +536,7 @@ mailer_actor(zsock_t *pipe, void *args)
             s_connect(&self);
         }
     }
-    s_send(&self, MC_W_DISCONNECT, NULL);
+    s_send(&self, MC_PROTO_WORKER_DISCONNECT);
     //  mails still in flight get no answer: their caller counts the attempt as failed and sends
     //  again, with the same Message-ID
     while (self.transfers) {
