@@ -35,6 +35,8 @@ def messages():
     """(index in mc_msgdefs, type, fields) in gen.py's order: files sorted, messages in order."""
     i = 0
     for path in sorted(glob.glob(os.path.join(ROOT, "schemas", "*.json"))):
+        if path.endswith("broker-protocol.json"):     # the protocol's model, not a service
+            continue
         svc = json.load(open(path))
         for mname, msg in svc["messages"].items():
             yield i, mname, msg.get("fields", {})
@@ -71,7 +73,7 @@ def envelope(mtype, body, **extra):
 
 
 def main():
-    for t in ("fuzz_msgpack", "fuzz_envelope", "fuzz_json_schema", "fuzz_token", "fuzz_framing"):
+    for t in ("fuzz_msgpack", "fuzz_envelope", "fuzz_json_schema", "fuzz_token", "fuzz_framing", "fuzz_broker"):
         clear(t)
 
     # msgpack: every wire type once, and nesting
@@ -147,6 +149,28 @@ def main():
             "GET /" + "a" * 8200 + " HTTP/1.1\nHost: a", "POST /x HTTP/1.1\nHost: a\nX: " + "v" * 8200,
             "GET / HTTP/1.1\n" + "".join("H%d: v\n" % i for i in range(64))]):
         write("fuzz_framing", "request%d" % n, text)
+
+    # broker protocol messages: a routed flag, then frames (length, bytes)
+    env = envelope("product.get", {})
+    rid = b"\x00\x01rid-1"
+    msgs = {
+        "client-request": [b"MCC1", b"\x01", b"catalog.0", rid, env],
+        "client-reply": [b"MCC1", b"\x02", b"catalog.0", rid, env],
+        "client-unavailable": [b"MCC1", b"\x03", b"catalog.0", rid, b"no live worker"],
+        "mmi": [b"MCC1", b"\x01", b"mmi.service", rid, b"catalog.0"],
+        "worker-ready": [b"MCW2", b"\x01", b"catalog.0", b"n1-node"],
+        "worker-request": [b"MCW2", b"\x02", b"\x00\x6b\x8b\x45\x67", rid, b"edge-1", b"edge", env],
+        "worker-request-node": [b"MCW2", b"\x02", b"\x00\x6b\x8b\x45\x67", rid, b"", b"node", b""],
+        "worker-reply": [b"MCW2", b"\x03", b"\x00\x6b\x8b\x45\x67", rid, env],
+        "heartbeat": [b"MCW2", b"\x04"], "disconnect": [b"MCW2", b"\x05"],
+        "old-worker": [b"MCW1", b"\x01", b"catalog.0", b"n1"], "ready-nul": [b"MCW2", b"\x01", b"cat\x00alog", b"n1"]}
+    for name, frames in msgs.items():
+        for routed in (0, 1):
+            fs = ([b"\x00\x6b\x8b\x45\x68"] if routed else []) + frames
+            out = bytes([routed])
+            for f in fs:
+                out += bytes([len(f)]) + f if len(f) < 255 else b"\xff" + len(f).to_bytes(2, "big") + f
+            write("fuzz_broker", "%s-%s" % (name, "routed" if routed else "dealer"), out)
 
 
 if __name__ == "__main__":
