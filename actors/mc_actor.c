@@ -35,6 +35,7 @@ typedef struct {
     char service[160];          //  "<service>.<shard>" as announced
     zsock_t *broker;            //  DEALER to the broker as a worker; replaced on reconnect
     zsock_t *client;            //  DEALER to the broker as a client, for mc_send
+    mc_plane_watch_t *client_watch;     //  reconnects client after a failed handshake
     uint64_t broker_expiry;     //  mono ms after which the broker counts as dead
     uint64_t heartbeat_at;      //  next heartbeat to send, mono ms
     uint64_t tick_at;           //  next tick message, mono ms
@@ -81,6 +82,10 @@ s_connect(actor_t *self)
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
     mc_plane_client(self->broker);
+    //  libzmq gives a connection up for good after a protocol error in its handshake (a fake
+    //  broker without CURVE on the address), leaving no peer to queue for: a blocking send would
+    //  hang this thread, which must see the broker fall silent and connect again
+    zsock_set_sndtimeo(self->broker, 0);
     zsock_connect(self->broker, "%s", self->args.broker);
     mc_proto_msg_t ready;
     mc_proto_msg_init(&ready);
@@ -386,6 +391,7 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
         if (now >= self->heartbeat_at) {
             s_send(self, MC_PROTO_WORKER_HEARTBEAT);
             self->heartbeat_at = now + MC_HEARTBEAT_MS;
+            mc_plane_watch_check(self->client_watch);
         }
         if (now > self->broker_expiry) {
             mc_warn("broker silent, reconnecting", "\"service\":\"%s\"", self->service);
@@ -421,6 +427,10 @@ mc_actor(zsock_t *pipe, void *args)
     self.client = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.client);
     mc_plane_client(self.client);
+    //  a connection given up after a failed handshake leaves no peer to queue for: a send must
+    //  not wait for one (the thread that would reconnect it is this one)
+    zsock_set_sndtimeo(self.client, 0);
+    self.client_watch = mc_plane_watch_new(self.client, self.args.broker);
     zsock_connect(self.client, "%s", self.args.broker);
     mc_info("actor started", "\"service\":\"%s\",\"node\":\"%s\"", self.service, self.args.node_id);
     bool terminated = false;
@@ -437,6 +447,7 @@ mc_actor(zsock_t *pipe, void *args)
     free(self.waiters);
     zhashx_destroy(&self.asked);
     zsock_destroy(&self.broker);
+    mc_plane_watch_destroy(&self.client_watch);
     zsock_destroy(&self.client);
     mc_core_destroy(&self.core);
 }

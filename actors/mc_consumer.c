@@ -297,6 +297,10 @@ mc_consumer(zsock_t *pipe, void *args)
     self.broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.broker);
     mc_plane_client(self.broker);
+    //  a connection given up (below) leaves no peer to queue for: a send must not wait for one
+    zsock_set_sndtimeo(self.broker, 0);
+    //  a failed handshake (a fake broker while ours restarts) would otherwise end the connection
+    mc_plane_watch_t *watch = mc_plane_watch_new(self.broker, self.args.broker);
     zsock_connect(self.broker, "%s", self.args.broker);
     zsock_signal(pipe, 0);
     uint64_t checked_at = 0;
@@ -317,6 +321,7 @@ mc_consumer(zsock_t *pipe, void *args)
             }
         }
         if (now - checked_at >= 1000) {
+            mc_plane_watch_check(watch);
             if (!pending)
                 s_connect_kafka(&self);
             checked_at = now;
@@ -358,6 +363,7 @@ mc_consumer(zsock_t *pipe, void *args)
         rd_kafka_consumer_close(self.rk);
         rd_kafka_destroy(self.rk);
     }
+    mc_plane_watch_destroy(&watch);
     zsock_destroy(&self.broker);
     mc_event_verifier_destroy(&self.verifier);
 }

@@ -410,9 +410,13 @@ s_handle_worker(mc_broker_t *self, mc_proto_msg_t *msg, int fd, const mc_peer_in
     }
     else
     if (!w) {
-        //  unknown worker (we restarted, or it expired): make it start a new session
-        if (msg->id == MC_PROTO_WORKER_REPLY || msg->id == MC_PROTO_WORKER_HEARTBEAT)
+        //  unknown worker (we restarted, or it expired): make it start a new session; from a
+        //  key that may never serve, it is no worker at all but a peer trying to pass as one
+        if (msg->id == MC_PROTO_WORKER_REPLY || msg->id == MC_PROTO_WORKER_HEARTBEAT) {
+            if (peer->role != MC_PEER_NODE)
+                s_refuse(self, peer, msg->id == MC_PROTO_WORKER_REPLY ? "reply" : "heartbeat", "");
             s_send_worker(self, msg->routing_id, msg->routing_id_size, MC_PROTO_WORKER_DISCONNECT);
+        }
         else
             self->malformed++;
     }

@@ -518,6 +518,117 @@ test_grammar(void)
     zactor_destroy(&broker);
 }
 
+//  mercato_broker_refused_total from mmi.stats, asked with an ops key; -1 with no answer.
+static long
+s_refused_total(zsock_t *ops)
+{
+    char *rid = NULL, *payload = NULL;
+    s_request(ops, "mmi.stats", "s", "");
+    s_client_take(ops, &rid, &payload);
+    const char *at = payload ? strstr(payload, "mercato_broker_refused_total ") : NULL;
+    long n = at ? atol(at + strlen("mercato_broker_refused_total ")) : -1;
+    zstr_free(&rid);
+    zstr_free(&payload);
+    return n;
+}
+
+//  A key that may not serve speaking the worker protocol without READY (a REPLY naming someone
+//  else's client, a heartbeat) is no worker that lost its session but a peer passing as one: it
+//  is told DISCONNECT, and refused, counted and logged.
+static void
+test_non_workers_refused(void)
+{
+    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
+    char *endpoint = zstr_recv(broker);
+    zsock_t *ops = s_dealer(endpoint, "ops");
+    ASSERT_EQ(s_refused_total(ops), 0);
+    const char *not_nodes[] = { "edge", "ops", "relay" };
+    for (int i = 0; i < 3; i++) {
+        zsock_t *fake = s_dealer(endpoint, not_nodes[i]);
+        zmsg_t *reply = zmsg_new();
+        zmsg_addstr(reply, MC_PROTO_WORKER_SIGNATURE);
+        zmsg_addmem(reply, i == 2 ? "\x04" : "\x03", 1);
+        if (i < 2) {
+            zmsg_addstr(reply, "victim");
+            zmsg_addstr(reply, "1");
+            zmsg_addstr(reply, "forged");
+        }
+        zmsg_send(&reply, fake);
+        zmsg_t *got = zmsg_recv(fake);
+        MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
+        zmsg_destroy(&got);
+        ASSERT_EQ(s_refused_total(ops), i + 1);
+        zsock_destroy(&fake);
+    }
+    zsock_destroy(&ops);
+    zstr_free(&endpoint);
+    zactor_destroy(&broker);
+}
+
+//  A fake broker without CURVE on the broker's address ends a plane client's connection for
+//  good (libzmq 4.3 does not retry after a protocol error); a watched client connects afresh
+//  and reaches the real broker once it is back on that address.
+static void
+test_watch_reconnects(void)
+{
+    zsock_t *fake = zsock_new(ZMQ_ROUTER);
+    int port = zsock_bind(fake, "tcp://127.0.0.1:*");
+    MC_CHECK(port > 0);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    zsock_t *c = zsock_new(ZMQ_DEALER);
+    mc_proto_socket_setup(c);
+    zsock_set_sndtimeo(c, 0);
+    zsock_set_rcvtimeo(c, 50);
+    char path[128];
+    snprintf(path, sizeof path, "%s/edge.cert_secret", s_keys);
+    zcert_t *cert = zcert_load(path);
+    snprintf(path, sizeof path, "%s/broker.cert", s_keys);
+    zcert_t *server = zcert_load(path);
+    MC_CHECK(cert && server);
+    mc_plane_client_with(c, cert, zcert_public_txt(server));
+    zcert_destroy(&cert);
+    zcert_destroy(&server);
+    mc_plane_watch_t *watch = mc_plane_watch_new(c, endpoint);
+    MC_CHECK(watch != NULL);
+    zsock_connect(c, "%s", endpoint);
+    bool failed = false;
+    for (int i = 0; i < 300 && !failed; i++) {
+        failed = mc_plane_watch_check(watch);
+        if (!failed)
+            zclock_sleep(10);
+    }
+    MC_CHECK(failed);
+    zsock_destroy(&fake);
+    //  the fake's port is free once its listener has closed, in the background
+    zactor_t *broker = NULL;
+    char *bound = NULL;
+    for (int i = 0; i < 100 && !(bound && *bound); i++) {
+        zstr_free(&bound);
+        zactor_destroy(&broker);
+        broker = zactor_new(mc_broker_actor, endpoint);
+        bound = zstr_recv(broker);
+        if (!*bound)
+            zclock_sleep(20);
+    }
+    ASSERT_STR(bound, endpoint);
+    char *rid = NULL, *payload = NULL;
+    for (int i = 0; i < 100 && !payload; i++) {
+        mc_plane_watch_check(watch);
+        s_request(c, "mmi.services", "w", "");
+        if (s_client_take(c, &rid, &payload) != MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY))
+            zstr_free(&payload);
+    }
+    MC_CHECK(payload != NULL);
+    zstr_free(&rid);
+    zstr_free(&payload);
+    mc_plane_watch_destroy(&watch);
+    MC_CHECK(watch == NULL);
+    zsock_destroy(&c);
+    zstr_free(&bound);
+    zactor_destroy(&broker);
+}
+
 int
 main(void)
 {
@@ -530,6 +641,8 @@ main(void)
     MC_TEST_RUN(test_busy_worker_is_not_dead);
     MC_TEST_RUN(test_trust);
     MC_TEST_RUN(test_grammar);
+    MC_TEST_RUN(test_non_workers_refused);
+    MC_TEST_RUN(test_watch_reconnects);
     mc_plane_shutdown();
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_keys);

@@ -4,6 +4,7 @@
 #include "mc_log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 static zcert_t *s_cert;             //  this process's certificate
@@ -211,4 +212,74 @@ mc_plane_peer(zmq_msg_t *part, mc_peer_info_t *peer)
     snprintf(peer->name, sizeof peer->name, "%s", name ? name : "");
     if (peer->role == MC_PEER_NONE)
         peer->name[0] = 0;
+}
+
+struct _mc_plane_watch_t {
+    zsock_t *sock;          //  the watched socket (not ours)
+    zsock_t *monitor;       //  its handshake failures, from zmq_socket_monitor
+    char *endpoint;
+};
+
+mc_plane_watch_t *
+mc_plane_watch_new(zsock_t *sock, const char *endpoint)
+{
+    //  a name never used before in this process: monitors are inproc endpoints
+    static atomic_uint s_watches;
+    char name[64];
+    snprintf(name, sizeof name, "inproc://mc-plane-watch-%u", atomic_fetch_add(&s_watches, 1));
+    mc_plane_watch_t *self = calloc(1, sizeof *self);
+    if (!self || zmq_socket_monitor(zsock_resolve(sock), name, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+        free(self);
+        return NULL;
+    }
+    self->sock = sock;
+    self->endpoint = strdup(endpoint);
+    self->monitor = zsock_new(ZMQ_PAIR);
+    if (!self->endpoint || !self->monitor || zsock_connect(self->monitor, "%s", name) != 0) {
+        mc_plane_watch_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+bool
+mc_plane_watch_check(mc_plane_watch_t *self)
+{
+    if (!self)
+        return false;
+    bool failed = false;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    //  each event is two parts (event and value, then the endpoint); any one is enough
+    while (zmq_msg_recv(&part, zsock_resolve(self->monitor), ZMQ_DONTWAIT) >= 0)
+        failed = true;
+    zmq_msg_close(&part);
+    if (!failed)
+        return false;
+    //  at most one line a second: the impostor may answer every attempt the same way
+    static _Thread_local uint64_t logged_at;
+    uint64_t now = zclock_mono();
+    if (now - logged_at >= 1000) {
+        logged_at = now;
+        char ep[160];
+        mc_warn("broker handshake failed, connecting afresh", "\"endpoint\":\"%s\"",
+                mc_log_escape(ep, sizeof ep, self->endpoint, strlen(self->endpoint)));
+    }
+    zsock_disconnect(self->sock, "%s", self->endpoint);
+    zsock_connect(self->sock, "%s", self->endpoint);
+    return true;
+}
+
+void
+mc_plane_watch_destroy(mc_plane_watch_t **self_p)
+{
+    mc_plane_watch_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->sock)
+        zmq_socket_monitor(zsock_resolve(self->sock), NULL, 0);
+    zsock_destroy(&self->monitor);
+    free(self->endpoint);
+    free(self);
+    *self_p = NULL;
 }

@@ -86,4 +86,20 @@ void mc_plane_client_with(zsock_t *sock, zcert_t *cert, const char *server_key);
 //  plane metadata gives MC_PEER_NONE.
 void mc_plane_peer(zmq_msg_t *part, mc_peer_info_t *peer);
 
+//  A watch on a plane client's connection. libzmq (4.3) gives a connection up for good when its
+//  handshake fails on a protocol error, which is what a ZeroMQ socket without CURVE on the
+//  broker's address causes: a local user who binds it while the broker restarts would cut a
+//  process off the plane until it restarts. mc_plane_watch_new attaches a watch to sock, which
+//  is connected (or about to be) to endpoint; NULL when the monitor cannot be set up.
+typedef struct _mc_plane_watch_t mc_plane_watch_t;
+mc_plane_watch_t *mc_plane_watch_new(zsock_t *sock, const char *endpoint);
+
+//  Reads what the watch saw (one non-blocking read when nothing happened: call it now and then,
+//  from the socket's own thread) and, after such a failure, connects sock afresh. Returns true
+//  when it did. Harmless with NULL.
+bool mc_plane_watch_check(mc_plane_watch_t *self);
+
+//  Stops watching; call before destroying the socket.
+void mc_plane_watch_destroy(mc_plane_watch_t **self_p);
+
 #endif

@@ -35,6 +35,7 @@ static pthread_t s_thread;
 static volatile int s_running;
 static zsock_t *s_frontend;     //  ROUTER, inproc, facing the worker threads
 static zsock_t *s_backend;      //  DEALER to the broker
+static mc_plane_watch_t *s_watch;   //  reconnects s_backend after a failed handshake
 
 static _Thread_local zsock_t *s_sock;
 static _Thread_local uint64_t s_seq;
@@ -164,6 +165,7 @@ s_dispatch(void *arg)
     zsock_t *socks[] = { s_frontend, s_backend };
     while (s_running) {
         unsigned ready = mc_wait(socks, 2, 200);
+        mc_plane_watch_check(s_watch);
         //  a bounded burst from each side per wake, so neither starves the other; a side left
         //  with input is found by the next wait without blocking
         for (int i = 0; i < 256 && (ready & FRONT); i++)
@@ -191,6 +193,7 @@ edge_client_init(const char *broker)
     //  after a broker restart, come back quickly rather than after the default 100 ms
     zsock_set_reconnect_ivl(s_backend, 10);
     zsock_set_reconnect_ivl_max(s_backend, 250);
+    s_watch = mc_plane_watch_new(s_backend, s_broker);
     zsock_connect(s_backend, "%s", s_broker);
     //  the first requests should not race the connection being set up
     zmq_pollitem_t out = { zsock_resolve(s_backend), 0, ZMQ_POLLOUT, 0 };
@@ -207,6 +210,7 @@ edge_client_stop(void)
     s_running = 0;
     pthread_join(s_thread, NULL);
     zsock_destroy(&s_frontend);
+    mc_plane_watch_destroy(&s_watch);
     zsock_destroy(&s_backend);
     free(s_broker);
 }

@@ -160,6 +160,9 @@ s_connect(mailer_t *self)
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
     mc_plane_client(self->broker);
+    //  a connection libzmq gave up on (a failed handshake) has no peer to queue for: a blocking
+    //  send would hang the mailer, which must see the broker fall silent and connect again
+    zsock_set_sndtimeo(self->broker, 0);
     zsock_connect(self->broker, "%s", self->args.broker);
     mc_proto_msg_t ready;
     mc_proto_msg_init(&ready);

@@ -31,6 +31,10 @@ because one of those two was killed on purpose.
 Keys (CONTRACT 9): mercato-keys makes the cluster's keys in cluster.keys_dir before the first
 process starts; among them the event key pair: the relay signs every record with events.key,
 and a node with a Kafka consumer will not start without events.pub.
+
+The broker binds a unix socket in the temp dir (cluster.endpoint); Cluster(broker_bind_extra=
+"tcp://127.0.0.1:0") makes it bind that endpoint too (a TCP listener, for tests of every
+listening socket; find its port from /proc or ss). Default: the unix socket only.
 """
 
 import json
@@ -200,8 +204,13 @@ class Cluster:
     ORDER = ("broker", "node", "edge")
     KAFKA_ORDER = ("kafka", "broker", "node", "edge", "relay")
 
-    def __init__(self, actors=DEFAULT_ACTORS, env=None, node_id="n1", kafka=False):
+    def __init__(self, actors=DEFAULT_ACTORS, env=None, node_id="n1", kafka=False,
+                 broker_bind_extra=None):
         self.actors = list(actors)
+        # More endpoints for the broker to bind after its own unix socket, comma-separated
+        # (mercato-broker --bind takes a list; the endpoint file, and so self.endpoint, keep the
+        # first): "tcp://127.0.0.1:0" gives it a TCP listener too, found by its port (ss, /proc).
+        self.broker_bind_extra = broker_bind_extra
         self.kafka = bool(kafka)
         self.order = self.KAFKA_ORDER if self.kafka else self.ORDER
         self.node_id = node_id
@@ -479,9 +488,11 @@ class Cluster:
             # edge keep reconnecting to it.
             # A unix socket in this cluster's own temp dir: a TCP port freed by a killed broker
             # could be taken by a concurrently running cluster, and nodes would join the wrong one.
-            p.start([self._bin("mercato-broker"), "--bind",
-                     self.endpoint or "ipc://" + os.path.join(self.tmp, "broker.sock"),
-                     "--endpoint-file", ep_file], self.env)
+            bind = self.endpoint or "ipc://" + os.path.join(self.tmp, "broker.sock")
+            if self.broker_bind_extra:
+                bind += "," + self.broker_bind_extra
+            p.start([self._bin("mercato-broker"), "--bind", bind, "--endpoint-file", ep_file],
+                    self.env)
             try:
                 ep = wait_for(lambda: self._check_alive(p) and _read_file(ep_file),
                               max(0.1, deadline - time.monotonic()), what="broker endpoint file")
