@@ -29,6 +29,17 @@ test_msgpack_guard(void)
     deep[33] = 0x01;
     ASSERT_EQ(s_check(deep, 34), MC_ETOODEEP);
     ASSERT_EQ(s_check(deep + 1, 33), 0);                            //  32 levels are fine
+    //  an empty container counts as a level, as it does for msgpack-c
+    memset(deep, 0x91, 32);
+    deep[32] = (char) 0x90;
+    ASSERT_EQ(s_check(deep, 33), MC_ETOODEEP);
+    deep[32] = (char) 0x80;
+    ASSERT_EQ(s_check(deep, 33), MC_ETOODEEP);
+    ASSERT_EQ(s_check(deep + 1, 32), 0);
+    msgpack_unpacked e;
+    msgpack_unpacked_init(&e);
+    ASSERT_EQ(mc_msgpack_unpack(&e, deep + 1, 32), 0);
+    msgpack_unpacked_destroy(&e);
 
     //  every truncation of a valid frame is refused, and unpack agrees with the check
     msgpack_sbuffer sb;
@@ -112,6 +123,91 @@ test_envelope_roundtrip(void)
     msgpack_sbuffer_destroy(&env);
 }
 
+//  Encodes a request whose field named field holds len bytes of fill, and decodes it.
+static int
+s_decode_with(const char *field, size_t len, char fill, mc_request_t *got, msgpack_unpacked *u)
+{
+    static char value[512];
+    memset(value, fill, len);
+    mc_str_t v = { value, len };
+    mc_request_t req = { .id = MC_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV"), .type = MC_STR("address.create"),
+                         .role = MC_STR("customer"), .user = MC_STR("u1"), .deadline = 9, .time = 1 };
+    struct { const char *name; mc_str_t *slot; } fields[] = {
+        { "id", &req.id }, { "type", &req.type }, { "key", &req.key }, { "corr", &req.corr },
+        { "cause", &req.cause }, { "reply", &req.reply }, { "user", &req.user }, { "role", &req.role },
+        { "trace", &req.trace }, { "if_match", &req.if_match }, { "idem", &req.idem } };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        if (strcmp(fields[i].name, field) == 0)
+            *fields[i].slot = v;
+    msgpack_sbuffer env;
+    msgpack_sbuffer_init(&env);
+    mc_request_encode(&env, &req, (mc_str_t) { "", 0 });
+    msgpack_unpacked_init(u);
+    int rc = mc_request_decode(u, env.data, env.size, got);
+    //  the decoded strings point into the frame: keep only what the caller checks
+    bool has_id = got->id.len > 0;
+    msgpack_unpacked_destroy(u);
+    msgpack_sbuffer_destroy(&env);
+    got->id = has_id ? MC_STR("kept") : (mc_str_t) { NULL, 0 };
+    return rc;
+}
+
+static void
+test_envelope_bounds(void)
+{
+    struct { const char *field; size_t max; } limits[] = {
+        { "id", MC_ENV_ID_MAX }, { "type", MC_ENV_TYPE_MAX }, { "key", MC_ENV_KEY_MAX },
+        { "corr", MC_ENV_CORR_MAX }, { "cause", MC_ENV_CAUSE_MAX }, { "reply", MC_ENV_REPLY_MAX },
+        { "user", MC_ENV_USER_MAX }, { "role", MC_ENV_ROLE_MAX }, { "trace", MC_ENV_TRACE_MAX },
+        { "if_match", MC_ENV_IF_MATCH_MAX }, { "idem", MC_ENV_IDEM_MAX } };
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        const char *f = limits[i].field;
+        bool is_id = strcmp(f, "id") == 0;
+        mc_request_t got;
+        msgpack_unpacked u;
+        int rc = s_decode_with(f, limits[i].max, 'a', &got, &u);
+        if (rc)
+            fprintf(stderr, "field %s at its limit\n", f);
+        ASSERT_EQ(rc, 0);
+        rc = s_decode_with(f, limits[i].max + 1, 'a', &got, &u);
+        if (rc != MC_ESHAPE)
+            fprintf(stderr, "field %s one byte over its limit\n", f);
+        ASSERT_EQ(rc, MC_ESHAPE);
+        //  answerable with 400 bad_envelope unless the id itself is what is wrong
+        ASSERT_EQ(got.id.len > 0, !is_id);
+        //  a NUL byte would let "u1\0x" stand for "u1" in a storage key
+        ASSERT_EQ(s_decode_with(f, 3, '\0', &got, &u), MC_ESHAPE);
+    }
+    //  the overflow of issue 11: a user of 160 to 510 bytes
+    mc_request_t got;
+    msgpack_unpacked u;
+    ASSERT_EQ(s_decode_with("user", 300, 'u', &got, &u), MC_ESHAPE);
+
+    //  replies: an over-long id or etag is a malformed reply
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    char etag[MC_ENV_ETAG_MAX + 2];
+    memset(etag, 'e', sizeof etag - 1);
+    etag[sizeof etag - 1] = 0;
+    mc_reply_begin(&pk, MC_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV"), 200, etag);
+    msgpack_pack_nil(&pk);
+    mc_reply_t rep;
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_reply_decode(&u, sb.data, sb.size, &rep), MC_ESHAPE);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+    etag[MC_ENV_ETAG_MAX] = 0;
+    mc_reply_begin(&pk, MC_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV"), 200, etag);
+    msgpack_pack_nil(&pk);
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(mc_reply_decode(&u, sb.data, sb.size, &rep), 0);
+    ASSERT_EQ(rep.etag.len, MC_ENV_ETAG_MAX);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 test_ids_and_codecs(void)
 {
@@ -178,6 +274,7 @@ main(void)
 {
     MC_TEST_RUN(test_msgpack_guard);
     MC_TEST_RUN(test_envelope_roundtrip);
+    MC_TEST_RUN(test_envelope_bounds);
     MC_TEST_RUN(test_ids_and_codecs);
     MC_TEST_RUN(test_schema_validation);
     return MC_TEST_DONE();

@@ -6,8 +6,26 @@
 #include <stdio.h>
 #include <string.h>
 
+//  A string of at most max bytes with no NUL in it (a NUL would end the C strings that logs and
+//  storage keys build from it, making two different fields look equal).
+static bool
+s_bounded(mc_str_t s, size_t max)
+{
+    return s.len <= max && (s.len == 0 || !memchr(s.ptr, 0, s.len));
+}
+
+//  A required string field: 0 when present, a string, non-empty and bounded.
 static int
-s_opt_str(const msgpack_object *map, const char *key, mc_str_t *out)
+s_req_str(const msgpack_object *map, const char *key, size_t max, mc_str_t *out)
+{
+    if (mc_map_str(map, key, out) || out->len == 0 || !s_bounded(*out, max))
+        return -1;
+    return 0;
+}
+
+//  An optional string field: absent is "", present must be a bounded string.
+static int
+s_opt_str(const msgpack_object *map, const char *key, size_t max, mc_str_t *out)
 {
     const msgpack_object *o = mc_map_get(map, key);
     if (!o) {
@@ -17,7 +35,7 @@ s_opt_str(const msgpack_object *map, const char *key, mc_str_t *out)
     if (o->type != MSGPACK_OBJECT_STR)
         return -1;
     *out = mc_obj_str(o);
-    return 0;
+    return s_bounded(*out, max) ? 0 : -1;
 }
 
 int
@@ -30,20 +48,20 @@ mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_request_t
     const msgpack_object *m = &u->data;
     if (m->type != MSGPACK_OBJECT_MAP)
         return MC_ESHAPE;
-    if (mc_map_str(m, "id", &req->id) || req->id.len == 0 || req->id.len > 64) {
+    if (s_req_str(m, "id", MC_ENV_ID_MAX, &req->id)) {
         req->id = (mc_str_t) { NULL, 0 };
         return MC_ESHAPE;
     }
     uint64_t v;
     if (mc_map_uint(m, "v", &v) || v != 1)
         return MC_ESHAPE;
-    if (mc_map_str(m, "type", &req->type) || req->type.len == 0)
-        return MC_ESHAPE;
-    if (s_opt_str(m, "key", &req->key) || s_opt_str(m, "corr", &req->corr)
-    ||  s_opt_str(m, "cause", &req->cause) || s_opt_str(m, "reply", &req->reply)
-    ||  s_opt_str(m, "user", &req->user) || s_opt_str(m, "role", &req->role)
-    ||  s_opt_str(m, "trace", &req->trace) || s_opt_str(m, "if_match", &req->if_match)
-    ||  s_opt_str(m, "idem", &req->idem) || req->idem.len > 255)
+    if (s_req_str(m, "type", MC_ENV_TYPE_MAX, &req->type)
+    ||  s_opt_str(m, "key", MC_ENV_KEY_MAX, &req->key) || s_opt_str(m, "corr", MC_ENV_CORR_MAX, &req->corr)
+    ||  s_opt_str(m, "cause", MC_ENV_CAUSE_MAX, &req->cause) || s_opt_str(m, "reply", MC_ENV_REPLY_MAX, &req->reply)
+    ||  s_opt_str(m, "user", MC_ENV_USER_MAX, &req->user) || s_opt_str(m, "role", MC_ENV_ROLE_MAX, &req->role)
+    ||  s_opt_str(m, "trace", MC_ENV_TRACE_MAX, &req->trace)
+    ||  s_opt_str(m, "if_match", MC_ENV_IF_MATCH_MAX, &req->if_match)
+    ||  s_opt_str(m, "idem", MC_ENV_IDEM_MAX, &req->idem))
         return MC_ESHAPE;
     if (mc_map_uint(m, "deadline", &req->deadline) || mc_map_uint(m, "time", &req->time))
         return MC_ESHAPE;
@@ -101,9 +119,9 @@ mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *re
         return rc;
     const msgpack_object *m = &u->data;
     uint64_t status;
-    if (m->type != MSGPACK_OBJECT_MAP || mc_map_str(m, "id", &rep->id)
+    if (m->type != MSGPACK_OBJECT_MAP || mc_map_str(m, "id", &rep->id) || !s_bounded(rep->id, MC_ENV_ID_MAX)
     ||  mc_map_uint(m, "status", &status) || status < 100 || status > 599
-    ||  s_opt_str(m, "etag", &rep->etag))
+    ||  s_opt_str(m, "etag", MC_ENV_ETAG_MAX, &rep->etag))
         return MC_ESHAPE;
     rep->status = (int) status;
     mc_map_bool(m, "replayed", &rep->replayed);

@@ -12,6 +12,23 @@
 
 #define MC_ESHAPE -10   //  well-formed msgpack, but not an envelope
 
+/*  The longest string each envelope field may hold, in bytes (schemas/envelope.md, "Limits and
+    rejection"). The decoders refuse a longer one, or one holding a NUL byte, as MC_ESHAPE: so a
+    handler may copy any decoded field into a buffer sized from these, and build storage keys
+    of it with no truncation that could make two fields equal. */
+#define MC_ENV_ID_MAX       64      //  ULIDs, Kafka ce_ids
+#define MC_ENV_TYPE_MAX     64
+#define MC_ENV_KEY_MAX      128     //  entity ids; the edge sends at most 95 bytes
+#define MC_ENV_CORR_MAX     128     //  X-Request-Id (the edge keeps at most 64 bytes)
+#define MC_ENV_CAUSE_MAX    64      //  a message or event id
+#define MC_ENV_REPLY_MAX    64
+#define MC_ENV_USER_MAX     64      //  a token's sub (the edge takes at most 63 bytes)
+#define MC_ENV_ROLE_MAX     16
+#define MC_ENV_TRACE_MAX    55      //  a W3C traceparent, version 00
+#define MC_ENV_IF_MATCH_MAX 128     //  our ETags have at most 31 bytes
+#define MC_ENV_IDEM_MAX     255
+#define MC_ENV_ETAG_MAX     128
+
 typedef struct {
     mc_str_t id;        //  message id (ULID)
     mc_str_t type;      //  message type, "product.create"
@@ -39,14 +56,16 @@ typedef struct {
 } mc_reply_t;
 
 //  Decodes a request frame. Returns 0; MC_EPARSE/MC_ETOODEEP when the frame is not msgpack
-//  (nothing to answer); MC_ESHAPE when it is a map of the wrong shape (req->id is set when the
-//  frame had a string id, so the caller can answer 400). Call msgpack_unpacked_destroy after.
+//  (nothing to answer); MC_ESHAPE when it is a map of the wrong shape, or a string field is
+//  longer than its MC_ENV_*_MAX or holds a NUL byte (req->id is set when the frame had a usable
+//  id, so the caller can answer 400 bad_envelope). Call msgpack_unpacked_destroy after.
 int mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_request_t *req);
 
 //  Encodes a request; body_raw is an already-packed msgpack map (empty = {}).
 void mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_raw);
 
-//  Decodes a reply frame; same return codes as mc_request_decode.
+//  Decodes a reply frame; same return codes as mc_request_decode (id and etag are bounded by
+//  MC_ENV_ID_MAX and MC_ENV_ETAG_MAX).
 int mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *rep);
 
 //  Starts a success reply: writes the envelope up to the "body" key; the caller then packs

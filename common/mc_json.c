@@ -9,6 +9,11 @@ void
 mc_json_write_str(msgpack_sbuffer *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    //  msgpack-c decodes an empty string with a NULL pointer: s + 0 would be undefined
+    if (len == 0) {
+        msgpack_sbuffer_write(out, "\"\"", 2);
+        return;
+    }
     msgpack_sbuffer_write(out, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {

@@ -93,14 +93,16 @@ mc_msgpack_check(const void *buf, size_t len, int max_depth)
         if (skip > rest)
             return MC_EPARSE;
         off += skip;
-        if (children) {
-            //  every child takes at least one byte, so a count beyond what remains is a lie
-            if (children > len - off)
-                return MC_EPARSE;
-            if (depth + 1 > max_depth)
-                return MC_ETOODEEP;
+        //  every child takes at least one byte, so a count beyond what remains is a lie
+        if (children > len - off)
+            return MC_EPARSE;
+        //  an empty container is a level too: msgpack-c refuses 32 arrays around an empty one
+        //  (found by tests/fuzz/fuzz_msgpack), so the guard must not pass it
+        bool container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf);
+        if (container && depth + 1 > max_depth)
+            return MC_ETOODEEP;
+        if (children)
             pending[++depth] = children;
-        }
     }
     return off == len ? 0 : MC_EPARSE;
 }

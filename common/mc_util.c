@@ -164,3 +164,16 @@ mc_be64_get(const unsigned char in[8])
         v = v << 8 | in[i];
     return v;
 }
+
+size_t
+mc_key_join(char *out, size_t size, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen >= size || blen > size - alen - 1)
+        return 0;
+    if (alen)
+        memcpy(out, a, alen);
+    out[alen] = 0;
+    if (blen)
+        memcpy(out + alen + 1, b, blen);
+    return alen + 1 + blen;
+}

@@ -33,4 +33,9 @@ size_t mc_b64url_encode(char *out, const void *in, size_t len);
 //  Returns bytes decoded, or -1 on a bad character or when out (outsz) is too small.
 long mc_b64url_decode(void *out, size_t outsz, const char *in, size_t len);
 
+//  A storage key of two parts: a, one NUL, then b (no NUL after it), so that parts holding no
+//  NUL never make one key from two different pairs, and every key of a sorts together. Returns
+//  its length, or 0 when it does not fit in size (never a truncated key).
+size_t mc_key_join(char *out, size_t size, const void *a, size_t alen, const void *b, size_t blen);
+
 #endif

@@ -3,6 +3,7 @@
 #include "edge_card.h"
 #include "edge_client.h"
 #include "edge_conn.h"
+#include "edge_framing.h"
 #include "edge_headers.h"
 #include "mc_json.h"
 #include "edge_metrics.h"
@@ -133,41 +134,6 @@ s_traceparent_ok(const char *tp)
             return false;
     return strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0
         && strncmp(tp + 36, "0000000000000000", 16) != 0 && strncmp(tp, "ff", 2) != 0;
-}
-
-//  Request smuggling defences: one numeric Content-Length, never with Transfer-Encoding.
-static const char *
-s_framing_error(const struct mg_request_info *ri)
-{
-    int cl_count, te_count;
-    const char *cl = s_header(ri, "Content-Length", &cl_count);
-    const char *te = s_header(ri, "Transfer-Encoding", &te_count);
-    if (cl_count > 1)
-        return "more than one Content-Length header";
-    if (cl && te)
-        return "both Content-Length and Transfer-Encoding";
-    if (te_count > 1 || (te && strcasecmp(te, "chunked") != 0))
-        return "unsupported Transfer-Encoding";
-    if (cl) {
-        if (!*cl)
-            return "empty Content-Length";
-        for (const char *p = cl; *p; p++)
-            if (!isdigit((unsigned char) *p))
-                return "Content-Length is not a number";
-        if (strlen(cl) > 18)
-            return "Content-Length is too large";
-    }
-    return NULL;
-}
-
-static bool
-s_json_media(const char *ct, bool merge_patch)
-{
-    if (!ct)
-        return false;
-    size_t n = strcspn(ct, "; \t");
-    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
-        || (merge_patch && n == 28 && strncasecmp(ct, "application/merge-patch+json", 28) == 0);
 }
 
 //  Reads at most cap bytes of body into buf. Returns its length, -1 when larger than
@@ -567,6 +533,19 @@ s_idempotency_key(edge_req_t *q)
     return 0;
 }
 
+//  If-Match is compared whole with the one ETag an entity has, and none of ours is as long as
+//  MC_ENV_IF_MATCH_MAX: a longer one cannot match (412), and would not fit the envelope.
+//  0, or -1 with the problem answered.
+static int
+s_if_match(edge_req_t *q)
+{
+    const char *if_match = q->route->etag ? s_header1(q->ri, "If-Match") : NULL;
+    if (!if_match || strlen(if_match) <= MC_ENV_IF_MATCH_MAX)
+        return 0;
+    edge_problem(q->r, 412, "precondition_failed", "If-Match names no current ETag of this resource", NULL, NULL);
+    return -1;
+}
+
 //  Authentication and the route's access rule. 0 to go on, or -1 with the problem answered.
 static int
 s_authorize(edge_req_t *q)
@@ -602,7 +581,7 @@ s_authorize(edge_req_t *q)
 static void
 s_serve(edge_req_t *q, const char *json, size_t jlen)
 {
-    if (s_authorize(q) || s_idempotency_key(q))
+    if (s_authorize(q) || s_idempotency_key(q) || s_if_match(q))
         return;
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
@@ -739,7 +718,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         edge_problem(&r, refused.status, refused.code, refused.detail, NULL, NULL);
         goto done;
     }
-    const char *framing = s_framing_error(ri);
+    const char *framing = edge_framing_error(ri->http_headers, ri->num_headers);
     if (framing) {
         edge_metrics_rejected("headers");
         r.close = true;
@@ -773,7 +752,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
     //  neither Content-Length nor Transfer-Encoding: the request has no body (RFC 9112 §6.3), as
     //  curl -X POST sends a command such as a cancel
     const char *te = s_header1(ri, "Transfer-Encoding");
-    bool bodiless = ri->content_length == 0 || (ri->content_length < 0 && !te);
+    bool bodiless = edge_framing_bodiless(ri->content_length, te);
     if (!route->body) {
         if (!bodiless) {
             edge_metrics_rejected("body_size");
@@ -796,7 +775,7 @@ edge_http_handle(struct mg_connection *conn, void *cbdata)
         s_serve(&q, "", 0);
         goto done;
     }
-    if (!s_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
+    if (!edge_framing_json_media(s_header1(ri, "Content-Type"), route->merge_patch)) {
         edge_metrics_rejected("media_type");
         edge_problem(&r, 415, "unsupported_media_type",
                      route->merge_patch ? "send application/json or application/merge-patch+json"

@@ -99,8 +99,12 @@ s_readyz(edge_reply_t *r)
             snprintf(line, sizeof line, "%s.%u\n", route->msg->service, shard);
             bool up = live && s_has_line(live, line);
             line[strlen(line) - 1] = 0;
-            if (!up && !strstr(missing, line))
-                m += (size_t) snprintf(missing + m, sizeof missing - m, "%s%s", m ? ", " : "", line);
+            //  a full list stops growing (64 shards of every service do not fit): snprintf's
+            //  count is what it wanted to write, not what it wrote
+            if (!up && !strstr(missing, line) && m < sizeof missing - 1) {
+                int n = snprintf(missing + m, sizeof missing - m, "%s%s", m ? ", " : "", line);
+                m = n < 0 || (size_t) n >= sizeof missing - m ? sizeof missing - 1 : m + (size_t) n;
+            }
         }
     }
     if (!live)
@@ -155,7 +159,8 @@ s_plain_docs(edge_reply_t *r)
         char line[512];
         int n = snprintf(line, sizeof line, "<li><code>%s %s</code>: %s</li>", mc_routes[i].method,
                          mc_routes[i].path, mc_routes[i].msg->type);
-        msgpack_sbuffer_write(&out, line, (size_t) n);
+        if (n > 0 && (size_t) n < sizeof line)
+            msgpack_sbuffer_write(&out, line, (size_t) n);
     }
     msgpack_sbuffer_write(&out, "</ul></body></html>", 19);
     edge_respond(r, 200, "text/html; charset=utf-8", NULL, out.data, out.size);

@@ -5,14 +5,30 @@
 #include <stdio.h>
 #include <string.h>
 
+/*  Keys: user id, NUL, address id. A user id has at most MC_ENV_USER_MAX bytes (the envelope
+    decoder refuses longer ones) and an address id is a ULID; an id from a request body that
+    does not fit names no address. */
 #define ADDRESS_KEY_MAX 160
 
+//  The key of user's address id, or 0 when it cannot be one.
 static size_t
 s_key(char *out, mc_str_t user, mc_str_t id)
 {
-    size_t n = (size_t) snprintf(out, 96, "%.*s", (int) user.len, user.ptr) + 1;
-    memcpy(out + n, id.ptr, id.len);
-    return n + id.len;
+    return mc_key_join(out, ADDRESS_KEY_MAX, user.ptr, user.len, id.ptr, id.len);
+}
+
+//  The signed-in user, with an id short enough for an address key. 0, or the status with the
+//  problem answered.
+static int
+s_require_user(mc_ctx_t *ctx)
+{
+    if (identity_require_user(ctx))
+        return 401;
+    if (ctx->req->user.len > MC_ENV_USER_MAX) {
+        mc_reply_error(ctx->pk, ctx->req->id, 400, "bad_envelope", "the user id is too long", NULL);
+        return 400;
+    }
+    return 0;
 }
 
 //  Packs an address record from its fields, with is_default replaced.
@@ -36,8 +52,10 @@ static long
 s_set_default(MDB_txn *txn, const identity_db_t *db, mc_str_t user, bool change, mc_str_t keep, char *newest,
               size_t newestsz)
 {
-    char prefix[96];
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) user.len, user.ptr) + 1;
+    char prefix[ADDRESS_KEY_MAX];
+    size_t plen = s_key(prefix, user, (mc_str_t) { "", 0 });
+    if (!plen)
+        return IDENTITY_FAIL(MDB_BAD_VALSIZE);
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, db->addresses, &cur);
     if (rc)
@@ -80,8 +98,9 @@ s_set_default(MDB_txn *txn, const identity_db_t *db, mc_str_t user, bool change,
 int
 identity_address_create(mc_ctx_t *ctx)
 {
-    if (identity_require_user(ctx))
-        return 401;
+    int status = s_require_user(ctx);
+    if (status)
+        return status;
     const identity_db_t *db = ctx->state;
     const msgpack_object *b = ctx->req->body;
     mc_str_t user = ctx->req->user, id = ctx->req->id;
@@ -114,7 +133,7 @@ identity_address_create(mc_ctx_t *ctx)
     mc_pack_kv_bool(&pk, "is_default", is_default);
     char key[ADDRESS_KEY_MAX];
     MDB_val k = { s_key(key, user, id), key }, v = { sb.size, sb.data };
-    int rc = mdb_put(ctx->txn, db->addresses, &k, &v, MDB_NOOVERWRITE);
+    int rc = k.mv_size ? mdb_put(ctx->txn, db->addresses, &k, &v, MDB_NOOVERWRITE) : MDB_BAD_VALSIZE;
     if (!rc) {
         mc_reply_begin(ctx->pk, ctx->req->id, 201, NULL);
         msgpack_sbuffer_write(ctx->pk->data, sb.data, sb.size);
@@ -126,27 +145,25 @@ identity_address_create(mc_ctx_t *ctx)
 int
 identity_address_list(mc_ctx_t *ctx)
 {
-    if (identity_require_user(ctx))
-        return 401;
+    int status = s_require_user(ctx);
+    if (status)
+        return status;
     const identity_db_t *db = ctx->state;
     int64_t limit = 20;
     mc_map_int(ctx->req->body, "limit", &limit);
     mc_str_t cursor = { "", 0 };
     mc_map_str(ctx->req->body, "cursor", &cursor);
-    char prefix[96], after[64] = "";
+    char prefix[ADDRESS_KEY_MAX], after[64] = "";
     mc_str_t user = ctx->req->user;
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) user.len, user.ptr) + 1;
+    size_t plen = s_key(prefix, user, (mc_str_t) { "", 0 });
     long alen = 0;
     if (cursor.len && ((alen = mc_b64url_decode(after, sizeof after - 1, cursor.ptr, cursor.len)) != MC_ULID_LEN)) {
         mc_reply_error(ctx->pk, ctx->req->id, 400, "invalid_cursor", "the cursor is not one this API issued", NULL);
         return 400;
     }
+    //  strictly after the cursor's id: the id and a NUL
     char start[ADDRESS_KEY_MAX];
-    memcpy(start, prefix, plen);
-    memcpy(start + plen, after, (size_t) alen);
-    //  strictly after the cursor's id
-    size_t slen = plen + (size_t) alen + (alen ? 1 : 0);
-    start[plen + (size_t) alen] = 0;
+    size_t slen = s_key(start, user, (mc_str_t) { after, (size_t) alen + (alen ? 1 : 0) });
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, db->addresses, &cur);
     if (rc)
@@ -181,14 +198,15 @@ identity_address_list(mc_ctx_t *ctx)
 int
 identity_address_delete(mc_ctx_t *ctx)
 {
-    if (identity_require_user(ctx))
-        return 401;
+    int status = s_require_user(ctx);
+    if (status)
+        return status;
     const identity_db_t *db = ctx->state;
     mc_str_t id = { "", 0 };
     mc_map_str(ctx->req->body, "id", &id);
     char key[ADDRESS_KEY_MAX];
     MDB_val k = { s_key(key, ctx->req->user, id), key }, v;
-    int rc = id.len ? mdb_get(ctx->txn, db->addresses, &k, &v) : MDB_NOTFOUND;
+    int rc = id.len && k.mv_size ? mdb_get(ctx->txn, db->addresses, &k, &v) : MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND) {
         //  another user's address looks exactly like one that does not exist
         mc_reply_error(ctx->pk, ctx->req->id, 404, "address_not_found", "you have no address with this id", NULL);
@@ -221,14 +239,15 @@ identity_address_delete(mc_ctx_t *ctx)
 int
 identity_address_get(mc_ctx_t *ctx)
 {
-    if (identity_require_user(ctx))
-        return 401;
+    int status = s_require_user(ctx);
+    if (status)
+        return status;
     const identity_db_t *db = ctx->state;
     mc_str_t id = { "", 0 };
     mc_map_str(ctx->req->body, "id", &id);
     char key[ADDRESS_KEY_MAX];
     MDB_val k = { s_key(key, ctx->req->user, id), key }, v;
-    int rc = id.len ? mdb_get(ctx->txn, db->addresses, &k, &v) : MDB_NOTFOUND;
+    int rc = id.len && k.mv_size ? mdb_get(ctx->txn, db->addresses, &k, &v) : MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND) {
         mc_reply_error(ctx->pk, ctx->req->id, 404, "address_not_found", "you have no address with this id", NULL);
         return 404;

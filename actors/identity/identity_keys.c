@@ -98,6 +98,8 @@ s_describe(EVP_PKEY *pkey, key_t_ *k)
     //  RFC 7638: the required members in lexicographic order, no whitespace
     char canon[600];
     int len = snprintf(canon, sizeof canon, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", k->e, k->n);
+    if (len < 0 || (size_t) len >= sizeof canon)
+        return -1;      //  the thumbprint must hash the whole member list, never a cut one
     unsigned char digest[32];
     unsigned int dlen = 0;
     if (!EVP_Digest(canon, (size_t) len, digest, &dlen, EVP_sha256(), NULL))

@@ -96,7 +96,9 @@ int
 identity_revoke_all(MDB_txn *txn, const identity_db_t *db, mc_str_t user)
 {
     char prefix[128];
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) user.len, user.ptr) + 1;
+    size_t plen = mc_key_join(prefix, sizeof prefix, user.ptr, user.len, "", 0);
+    if (!plen)
+        return MDB_BAD_VALSIZE;     //  no family key could hold this user id
     //  in batches: collect a few family ids, revoke them and forget their index entries (a
     //  revoked family never comes back), until the user has none left
     while (true) {
@@ -245,10 +247,9 @@ identity_login(mc_ctx_t *ctx)
     if (!rc)
         rc = s_family_put(ctx->txn, db, family, user, false);
     if (!rc) {
-        size_t n = (size_t) snprintf(fkey, sizeof fkey, "%.*s", (int) user.len, user.ptr) + 1;
-        memcpy(fkey + n, family.ptr, family.len);
-        MDB_val fk = { n + family.len, fkey }, empty = { 0, "" };
-        rc = mdb_put(ctx->txn, db->user_families, &fk, &empty, 0);
+        MDB_val fk = { mc_key_join(fkey, sizeof fkey, user.ptr, user.len, family.ptr, family.len), fkey },
+                empty = { 0, "" };
+        rc = fk.mv_size ? mdb_put(ctx->txn, db->user_families, &fk, &empty, 0) : MDB_BAD_VALSIZE;
     }
     int status = rc ? IDENTITY_FAIL(rc) : s_issue(ctx, family, &u.data, digest);
     msgpack_unpacked_destroy(&u);

@@ -508,6 +508,59 @@ test_addresses(void)
 }
 
 static void
+s_assert_code(result_t *r, const char *code)
+{
+    char got[64] = "";
+    mc_str_t v = { "", 0 };
+    mc_map_str(r->rep.error, "code", &v);
+    snprintf(got, sizeof got, "%.*s", (int) v.len, v.ptr);
+    ASSERT_STR(got, code);
+}
+
+//  Issue 11: a user id of 160 to 510 bytes overflowed the address key buffer (and an address id
+//  of 64 four-byte characters did on address.get). The envelope decoder refuses such a user
+//  now, and ids of any length the decoder and the schema allow still make whole keys.
+static void
+test_overlong_ids(void)
+{
+    result_t r;
+    char user[512];
+    for (size_t len = 160; len <= 510; len += 175) {
+        memset(user, 'u', len);
+        user[len] = 0;
+        ASSERT_EQ(s_call(&r, "address.create", user, "customer", "name", "Home", "line1", "1 Main St",
+                         "city", "Berlin", "postal_code", "10115", "country", "DE", NULL), 400);
+        s_assert_code(&r, "bad_envelope");
+        s_free(&r);
+        ASSERT_EQ(s_call(&r, "address.list", user, "customer", NULL), 400);
+        s_assert_code(&r, "bad_envelope");
+        s_free(&r);
+    }
+    //  the longest user the decoder lets through
+    memset(user, 'v', MC_ENV_USER_MAX);
+    user[MC_ENV_USER_MAX] = 0;
+    char a1[32];
+    ASSERT_EQ(s_call(&r, "address.create", user, "customer", "name", "Home", "line1", "1 Main St", "city", "Berlin",
+                     "postal_code", "10115", "country", "DE", NULL), 201);
+    s_field(&r, "id", a1, sizeof a1);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "address.get", user, "customer", "id", a1, NULL), 200);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "address.list", user, "customer", NULL), 200);
+    const msgpack_object *items = mc_map_get(r.rep.body, "items");
+    ASSERT_EQ(items ? items->via.array.size : 0, 1);
+    s_free(&r);
+    //  64 characters of four bytes each: valid for the schema, too long for any key
+    char id[64 * 4 + 1] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(id, "\xf0\x9f\x98\x80");
+    ASSERT_EQ(s_call(&r, "address.get", user, "customer", "id", id, NULL), 404);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "address.delete", user, "customer", "id", id, NULL), 404);
+    s_free(&r);
+}
+
+static void
 test_keys(void)
 {
     result_t r;
@@ -572,6 +625,7 @@ main(void)
     MC_TEST_RUN(test_wrong_current_password_counts_as_a_failed_sign_in);
     MC_TEST_RUN(test_pruning);
     MC_TEST_RUN(test_addresses);
+    MC_TEST_RUN(test_overlong_ids);
     MC_TEST_RUN(test_keys);
     MC_TEST_RUN(test_directory);
     if (mc_core_test_close(&s_core, dir))

@@ -99,8 +99,11 @@ inventory_change(mc_ctx_t *ctx, mc_str_t id, stock_t *st, const inventory_change
 {
     const inventory_db_t *db = ctx->state;
     mc_rfc3339(st->updated_at, sizeof st->updated_at, ctx->req->time);
-    char key[128];
-    size_t n = (size_t) snprintf(key, sizeof key, "%.*s", (int) id.len, id.ptr) + 1;
+    //  history key: product id, NUL, 8-byte change number
+    char key[MC_ENV_KEY_MAX + 1 + 8];
+    size_t n = mc_key_join(key, sizeof key - 8, id.ptr, id.len, "", 0);
+    if (!n)
+        return MDB_BAD_VALSIZE;
     mc_be64_put((unsigned char *) key + n, ++st->changes);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -317,8 +320,10 @@ s_history(mc_ctx_t *ctx)
     unsigned char after[8] = { 0 };
     if (cursor.len && mc_b64url_decode(after, sizeof after, cursor.ptr, cursor.len) != 8)
         return s_bad_cursor(ctx);
-    char key[128];
-    size_t plen = (size_t) snprintf(key, sizeof key, "%.*s", (int) id.len, id.ptr) + 1;
+    char key[MC_ENV_KEY_MAX + 1 + 8];
+    size_t plen = mc_key_join(key, sizeof key - 8, id.ptr, id.len, "", 0);
+    if (!plen)
+        return s_not_found(ctx);
     memcpy(key + plen, after, 8);
     //  strictly after the cursor's change
     uint64_t from = 0;

@@ -376,6 +376,7 @@ s_request(mailer_t *self, zframe_t **client, zframe_t **rid, zframe_t *frame)
     const mc_msgdef_t *def = mc_schema_find("notifications", MC_STR("mail.send"));
     mc_str_t note = { "", 0 }, to = { "", 0 }, subject = { "", 0 }, message_id = { "", 0 }, text = { "", 0 };
     if (rc) {
+        self->refused++;
         if (rc == MC_ESHAPE && req.id.len)
             s_answer(self, client, rid, req.id, 400, NULL, "bad_envelope", "the message envelope is malformed");
     }

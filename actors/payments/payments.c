@@ -313,10 +313,14 @@ s_list(mc_ctx_t *ctx)
         mc_reply_error(ctx->pk, req->id, 400, "invalid_cursor", "the cursor is not one this API issued", NULL);
         return 400;
     }
-    char prefix[80];
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) (req->key.len < 64 ? req->key.len : 64),
-                                    req->key.ptr) + 1;
-    char start[160];
+    //  the whole key, never a truncated one that another order's could start with
+    char prefix[MC_ENV_KEY_MAX + 1];
+    size_t plen = mc_key_join(prefix, sizeof prefix, req->key.ptr, req->key.len, "", 0);
+    if (!plen) {
+        mc_reply_error(ctx->pk, req->id, 404, "order_not_found", "no such order", NULL);
+        return 404;
+    }
+    char start[sizeof prefix + sizeof after];
     memcpy(start, prefix, plen);
     memcpy(start + plen, after, (size_t) alen);
     MDB_cursor *cur;

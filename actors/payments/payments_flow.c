@@ -46,10 +46,9 @@ s_record(mc_ctx_t *ctx, const payment_t *p, bool fresh, const char *refunded_at,
     int rc = payments_put(ctx->txn, db->payments, p->id, out);
     if (!rc && fresh) {
         char key[160];
-        size_t kl = (size_t) snprintf(key, sizeof key, "%.*s%c%.*s", (int) p->order_id.len, p->order_id.ptr, 0,
-                                      (int) p->id.len, p->id.ptr);
-        MDB_val k = { kl, key }, v = { 0, "" };
-        rc = mdb_put(ctx->txn, db->by_order, &k, &v, 0);
+        MDB_val k = { mc_key_join(key, sizeof key, p->order_id.ptr, p->order_id.len, p->id.ptr, p->id.len), key },
+                v = { 0, "" };
+        rc = k.mv_size ? mdb_put(ctx->txn, db->by_order, &k, &v, 0) : MDB_BAD_VALSIZE;
     }
     char type[48];
     snprintf(type, sizeof type, "payment.%.*s", (int) p->status.len, p->status.ptr);
@@ -219,8 +218,11 @@ static int
 s_refund(mc_ctx_t *ctx, mc_str_t order)
 {
     const payments_db_t *db = ctx->state;
-    char prefix[80], ids[16][48];
-    size_t plen = (size_t) snprintf(prefix, sizeof prefix, "%.*s", (int) (order.len < 64 ? order.len : 64), order.ptr) + 1;
+    //  by_order keys have at most 160 bytes (s_record): a longer order id has no payment
+    char prefix[160], ids[16][48];
+    size_t plen = mc_key_join(prefix, sizeof prefix, order.ptr, order.len, "", 0);
+    if (!plen)
+        return 0;
     size_t n = 0;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, db->by_order, &cur);

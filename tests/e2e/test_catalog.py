@@ -256,6 +256,16 @@ class TestPatch(CatalogCase):
                             headers={"If-Match": '"certainly-not-the-tag"'})
         self.assertProblem(r, 412)
 
+    def test_if_match_longer_than_the_envelope_allows_is_412(self):
+        # MC_ENV_IF_MATCH_MAX is 128: a longer If-Match can match no ETag, and the edge says so
+        # rather than sending an envelope every actor would refuse
+        p = self.create()
+        for n in (128, 129, 4000):
+            r = self.patch_json(self.P + "/" + p["id"], {"name": "never"},
+                                headers={"If-Match": '"' + "x" * (n - 2) + '"'})
+            self.assertProblem(r, 412, "precondition_failed")
+        self.assertEqual(self.get(self.P + "/" + p["id"]).json()["name"], p["name"])
+
     def test_read_only_fields_are_422(self):
         p = self.create()
         for body in ({"id": "other"}, {"created_at": "2020-01-01T00:00:00Z"}):
