@@ -4,8 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *
-s_header(const struct mg_header *headers, int count, const char *name, int *found)
+const char *
+edge_framing_header(const struct mg_header *headers, int count, const char *name, int *found)
 {
     const char *first = NULL;
     *found = 0;
@@ -22,8 +22,8 @@ const char *
 edge_framing_error(const struct mg_header *headers, int count)
 {
     int cl_count, te_count;
-    const char *cl = s_header(headers, count, "Content-Length", &cl_count);
-    const char *te = s_header(headers, count, "Transfer-Encoding", &te_count);
+    const char *cl = edge_framing_header(headers, count, "Content-Length", &cl_count);
+    const char *te = edge_framing_header(headers, count, "Transfer-Encoding", &te_count);
     if (cl_count > 1)
         return "more than one Content-Length header";
     if (cl && te)

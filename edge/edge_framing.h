@@ -7,6 +7,10 @@
 #include <civetweb.h>
 #include <stdbool.h>
 
+//  The first value of the header called name (case-insensitive), or NULL; *found gets how many
+//  times it appears.
+const char *edge_framing_header(const struct mg_header *headers, int count, const char *name, int *found);
+
 //  NULL when the headers frame a body unambiguously: at most one Content-Length, all digits
 //  (at most 18 of them), never beside Transfer-Encoding, and no Transfer-Encoding but a single
 //  "chunked". Otherwise the reason, for a 400 that closes the connection.
