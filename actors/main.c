@@ -109,7 +109,9 @@ main(int argc, char **argv)
         return 1;
     size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
 
-    child_t children[32];
+    //  every shard of every service, at most
+    enum { CHILDREN_MAX = 8 * MC_SHARDS_MAX };
+    static child_t children[CHILDREN_MAX];
     size_t count = 0;
     char *list = strdup(actors), *save = NULL;
     for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
@@ -125,8 +127,8 @@ main(int argc, char **argv)
             return 2;
         }
         for (unsigned shard = first; shard <= last; shard++) {
-            if (count == 32) {
-                mc_error("too many actors", "\"max\":32");
+            if (count == CHILDREN_MAX) {
+                mc_error("too many actors", "\"max\":%d", CHILDREN_MAX);
                 return 2;
             }
             children[count++] = (child_t) {

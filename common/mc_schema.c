@@ -312,19 +312,28 @@ s_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs
 unsigned
 mc_schema_shards(const char *service)
 {
-    //  MERCATO_SHARDS ("inventory=4,orders=2") overrides the schema's default, so more shards
-    //  are a configuration change; every process of a deployment must see the same value
+    //  MERCATO_SHARDS is a number for every service ("16"), optionally followed or replaced by
+    //  per-service values ("16,identity=4"); every process of a deployment must see the same
+    //  value, which the data directory records (mc_config_shards_check)
     const char *env = getenv("MERCATO_SHARDS");
     size_t n = strlen(service);
+    unsigned all = 0;
     for (const char *p = env; p && *p;) {
         size_t len = strcspn(p, ",");
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p + len && v >= 1 && v <= MC_SHARDS_MAX)
+            all = (unsigned) v;
+        else
         if (len > n + 1 && strncmp(p, service, n) == 0 && p[n] == '=') {
-            long v = strtol(p + n + 1, NULL, 10);
-            if (v >= 1 && v <= 64)
+            v = strtol(p + n + 1, &end, 10);
+            if (end == p + len && v >= 1 && v <= MC_SHARDS_MAX)
                 return (unsigned) v;
         }
         p += len + (p[len] == ',');
     }
+    if (all)
+        return all;
     for (size_t i = 0; i < mc_services_count; i++)
         if (strcmp(mc_services[i].name, service) == 0)
             return mc_services[i].shards ? mc_services[i].shards : 1;

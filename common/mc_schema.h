@@ -76,8 +76,10 @@ typedef struct {
 extern const mc_service_def_t mc_services[];
 extern const size_t mc_services_count;
 
-//  Shards of service: MERCATO_SHARDS ("inventory=4,orders=2", at most 64 each) or the
-//  schema's default (1 when unknown).
+//  Shards a service may have at most.
+#define MC_SHARDS_MAX 64
+//  Shards of service: MERCATO_SHARDS ("16" for every service, "16,inventory=4" with an override;
+//  at most MC_SHARDS_MAX each) or the schema's default (1 when unknown).
 unsigned mc_schema_shards(const char *service);
 
 extern const mc_route_t mc_routes[];

@@ -240,49 +240,73 @@ s_answers(const void *request, size_t len, zmq_msg_t *p)
     return ok;
 }
 
-edge_call_t
-edge_client_call(const char *service, const void *envelope, size_t len, int timeout_ms, zframe_t **reply)
+//  This thread's socket to the dispatcher.
+static void *
+s_socket(void)
 {
     if (!s_sock) {
         s_sock = zsock_new(ZMQ_DEALER);
         mc_proto_socket_setup(s_sock);
         zsock_connect(s_sock, DISPATCH_ENDPOINT);
     }
-    void *raw = zsock_resolve(s_sock);
-    uint64_t seq = ++s_seq;
-    *reply = NULL;
-    zmq_send(raw, service, strlen(service), ZMQ_SNDMORE);
-    zmq_send(raw, &seq, sizeof seq, ZMQ_SNDMORE);
-    zmq_send(raw, envelope, len, 0);
+    return zsock_resolve(s_sock);
+}
 
+void
+edge_client_call_many(edge_call_many_t *calls, size_t n, int timeout_ms)
+{
+    void *raw = s_socket();
+    //  one sequence number per call, consecutive: a reply's number names its call
+    uint64_t first = s_seq + 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq = ++s_seq;
+        calls[i].outcome = EDGE_CALL_TIMEOUT;
+        calls[i].reply = NULL;
+        zmq_send(raw, calls[i].service, strlen(calls[i].service), ZMQ_SNDMORE);
+        zmq_send(raw, &seq, sizeof seq, ZMQ_SNDMORE);
+        zmq_send(raw, calls[i].envelope, calls[i].len, 0);
+    }
+    size_t open = n;
     uint64_t deadline = mc_mono_ms() + (uint64_t) timeout_ms;
-    while (true) {
+    while (open) {
         uint64_t now = mc_mono_ms();
         if (now >= deadline)
-            return EDGE_CALL_TIMEOUT;
+            return;
         if (!mc_wait(&s_sock, 1, (int) (deadline - now)))
             continue;
         zmq_msg_t p[3];
-        int n = s_recv_parts(raw, p, 3);
-        if (n == 0)
+        int got = s_recv_parts(raw, p, 3);
+        if (got == 0)
             continue;
-        bool mine = n == 3 && zmq_msg_size(&p[0]) == 1 && zmq_msg_size(&p[1]) == sizeof seq
-                 && memcmp(zmq_msg_data(&p[1]), &seq, sizeof seq) == 0;
-        if (!mine) {
-            //  a late answer to a request this thread already gave up on
-            s_close_parts(p, n > 0 ? n : 0);
+        uint64_t seq = 0;
+        if (got == 3 && zmq_msg_size(&p[0]) == 1 && zmq_msg_size(&p[1]) == sizeof seq)
+            memcpy(&seq, zmq_msg_data(&p[1]), sizeof seq);
+        //  a late answer to a request this thread already gave up on has an older number
+        if (seq < first || seq >= first + n || calls[seq - first].outcome != EDGE_CALL_TIMEOUT) {
+            s_close_parts(p, got > 0 ? got : 0);
             continue;
         }
+        edge_call_many_t *c = &calls[seq - first];
         int kind = ((byte *) zmq_msg_data(&p[0]))[0];
         edge_call_t result = kind == MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY) ? EDGE_CALL_REPLY : EDGE_CALL_UNAVAILABLE;
-        if (result == EDGE_CALL_REPLY && strncmp(service, "mmi.", 4) != 0 && !s_answers(envelope, len, &p[2])) {
-            mc_warn("reply refused", "\"service\":\"%s\",\"why\":\"its id is not the request's\"", service);
+        if (result == EDGE_CALL_REPLY && strncmp(c->service, "mmi.", 4) != 0 && !s_answers(c->envelope, c->len, &p[2])) {
+            mc_warn("reply refused", "\"service\":\"%s\",\"why\":\"its id is not the request's\"", c->service);
             s_close_parts(p, 3);
             continue;
         }
         if (result == EDGE_CALL_REPLY)
-            *reply = zframe_new(zmq_msg_data(&p[2]), zmq_msg_size(&p[2]));
+            c->reply = zframe_new(zmq_msg_data(&p[2]), zmq_msg_size(&p[2]));
+        c->outcome = result;
+        open--;
         s_close_parts(p, 3);
-        return result;
     }
+}
+
+edge_call_t
+edge_client_call(const char *service, const void *envelope, size_t len, int timeout_ms, zframe_t **reply)
+{
+    edge_call_many_t call = { .service = service, .envelope = envelope, .len = len };
+    edge_client_call_many(&call, 1, timeout_ms);
+    *reply = call.reply;
+    return call.outcome;
 }

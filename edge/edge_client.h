@@ -21,6 +21,19 @@ void edge_client_stop(void);
 edge_call_t edge_client_call(const char *service, const void *envelope, size_t len,
                              int timeout_ms, zframe_t **reply);
 
+//  One of several requests sent together (a list gathered from every shard).
+typedef struct {
+    const char *service;        //  "catalog.3"
+    const void *envelope;       //  the request envelope (each call needs its own message id)
+    size_t len;
+    edge_call_t outcome;        //  out
+    zframe_t *reply;            //  out, when outcome is EDGE_CALL_REPLY; the caller destroys it
+} edge_call_many_t;
+
+//  Sends every call at once and waits up to timeout_ms in all for their answers; a call still
+//  unanswered then has outcome EDGE_CALL_TIMEOUT.
+void edge_client_call_many(edge_call_many_t *calls, size_t n, int timeout_ms);
+
 //  Frees this thread's socket (civetweb's exit_thread callback).
 void edge_client_thread_exit(void);
 
