@@ -248,9 +248,10 @@ mc_dir_json(const mc_dir_t *self)
         int owned = 0;
         for (int j = 0; j < self->nshards; j++)
             owned += self->shards[j].node == i;
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 5);
         mc_pack_kv_str(&pk, "id", n->id, strlen(n->id));
         mc_pack_kv_str(&pk, "endpoint", n->endpoint, strlen(n->endpoint));
+        mc_pack_kv_str(&pk, "key", n->key, strlen(n->key));
         mc_pack_kv_str(&pk, "state", n->up ? "up" : "gone", n->up ? 2 : 4);
         mc_pack_cstr(&pk, "shards");
         msgpack_pack_array(&pk, (size_t) owned);

@@ -36,6 +36,10 @@ typedef struct {
 typedef struct {
     char endpoint[MC_DIR_ENDPOINT_MAX + 1];
     char key[MC_DIR_KEY_LEN + 1];
+    bool up;                //  its handshake succeeded and it has not closed since: ZeroMQ makes
+                            //  a connection's pipe at connect time (ZMQ_IMMEDIATE would lose the
+                            //  routing id), and what goes into the pipe of a dead address waits
+                            //  there, so nothing is sent to a link that is not up
 } link_t;
 
 struct _mc_nodes_t {
@@ -124,7 +128,7 @@ mc_nodes_new(const char *broker, const char *self_id, mc_nodes_answer_fn *answer
     static atomic_uint s_monitors;
     char name[64];
     snprintf(name, sizeof name, "inproc://mc-nodes-monitor-%u", atomic_fetch_add(&s_monitors, 1));
-    if (zmq_socket_monitor(zsock_resolve(self->out), name, ZMQ_EVENT_DISCONNECTED) == 0
+    if (zmq_socket_monitor(zsock_resolve(self->out), name, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0
     &&  (self->monitor = zsock_new(ZMQ_PAIR)))
         zsock_connect(self->monitor, "%s", name);
     mc_proto_socket_setup(self->dir_sock);
@@ -219,7 +223,8 @@ s_try(mc_nodes_t *self, flight_t *f)
         return !expired ? false : true;
     }
     void *out = zsock_resolve(self->out);
-    bool sent = zmq_send(out, owner->id, strlen(owner->id), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
+    link_t *link = zhashx_lookup(self->links, owner->id);
+    bool sent = link && link->up && zmq_send(out, owner->id, strlen(owner->id), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
     if (sent) {
         byte cmd = MC_PROTO_BYTE(MC_PROTO_CLIENT_REQUEST);
         zmq_msg_t copy;
@@ -293,7 +298,7 @@ s_links(mc_nodes_t *self)
             continue;
         if (l)
             zsock_disconnect(self->out, "%s", l->endpoint);
-        link_t fresh;
+        link_t fresh = { .up = false };
         snprintf(fresh.endpoint, sizeof fresh.endpoint, "%s", n->endpoint);
         snprintf(fresh.key, sizeof fresh.key, "%s", n->key);
         mc_plane_client_to(self->out, n->key);
@@ -413,12 +418,26 @@ s_read_monitor(mc_nodes_t *self)
     zmsg_t *event = self->monitor ? mc_recv_nowait(self->monitor, NULL) : NULL;
     if (!event)
         return false;
+    zframe_t *head = zmsg_first(event);
     zframe_t *where = zmsg_size(event) == 2 ? zmsg_last(event) : NULL;
+    uint16_t what = 0;
+    if (head && zframe_size(head) == 6)
+        memcpy(&what, zframe_data(head), sizeof what);
     char *endpoint = where ? zframe_strdup(where) : NULL;
     const char *node = NULL;
     for (link_t *l = zhashx_first(self->links); l && endpoint; l = zhashx_next(self->links))
-        if (streq(l->endpoint, endpoint))
+        if (streq(l->endpoint, endpoint)) {
             node = zhashx_cursor(self->links);
+            l->up = what == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        }
+    if (node && what == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        //  what waited for this connection goes now
+        uint64_t now = mc_mono_ms();
+        for (flight_t *f = zhashx_first(self->flights); f; f = zhashx_next(self->flights))
+            if (f->waiting)
+                f->due_ms = now;
+    }
+    else
     if (node) {
         zlistx_t *lost = zlistx_new();
         for (flight_t *f = zhashx_first(self->flights); f; f = zhashx_next(self->flights))
