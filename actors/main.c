@@ -149,6 +149,9 @@ s_node_id(const char *data, const char *given, char *buf, size_t size)
     return buf;
 }
 
+//  Where a node's actors, consumers and mailer reach its front.
+static const char local[] = "inproc://mercato-front";
+
 int
 main(int argc, char **argv)
 {
@@ -199,19 +202,6 @@ main(int argc, char **argv)
     if (s_shards_check(data))
         return 1;
     node = s_node_id(data, node, node_id, sizeof node_id);
-    //  the node's one door: its actors, consumers and mailer speak to it over inproc
-    static const char local[] = "inproc://mercato-front";
-    mc_front_args_t front_args = { .broker = broker, .node_id = node, .bind = bind, .advertise = advertise,
-                                   .local = local, .key_name = key };
-    zactor_t *front = zactor_new(mc_front, &front_args);
-    char *bound = front ? zstr_recv(front) : NULL;
-    if (!bound || !*bound) {
-        fprintf(stderr, "mercato-node: cannot bind %s\n", bind);
-        zstr_free(&bound);
-        zactor_destroy(&front);
-        return 1;
-    }
-    zstr_free(&bound);
     size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
 
     //  every shard of every service, at most
@@ -254,9 +244,23 @@ main(int argc, char **argv)
         char why[600];
         mc_error("no event public key, not starting", "\"reason\":\"%s\"", mc_log_escape(why, sizeof why, err, strlen(err)));
         fprintf(stderr, "mercato-node: %s\n", err);
+        mc_plane_shutdown();
         return 1;
     }
     mc_event_verifier_destroy(&verifier);
+    //  the node's one door: its actors, consumers and mailer speak to it over inproc
+    mc_front_args_t front_args = { .broker = broker, .node_id = node, .bind = bind, .advertise = advertise,
+                                   .local = local, .key_name = key };
+    zactor_t *front = zactor_new(mc_front, &front_args);
+    char *bound = front ? zstr_recv(front) : NULL;
+    if (!bound || !*bound) {
+        fprintf(stderr, "mercato-node: cannot bind %s\n", bind);
+        zstr_free(&bound);
+        zactor_destroy(&front);
+        mc_plane_shutdown();
+        return 1;
+    }
+    zstr_free(&bound);
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
     //  services that learn from other services' events read them from Kafka like anyone else: one

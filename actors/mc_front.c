@@ -25,7 +25,7 @@ typedef struct {
     char endpoint[MC_DIR_ENDPOINT_MAX + 1];     //  what we announce
     zhashx_t *workers;          //  service -> zframe_t routing id on local
     bool changed;               //  what we run changed since the last announcement
-    uint64_t announce_at, heartbeat_at;
+    uint64_t announce_at;
     uint64_t served, moved, unavailable, refused, malformed, forwarded;
 } front_t;
 
@@ -54,16 +54,6 @@ s_answer(zsock_t *sock, const void *to, size_t to_size, mc_proto_id_t id, const 
     else
         mc_proto_msg_set_reason(&m, text);
     mc_proto_msg_send(&m, sock);
-}
-
-static void
-s_to_worker(front_t *self, zframe_t *worker, mc_proto_id_t id)
-{
-    mc_proto_msg_t m;
-    mc_proto_msg_init(&m);
-    m.id = id;
-    mc_proto_msg_set_routing_id(&m, zframe_data(worker), zframe_size(worker));
-    mc_proto_msg_send(&m, self->local);
 }
 
 //  Hands request rid for service to its local worker, the reply to go back to (from, to).
@@ -244,18 +234,6 @@ s_announce(front_t *self)
     self->announce_at = now + ANNOUNCE_MS;
 }
 
-static void
-s_heartbeat(front_t *self)
-{
-    uint64_t now = mc_mono_ms();
-    if (now < self->heartbeat_at)
-        return;
-    //  actors take a silent front for a dead broker and register again
-    for (zframe_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
-        s_to_worker(self, w, MC_PROTO_WORKER_HEARTBEAT);
-    self->heartbeat_at = now + MC_HEARTBEAT_MS;
-}
-
 static bool
 s_setup(front_t *self)
 {
@@ -302,7 +280,7 @@ mc_front(zsock_t *pipe, void *args)
     while (!terminated) {
         int wait = ok ? mc_nodes_timeout(self.nodes) : 100;
         if (wait > ANNOUNCE_MS)
-            wait = MC_HEARTBEAT_MS;
+            wait = ANNOUNCE_MS;
         unsigned ready = mc_wait(socks, n, wait);
         if (ready & (1u << PIPE)) {
             zmsg_t *cmd = mc_recv_nowait(pipe, NULL);
@@ -339,7 +317,6 @@ mc_front(zsock_t *pipe, void *args)
         }
         mc_nodes_handle(self.nodes);
         s_announce(&self);
-        s_heartbeat(&self);
     }
     mc_info("front stopped", "\"node\":\"%s\",\"served\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"moved\":%" PRIu64
             ",\"unavailable\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"malformed\":%" PRIu64,

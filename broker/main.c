@@ -1,4 +1,4 @@
-/*  mercato-broker: routes requests between the edge and actor nodes.
+/*  mercato-broker: the directory: which node owns each shard (schemas/broker-protocol.md).
 
     usage: mercato-broker [--bind ENDPOINT[,ENDPOINT...]] [--endpoint-file FILE] [--keys DIR] [--data DIR]
     ENDPOINT defaults to $MERCATO_BROKER_ENDPOINT, else tcp://127.0.0.1:5570. The endpoint file
@@ -43,9 +43,8 @@ main(int argc, char **argv)
     mc_config_signals();
     if (mc_plane_init(keys, "broker", true))
         return 1;
-    mc_broker_t *broker = mc_broker_new(bind);
-    if (!broker || mc_broker_set_directory(broker, dirpath)) {
-        mc_broker_destroy(&broker);
+    mc_broker_t *broker = mc_broker_new(bind, dirpath);
+    if (!broker) {
         mc_plane_shutdown();
         return 1;
     }

@@ -260,17 +260,15 @@ s_claim(mc_directory_t *self, int idx, const char *list, size_t len)
     return changed;
 }
 
-static void
+static int
 s_announce(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg, int fd, const mc_peer_info_t *peer)
 {
-    if (peer->role != MC_PEER_NODE || !*msg->node_id || strlen(peer->key) != MC_DIR_KEY_LEN) {
-        mc_warn("peer refused", "\"what\":\"announce\",\"role\":\"%s\",\"key\":\"%s\"", mc_peer_name(peer->role), peer->name);
-        return;
-    }
+    if (peer->role != MC_PEER_NODE || !*msg->node_id || strlen(peer->key) != MC_DIR_KEY_LEN)
+        return -1;
     self->stats.announces++;
     mc_dir_node_t *n = mc_dir_node(self->dir, msg->node_id, true);
     if (!n)
-        return;
+        return 0;
     bool changed = !n->up || !streq(n->endpoint, msg->endpoint) || !streq(n->key, peer->key);
     if (changed)
         mc_info("node up", "\"node\":\"%s\",\"endpoint\":\"%s\",\"key\":\"%s\"", n->id, msg->endpoint, peer->name);
@@ -288,6 +286,7 @@ s_announce(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg, int fd, c
     changed |= s_claim(self, mc_dir_node_index(self->dir, n), list, len);
     if (changed)
         s_publish(self, router);
+    return 0;
 }
 
 static void
@@ -323,14 +322,14 @@ s_subscribe(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg)
     }
 }
 
-void
+int
 mc_directory_handle(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg, int fd, const mc_peer_info_t *peer)
 {
     if (msg->id == MC_PROTO_DIRECTORY_ANNOUNCE)
-        s_announce(self, router, msg, fd, peer);
-    else
+        return s_announce(self, router, msg, fd, peer);
     if (msg->id == MC_PROTO_DIRECTORY_SUBSCRIBE)
         s_subscribe(self, router, msg);
+    return 0;
 }
 
 void

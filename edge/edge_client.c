@@ -95,7 +95,30 @@ s_to_worker(void *front, const void *wid, size_t wlen, int kind, const void *seq
         zmq_send(front, "", 0, 0);
 }
 
-//  A worker's request: [worker-id, service, seq, envelope] -> broker. False when none waited.
+//  The shards of dir whose owner is up, one per line (mmi.services' answer).
+static void
+s_up_shards(mc_dir_t *dir, zmq_msg_t *out)
+{
+    size_t len = 0;
+    for (int i = 0; i < mc_dir_shards(dir); i++)
+        len += strlen(mc_dir_shard_at(dir, i)->name) + 1;
+    zmq_msg_init_size(out, len);
+    char *at = zmq_msg_data(out);
+    for (int i = 0; i < mc_dir_shards(dir); i++) {
+        const mc_dir_shard_t *s = mc_dir_shard_at(dir, i);
+        const mc_dir_node_t *n = mc_dir_node_at(dir, s->node);
+        if (s->up && n && n->up)
+            at += sprintf(at, "%s\n", s->name);
+    }
+    zmq_msg_t whole;
+    zmq_msg_init_size(&whole, (size_t) (at - (char *) zmq_msg_data(out)));
+    memcpy(zmq_msg_data(&whole), zmq_msg_data(out), zmq_msg_size(&whole));
+    zmq_msg_close(out);
+    zmq_msg_move(out, &whole);
+}
+
+//  A worker's request: [worker-id, service, seq, envelope] -> its node (or, mmi.*, the broker).
+//  False when none waited.
 static bool
 s_forward_request(void *front, void *back)
 {
@@ -116,6 +139,16 @@ s_forward_request(void *front, void *back)
     size_t service = zmq_msg_size(&p[1]);
     bool valid = service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX
               && zmq_msg_size(&p[3]) <= MC_PROTO_ENVELOPE_MAX;
+    if (valid && service == 12 && memcmp(zmq_msg_data(&p[1]), "mmi.services", 12) == 0 && mc_nodes_dir(s_nodes)) {
+        //  what is up, by the table requests follow: readiness does not need the broker
+        zmq_msg_t list;
+        s_up_shards(mc_nodes_dir(s_nodes), &list);
+        s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY), zmq_msg_data(&p[2]),
+                    slen, &list);
+        zmq_msg_close(&list);
+        s_close_parts(p, 4);
+        return true;
+    }
     if (valid && !(service > 4 && memcmp(zmq_msg_data(&p[1]), "mmi.", 4) == 0)) {
         //  a shard: straight to its node
         char name[MC_PROTO_SERVICE_MAX + 1];
