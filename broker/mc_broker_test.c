@@ -143,6 +143,8 @@ s_epoch(mc_dir_t *dir, const char *shard)
     return epoch;
 }
 
+static long s_stat(zsock_t *ops, const char *name);
+
 //  The first live node owns what it announces, under epoch 1; a second live node's claim is
 //  refused; once the owner's connection closes its shards are down, and the next claimant takes
 //  them over under epoch 2. A restarted broker publishes the table it had, at a higher version.
@@ -172,6 +174,20 @@ test_directory(void)
     const mc_dir_node_t *owner = dir ? mc_dir_owner(dir, "catalog.0", NULL) : NULL;
     MC_CHECK(owner && streq(owner->id, "n1"));
     mc_dir_destroy(&dir);
+
+    //  nor may n2 take n1's shards by announcing under n1's id: refused, the table unchanged
+    zsock_t *ops = s_dealer(endpoint, "ops");
+    long refused = s_stat(ops, "refused_total");
+    s_announce(n2, "n1", "catalog.0 catalog.1");
+    for (int tries = 0; tries < 50 && s_stat(ops, "refused_total") == refused; tries++)
+        zclock_sleep(20);       //  n2's connection is not ops': no order between them
+    ASSERT_EQ(s_stat(ops, "refused_total"), refused + 1);
+    dir = s_table_after(sub, 0);
+    owner = dir ? mc_dir_owner(dir, "catalog.0", NULL) : NULL;
+    MC_CHECK(owner && streq(owner->id, "n1") && streq(owner->endpoint, "tcp://n1:1"));
+    ASSERT_EQ(dir ? mc_dir_version(dir) : 0, version + 1);
+    mc_dir_destroy(&dir);
+    zsock_destroy(&ops);
 
     //  n1 goes: its shards are down (not given away), until n2 claims one
     zsock_destroy(&n1);

@@ -269,6 +269,10 @@ s_announce(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg, int fd, c
     mc_dir_node_t *n = mc_dir_node(self->dir, msg->node_id, true);
     if (!n)
         return 0;
+    if (n->up && *n->key && !streq(n->key, peer->key))
+        //  a live node's id under another key would take every shard that node owns, past the
+        //  check of s_claim: the caller refuses it (counted, logged)
+        return -1;
     bool changed = !n->up || !streq(n->endpoint, msg->endpoint) || !streq(n->key, peer->key);
     if (changed)
         mc_info("node up", "\"node\":\"%s\",\"endpoint\":\"%s\",\"key\":\"%s\"", n->id, msg->endpoint, peer->name);

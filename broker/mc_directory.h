@@ -25,8 +25,8 @@ mc_directory_t *mc_directory_new(const char *dir);
 void mc_directory_destroy(mc_directory_t **self_p);
 
 //  A directory message (ANNOUNCE, SUBSCRIBE) from peer on connection fd of router. Returns 0,
-//  or -1 when peer's role may not send it (an ANNOUNCE from a key that is not a node's): the
-//  caller counts and logs the refusal.
+//  or -1 when peer may not send it (an ANNOUNCE from a key that is not a node's, or naming a
+//  live node's id with another key than that node's): the caller counts and logs the refusal.
 int mc_directory_handle(mc_directory_t *self, zsock_t *router, mc_proto_msg_t *msg, int fd,
                          const mc_peer_info_t *peer);
 
