@@ -20,6 +20,15 @@ ACCESS = {"public": "MC_ACCESS_PUBLIC", "customer": "MC_ACCESS_CUSTOMER", "owner
 GATHER = {None: "MC_GATHER_NONE", "asc": "MC_GATHER_ASC", "desc": "MC_GATHER_DESC"}
 #  The internal body member by which the edge asks a shard for each item's sort key
 GATHER_FIELD = "gather"
+GATHER_DOC = {
+    False: "Complete whatever the number of shards: the edge asks every shard of the service at once and "
+           "merges their pages. next_cursor is null on the last page, else the sort key of the page's "
+           "last item (pass it as cursor for the items after it), so a cursor means the same on every "
+           "shard and node. A shard that does not answer makes the answer 503 with Retry-After, never a "
+           "shorter list.",
+    True: "Complete whatever the number of shards: the edge asks every shard of the service at once and "
+          "adds up what they hold. A shard that does not answer makes the answer 503 with Retry-After, "
+          "never a shorter list."}
 KEYS = {None: "MC_KEY_NONE", "path": "MC_KEY_PATH", "new": "MC_KEY_NEW", "user": "MC_KEY_USER", "field": "MC_KEY_FIELD"}
 INT64_MAX = 2**63 - 1
 
@@ -170,6 +179,8 @@ def openapi(services):
                 if part.startswith("{"):
                     op["parameters"].append({"name": part[1:-1], "in": "path", "required": True,
                                              "schema": {"type": "string"}})
+            if route.get("gather"):
+                op["description"] = GATHER_DOC[bool(route.get("response", "").endswith("[]"))]
             if route["access"] != "public":
                 op["security"] = [{"bearerAuth": []}]
             if route.get("query"):
