@@ -404,14 +404,15 @@ class TestRefreshTokenLeaks(ClusterTestCase):
 class TestSecretsRefusedOnThePlane(ClusterTestCase):
     """What the edge never sends is refused when someone with an edge key sends it: a card
     number or CVC in payment.create, a raw refresh token in session.refresh or session.logout.
-    The messages go over the real plane (CURVE, the cluster's edge key) to the real node; each
+    The messages go over the real plane (CURVE, the cluster's edge key) straight to the real
+    node's front, as the edge's own requests do (the broker is not on their path); each
     reply is a 422 naming the field, which proves the actor's validation saw the message, and
     afterwards no file of the run holds the values sent."""
 
     def test_card_and_refresh_token_fields_are_refused(self):
         import msgpack
         import zmq
-        from test_frames import Client, envelope, ulid
+        from test_frames import Client, envelope, node_front, ulid
         c = self.cluster
         rnd = random.SystemRandom()
         number = luhn_random("4", 16, rnd)
@@ -436,7 +437,8 @@ class TestSecretsRefusedOnThePlane(ClusterTestCase):
              {"refresh_token": raw, "refresh_digest": digest}, {"refresh_token"}),
         ]
         ctx = zmq.Context()
-        client = Client(c, ctx, c.endpoint)
+        endpoint, key = node_front(c)
+        client = Client(c, ctx, endpoint, server_key=key)
         try:
             for service, mtype, key, body, fields in cases:
                 rep = client.request(service, envelope(mtype, body, key=key, user=user,

@@ -1,9 +1,10 @@
-"""Wire-level robustness: garbage, truncated and bomb frames sent straight to the broker and to a
-node. Both must keep serving, answer what can be answered, and count the rest."""
+"""Wire-level robustness: garbage, truncated and bomb frames sent straight to the broker (the
+directory: MCD1, and MCC1 for mmi.*) and to a node's front (MCC1 requests, and MCW2 that only
+its own actors may send, over inproc). Both must keep serving, answer what can be answered, and
+count the rest."""
 
-import os
+import json
 import random
-import subprocess
 import time
 import unittest
 import uuid
@@ -12,7 +13,7 @@ import msgpack
 import requests
 import zmq
 
-from harness import Cluster, wait_for
+from harness import Cluster, HarnessError, wait_for
 
 BOMB = b"\xdd\x0f\xff\xff\xff"      # array32 claiming 268M elements: msgpack-c would allocate ~8.6 GB
 
@@ -34,17 +35,57 @@ def envelope(mtype, body, key="", **extra):
     return msgpack.packb(env)
 
 
-class Client:
-    """A broker client speaking MCC1 over a DEALER socket."""
+def node_front(cluster, prefix=None, timeout=20.0):
+    """(endpoint, public key) of a live node's front, from the directory (mmi.directory): the
+    first node, or the first whose id starts with prefix."""
+    def found():
+        for n in cluster.directory()["nodes"]:
+            if n.get("state") == "up" and n.get("endpoint") and n.get("key") and \
+                    (prefix is None or n["id"].startswith(prefix)):
+                return n["endpoint"], n["key"].encode()
+        return None
+    return wait_for(found, timeout, interval=0.1, what="a node's front in the directory")
 
-    def __init__(self, cluster, ctx, endpoint, key="edge"):
-        self.sock = cluster.plane_socket(ctx, zmq.DEALER, key)
+
+def plane_socket(cluster, ctx, kind, key, server_key=None):
+    """A CURVE client proving the plane key called key, of the broker or (server_key) of the
+    node front whose public key that is."""
+    sock = cluster.plane_socket(ctx, kind, key)
+    if server_key is not None and key is not None:
+        sock.curve_serverkey = server_key
+    return sock
+
+
+def log_records(cluster, proc, msg):
+    """The JSON log lines of process proc whose msg is msg."""
+    out = []
+    try:
+        with open(cluster.procs[proc].out_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return out
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("msg") == msg:
+                out.append(rec)
+    return out
+
+
+class Client:
+    """An MCC1 client over a DEALER socket: of the broker, or (server_key) of a node's front."""
+
+    def __init__(self, cluster, ctx, endpoint, key="edge", server_key=None):
+        self.sock = plane_socket(cluster, ctx, zmq.DEALER, key, server_key)
         self.sock.connect(endpoint)
         self.seq = 0
 
-    def request(self, service, payload, timeout=3.0):
+    def request(self, service, payload, timeout=3.0, rid=None):
         self.seq += 1
-        rid = str(self.seq).encode()
+        rid = rid or str(self.seq).encode()
         self.sock.send_multipart([b"MCC1", b"\x01", service.encode(), rid, payload])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,18 +137,32 @@ class BrokerFrames(unittest.TestCase):
                        [b"MCC1", b"\x01", b"catalog.0", b"", b"x"],            # empty request id
                        [b"MCC1", b"\x01", b"catalog.0", b"r" * 100, b"x"],     # request id too long
                        [b"MCW2"], [b"MCW2", b"\x01"], [b"MCW2", b"\x03", b"nobody", b"1", b"x"],
-                       [b"MCW2", b"\x01", b"mmi.fake", b"n"], [b""], [BOMB]):
+                       [b"MCW2", b"\x01", b"mmi.fake", b"n"], [b""], [BOMB],
+                       # the directory's own protocol: truncated, a bad version, a TABLE sent
+                       # the wrong way, an unknown command, an ANNOUNCE with no node id
+                       [b"MCD1"], [b"MCD1", b"\x01"], [b"MCD1", b"\x02", b"short"],
+                       [b"MCD1", b"\x02", b"\x00" * 8, b"extra"], [b"MCD1", b"\x03", b"\x80"],
+                       [b"MCD1", b"\x09"], [b"MCD1", b"\x01", b"", b"tcp://x:1", b"catalog.0"]):
             s.send_multipart(frames)
         s.close()
         self.assertServing()
         client = Client(self.cluster, self.ctx, self.cluster.endpoint)
 
-        def malformed_counted():
+        def malformed():
             stats = client.request("mmi.stats", b"")
             lines = [l for l in stats[4].decode().splitlines() if l.startswith("mercato_broker_malformed")]
-            return lines and int(lines[0].split()[1]) > 0
+            return int(lines[0].split()[1]) if lines else 0
         try:
-            wait_for(malformed_counted, 5, what="the broker counting malformed frames")
+            wait_for(lambda: malformed() > 0, 5, what="the broker counting malformed frames")
+            # an MCD1 message alone, once the rest is counted, is counted too
+            before = malformed()
+            s = self.cluster.plane_socket(self.ctx, zmq.DEALER, "edge")
+            s.connect(self.cluster.endpoint)
+            s.send_multipart([b"MCD1", b"\x02", b"short"])
+            wait_for(lambda: malformed() > before, 5, what="a short SUBSCRIBE counted as malformed")
+            s.close(0)
+            # and the directory still answers, with the table it had
+            self.assertTrue(self.cluster.directory()["shards"])
         finally:
             client.close()
 
@@ -118,9 +173,19 @@ class BrokerFrames(unittest.TestCase):
         s.send_multipart([b"MCC1", b"\x01", b"catalog.0", b"1", b"\x80" * (3 * 1024 * 1024)])
         s.close()
         self.assertServing()
+        # and to a node's front
+        endpoint, key = node_front(self.cluster)
+        s = plane_socket(self.cluster, self.ctx, zmq.DEALER, "edge", key)
+        s.setsockopt(zmq.LINGER, 2000)
+        s.connect(endpoint)
+        s.send_multipart([b"MCC1", b"\x01", b"catalog.0", b"1", b"\x80" * (3 * 1024 * 1024)])
+        s.close()
+        self.assertServing()
 
-    def test_bad_envelopes_through_broker_to_node(self):
-        c = Client(self.cluster, self.ctx, self.cluster.endpoint)
+    def test_bad_envelopes_to_node(self):
+        # straight to the node's front, as the edge sends them
+        endpoint, key = node_front(self.cluster)
+        c = Client(self.cluster, self.ctx, endpoint, server_key=key)
         try:
             # Unparseable envelopes have no id to answer: the node drops and counts them.
             for payload in (BOMB, b"\xdf\x0f\xff\xff\xff", b"\x82\xa1a", b"", b"\xc1",
@@ -145,7 +210,7 @@ class BrokerFrames(unittest.TestCase):
             # A valid request on the same socket still works.
             rep = c.request("catalog.0", envelope("product.list", {"limit": 1}))
             self.assertEqual(msgpack.unpackb(rep[4])["status"], 200)
-            # No node for a service: UNAVAILABLE at once.
+            # A service this node does not run: UNAVAILABLE at once.
             t0 = time.monotonic()
             rep = c.request("nosuch.0", envelope("x.y", {}))
             self.assertEqual(rep[1], b"\x03")
@@ -156,72 +221,99 @@ class BrokerFrames(unittest.TestCase):
 
 
 class NodeFrames(unittest.TestCase):
-    """The test plays the broker: it binds a ROUTER, a real node connects to it, and the test
-    sends it whatever it likes."""
+    """A real catalog node (and the broker, for its directory) and nothing else: the test is the
+    node's client, on its front's endpoint, and sends it whatever it likes."""
 
     def setUp(self):
-        # Only for its temp dir, binaries and log capture; a catalog-only node, so that its one
-        # READY names catalog.0.
         self.cluster = Cluster(actors=("catalog",))
         self.addCleanup(self.cluster.cleanup)
         self.ctx = zmq.Context()
         self.addCleanup(self.ctx.destroy, 0)
-        self.router = self.cluster.plane_socket(self.ctx, zmq.ROUTER, server=True)
-        port = self.router.bind_to_random_port("tcp://127.0.0.1")
-        self.cluster.endpoint = "tcp://127.0.0.1:%d" % port
-        self.cluster.start("node")
-        frames = self._recv(5.0)
-        self.assertIsNotNone(frames, "node sent no READY")
-        self.node_addr = frames[0]
-        self.assertEqual(frames[1:4], [b"MCW2", b"\x01", b"catalog.0"])
+        try:
+            self.cluster.start("broker")
+            self.cluster.start("node")
+            self.endpoint, self.key = node_front(self.cluster)
+        except HarnessError:
+            self.cluster.failed = True
+            raise
+        self.sock = self.peer("edge")
 
-    def _recv(self, timeout, skip_ready=False):
+    def peer(self, key):
+        sock = plane_socket(self.cluster, self.ctx, zmq.DEALER, key, self.key)
+        sock.connect(self.endpoint)
+        self.addCleanup(sock.close, 0)
+        return sock
+
+    def _recv(self, sock, timeout):
+        if sock.poll(int(timeout * 1000)):
+            return sock.recv_multipart()
+        return None
+
+    def _request(self, payload, rid=b"1", sock=None, timeout=2.0):
+        sock = sock or self.sock
+        sock.send_multipart([b"MCC1", b"\x01", b"catalog.0", rid, payload])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if hasattr(self, "node_addr"):
-                self._send(b"MCW2", b"\x04")       # a live broker heartbeats
-            if self.router.poll(int(min(100, max(1, (deadline - time.monotonic()) * 1000)))):
-                frames = self.router.recv_multipart()
-                if frames[1:3] == [b"MCW2", b"\x04"]:
-                    continue
-                if skip_ready and frames[1:3] == [b"MCW2", b"\x01"]:
-                    self.node_addr = frames[0]
-                    continue
+            frames = self._recv(sock, max(0.001, deadline - time.monotonic()))
+            if frames and frames[3:4] == [rid]:
                 return frames
         return None
 
-    def _send(self, *frames):
-        self.router.send_multipart([self.node_addr] + list(frames))
-
-    def _request(self, payload, rid=b"1"):
-        self._send(b"MCW2", b"\x02", b"client", rid, b"edge", b"edge", payload)
-        return self._recv(2.0, skip_ready=True)
+    def front_stopped(self):
+        """The counters the front logs when the node stops (nodes have no metrics yet)."""
+        self.cluster.procs["node"].stop()
+        recs = log_records(self.cluster, "node", "front stopped")
+        self.assertEqual(len(recs), 1, recs)
+        return recs[0]
 
     def test_node_survives_garbage(self):
         rng = random.Random(2)
         for _ in range(300):
-            self._send(*[bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30)))
-                         for _ in range(rng.randint(0, 5))])
+            self.sock.send_multipart([bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30)))
+                                      for _ in range(rng.randint(1, 5))])
         for payload in (BOMB, b"\xdb\xff\xff\xff\xffab", b"\x92\x01", b"\x01\x02"):
-            self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", payload)
-        self._send(b"MCW2", b"\x02", b"client")                 # missing frames
-        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", b"x", b"extra")
-        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"root", b"x")   # no such role
-        self._send(b"MCW2", b"\x04")                            # heartbeat is fine
-        # Deep nesting is refused before unpacking.
-        self._send(b"MCW2", b"\x02", b"client", b"9", b"edge", b"edge", b"\x91" * 100000 + b"\x01")
+            self.sock.send_multipart([b"MCC1", b"\x01", b"catalog.0", b"9", payload])
+        bad = ([b"MCC1", b"\x01", b"catalog.0"],                          # missing frames
+               [b"MCC1", b"\x01", b"catalog.0", b"9", b"x", b"extra"],    # one too many
+               [b"MCC1", b"\x01", b"catalog.0", b"", b"x"],               # empty request id
+               [b"MCC1", b"\x01", b"catalog\x000", b"9", b"x"],           # a NUL in the name
+               [b"MCC1", b"\x02", b"catalog.0", b"9", b"x"],              # a REPLY to the node
+               [b"MCC1", b"\x04", b"catalog.0", b"9", b"n1 1"],           # a MOVED to the node
+               [b"MCD1", b"\x02", b"\x00" * 8],                           # the directory's
+               # what only the node's own actors send, over inproc
+               [b"MCW2", b"\x03", b"Lclient", b"9", b"x"], [b"MCW2", b"\x04"], [b"MCW2", b"\x05"])
+        for frames in bad:
+            self.sock.send_multipart(frames)
+        # deep nesting is refused before unpacking
+        self.sock.send_multipart([b"MCC1", b"\x01", b"catalog.0", b"9", b"\x91" * 100000 + b"\x01"])
         rep = self._request(envelope("product.list", {"limit": 1}), rid=b"42")
         self.assertIsNotNone(rep, "node stopped answering")
-        self.assertEqual(rep[1:5], [b"MCW2", b"\x03", b"client", b"42"])
-        self.assertEqual(msgpack.unpackb(rep[5])["status"], 200)
+        # (the front names the service of a REPLY "reply", not the request's: see the report)
+        self.assertEqual(rep[:2] + rep[3:4], [b"MCC1", b"\x02", b"42"])
+        self.assertEqual(msgpack.unpackb(rep[4])["status"], 200)
         self.assertTrue(self.cluster.procs["node"].alive())
+        # the frames that follow no grammar were counted: 300 random ones (some of which may
+        # parse), and the ten above
+        self.assertGreaterEqual(self.front_stopped()["malformed"], len(bad))
 
-    def test_node_reconnects_when_told_to_disconnect(self):
-        self._send(b"MCW2", b"\x05")
-        frames = self._recv(3.0)
-        self.assertIsNotNone(frames)
-        self.assertEqual(frames[1:4], [b"MCW2", b"\x01", b"catalog.0"])
-        self.assertNotEqual(frames[0], self.node_addr, "READY must come on a new socket")
+    def test_worker_frames_on_the_front_are_dropped(self):
+        # MCW2 on the node's endpoint, even from a node key: no READY registers there, no
+        # DISCONNECT unregisters the real worker, and the impostor is handed nothing
+        impostor = self.peer("node")
+        impostor.send_multipart([b"MCW2", b"\x05"])
+        impostor.send_multipart([b"MCW2", b"\x01", b"catalog.0", b"impostor"])
+        impostor.send_multipart([b"MCW2", b"\x01", b"catalog.1", b"impostor"])
+        for i in range(5):
+            rep = self._request(envelope("product.list", {"limit": 1}), rid=b"r%d" % i)
+            self.assertIsNotNone(rep, "request %d unanswered" % i)
+            self.assertEqual(msgpack.unpackb(rep[4])["status"], 200)
+        # catalog.1 is not this node's (one shard): a READY did not make it so
+        self.sock.send_multipart([b"MCC1", b"\x01", b"catalog.1", b"c1",
+                                  envelope("product.list", {"limit": 1})])
+        rep = self._recv(self.sock, 2.0)
+        self.assertEqual(rep[:2], [b"MCC1", b"\x03"], rep)
+        self.assertIsNone(self._recv(impostor, 0), "the impostor was handed something")
+        self.assertGreaterEqual(self.front_stopped()["malformed"], 3)
 
     def test_node_drops_requests_past_their_deadline(self):
         stale = envelope("product.list", {"limit": 1}, deadline=int(time.time() * 1000) - 1)
