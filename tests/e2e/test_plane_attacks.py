@@ -1,31 +1,37 @@
-"""The internal plane attacked as a local user would (CONTRACT 9, issue 11), with pyzmq.
+"""The internal plane attacked as a local user would (CONTRACT 9 and 10, issues 11 and 12), with
+pyzmq.
 
-Every attack of the issue is tried with no CURVE at all, with a CURVE key on no allow-list, with
-a stolen relay key and a stolen ops key (keys that may not ask actors anything) and, where it
-means something, with a stolen node key (for what only the edge may send, or only an actor's own
-runtime) and a stolen edge key (for what only a node may do: serve, capture a payment, assert
-the role "system"):
+Requests go straight to the node that owns their shard (its front, a CURVE server over the same
+allow-list); the broker is the directory (MCD1) and answers mmi.*. Every attack is tried where it
+applies, with no CURVE at all, with a CURVE key on no allow-list, with a stolen relay key and a
+stolen ops key (keys that may ask only mmi.*) and, where it means something, with a stolen node
+key (for what only the edge may send, or only an actor's own runtime) and a stolen edge key (for
+what only a node may do: serve, announce shards, capture a payment, assert the role "system"):
 - a forged session.login with ok: true (an admin token without the password);
-- user.credentials (the argon2 hashes); user.list asserting a customer;
+- user.credentials (the argon2 hashes); user.list asserting a customer, or (a node key) an admin;
 - order.pay asserting the owner, on a real pending order (it stays pending_payment);
-- READY payments.0 while a real payment is made (the impostor gets no payment.create);
-- READY reusing the real node's id (the real worker keeps serving);
-- READY identity.0, to answer keys.list (the JWKS stays as it was, a token signed by the
-  attacker's own RSA key is 401);
-- a REPLY naming a client frame it was never given, or given once and answered already;
-- a reply whose envelope id is not the request's, from the only cart.0 worker, an impostor with
-  a node key (the edge refuses it: 504 and "reply refused").
-Each is refused with no effect (checked over HTTP), logged (broker "peer refused", node "message
-refused", edge "reply refused"; a failed handshake "connection refused") and counted
-(mercato_broker_refused_total, or mercato_broker_handshakes_refused_total, asked with an ops key).
-A refusal by the broker reaches no actor: the same message then sent with a node key is the only
-one the actor logs (one worker socket, one order).
+- READY payments.0 (on the broker, and on the node's front) and an ANNOUNCE of payments.0 while a
+  real payment is made (the impostor gets no payment.create);
+- READY identity.0 and an ANNOUNCE of it, to answer keys.list (the JWKS stays as it was, a token
+  signed by the attacker's own RSA key is 401);
+- an ANNOUNCE of a live node's shards under another node id (refused by the directory: "shard
+  claimed by a second node, refused"), or under the live node's own id with another key
+  (refused: the node keeps its endpoint and key);
+- a reply from a node the request did not go to, and a reply whose envelope id is not the
+  request's from the node it went to (TestWrongReplyId: the edge refuses both).
+Each is refused with no effect (checked over HTTP), logged (broker and front "peer refused", node
+"message refused", directory "shard claimed by a second node, refused", edge "reply refused"; a
+failed handshake at the broker "connection refused") and, at the broker, counted
+(mercato_broker_refused_total, or mercato_broker_handshakes_refused_total, asked with an ops
+key). A front counts what it refuses and drops in its "front stopped" line only (nodes have no
+metrics yet, issue 15). A refusal reaches no actor: the same message then sent with a node key is
+the only one the actor logs.
 
 Over every listener: the listening TCP ports and unix sockets of the cluster's processes (from
-/proc, by socket inode) are found; each ZeroMQ one (the broker's unix socket, and the TCP
-endpoint the cluster adds with broker_bind_extra) gets every attack without CURVE and with a
-stranger's key; the others (HTTP edge, dev Kafka) are shown not to speak ZMTP at all. And the
-other way round: a fake broker on the broker's address while it restarts hears nothing, and
+/proc, by socket inode) are found; each ZeroMQ one (the broker's unix socket, the TCP endpoint the
+cluster adds with broker_bind_extra, and the node's front) gets every attack without CURVE and
+with a stranger's key; the others (HTTP edge, dev Kafka) are shown not to speak ZMTP at all. And
+the other way round: a fake broker on the broker's address while it restarts hears nothing, and
 every process is back on the plane once the real one returns.
 
 Not tried, since the design allows it: what the key of the role that may do it does (an edge
@@ -56,6 +62,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import DEFAULT_ACTORS, Cluster, HarnessError, wait_for  # noqa: E402
 from identity_support import (claims_for, fetch_jwks, make_rs256, new_rsa_key,  # noqa: E402
                               public_jwk)
+from test_frames import node_front  # noqa: E402
 from test_orders import API, ShopCase  # noqa: E402
 
 STRANGER = "stranger"           # a CURVE key of our own making, on no allow-list
@@ -89,20 +96,24 @@ def reply_envelope(mid, status=200, body=None):
 
 
 class Peer:
-    """An attacker's DEALER on one broker endpoint. key: None (no CURVE), STRANGER (a CURVE key
-    on no allow-list) or the name of one of the cluster's plane keys (a stolen one). A monitor
-    tells whether the CURVE handshake succeeded."""
+    """An attacker's DEALER on one endpoint: the broker's, or (server_key, the node's public key)
+    a node's front. key: None (no CURVE), STRANGER (a CURVE key on no allow-list) or the name of
+    one of the cluster's plane keys (a stolen one). A monitor tells whether the CURVE handshake
+    succeeded."""
 
-    def __init__(self, cluster, ctx, endpoint, key, routing_id=None):
+    def __init__(self, cluster, ctx, endpoint, key, routing_id=None, server_key=None):
         self.key = key
+        if server_key is None:
+            server_key, _ = zmq.auth.load_certificate(os.path.join(cluster.keys_dir, "broker.cert"))
         if key == STRANGER:
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             pub, sec = zmq.curve_keypair()
-            server_pub, _ = zmq.auth.load_certificate(os.path.join(cluster.keys_dir, "broker.cert"))
-            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = pub, sec, server_pub
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = pub, sec, server_key
         else:
             sock = cluster.plane_socket(ctx, zmq.DEALER, key)
+            if key is not None:
+                sock.curve_serverkey = server_key
         if routing_id is not None:
             sock.setsockopt(zmq.ROUTING_ID, routing_id)
         self.sock = sock
@@ -134,6 +145,9 @@ class Peer:
     def ready(self, service, node_id):
         self.send(b"MCW2", b"\x01", service.encode(), node_id.encode())
 
+    def announce(self, node_id, endpoint, services):
+        self.send(b"MCD1", b"\x01", node_id.encode(), endpoint.encode(), services.encode())
+
     def recv(self, timeout):
         if self.sock.poll(int(max(0, timeout) * 1000)):
             return self.sock.recv_multipart()
@@ -153,11 +167,12 @@ class Peer:
                 return frames
             if frames:
                 self.before.append(frames)
-        raise HarnessError("no answer to %s from the broker (key %r)" % (service, self.key))
+        raise HarnessError("no answer to %s (key %r)" % (service, self.key))
 
     def fence(self):
-        """Everything the broker sent this peer so far: one more request (mmi.service) is answered
-        after it, on the same connection (the broker's sends to one peer keep their order)."""
+        """Everything the broker or front sent this peer so far: one more request (mmi.service,
+        which a front answers UNAVAILABLE) is answered after it, on the same connection (sends
+        to one peer keep their order)."""
         self.call("mmi.service", b"catalog.0")
         return self.before
 
@@ -170,8 +185,9 @@ class Peer:
 
 
 def worker_requests(frames_list):
-    """The broker's REQUESTs (MCW2 0x02) among what a peer received."""
-    return [f for f in frames_list if f[:2] == [b"MCW2", b"\x02"]]
+    """REQUESTs handed to a worker (MCW2 0x02) or sent to a node (MCC1 0x01) among what a peer
+    received."""
+    return [f for f in frames_list if f[:2] in ([b"MCW2", b"\x02"], [b"MCC1", b"\x01"])]
 
 
 def log_records(cluster, proc, msg):
@@ -282,11 +298,17 @@ class PlaneCase(ShopCase):
         cls.addClassCleanup(cls.ctx.destroy, 0)
         cls.ops = Peer(cls.cluster, cls.ctx, cls.cluster.endpoint, "ops")
         cls.addClassCleanup(cls.ops.close)
+        cls.front_endpoint, cls.front_key = node_front(cls.cluster)
 
     def peer(self, key, endpoint=None, **kw):
+        """An attacker at the broker (or endpoint)."""
         p = Peer(self.cluster, self.ctx, endpoint or self.cluster.endpoint, key, **kw)
         self.addCleanup(p.close)
         return p
+
+    def front_peer(self, key, **kw):
+        """An attacker at the node's front, where requests go."""
+        return self.peer(key, self.front_endpoint, server_key=self.front_key, **kw)
 
     # --- what the operator sees ------------------------------------------------------------------
     def refused_total(self, name="mercato_broker_refused_total"):
@@ -308,6 +330,18 @@ class PlaneCase(ShopCase):
         return [r for r in log_records(self.cluster, "broker", "peer refused")
                 if r.get("what") == what and (key is None or r.get("key") == key)
                 and (service is None or r.get("service") == service)]
+
+    def front_refusals(self, key):
+        return [r for r in log_records(self.cluster, "node", "peer refused")
+                if r.get("what") == "request" and r.get("key") == key]
+
+    def assertFrontRefuses(self, key, act):
+        """act() is refused by the node's front: logged with the key, and nothing answered."""
+        lines = len(self.front_refusals(key))
+        result = act()
+        wait_for(lambda: len(self.front_refusals(key)) > lines, WAIT_S,
+                 what="front log 'peer refused' key=%s" % key)
+        return result
 
     def node_refusals(self, mtype, peer=None):
         return [r for r in log_records(self.cluster, "node", "message refused")
@@ -337,7 +371,15 @@ class PlaneCase(ShopCase):
 
     def assertHandshakeRefused(self, key, endpoint, act):
         """A peer without an allowed key: its handshake fails, which the broker counts and logs;
-        act(peer) sends what it would, and none of it ever leaves the attacker's socket."""
+        act(peer) sends what it would, and none of it ever leaves the attacker's socket. At the
+        node's front the handshake fails the same way (the front logs no failed handshake)."""
+        if endpoint == self.front_endpoint:
+            p = self.front_peer(key)
+            act(p)
+            self.assertEqual(p.handshake(), "failed", "key %r on %s" % (key, endpoint))
+            self.assertIsNone(p.recv(0), "a peer with key %r received something" % (key,))
+            p.close()
+            return
         whys = ("not a CURVE handshake",) if key is None else ("no allowed key",)
         self.await_log_budget(handshakes=True)
         before = self.handshakes_refused()
@@ -354,10 +396,10 @@ class PlaneCase(ShopCase):
 
     def assertActorRefuses(self, key, service, mtype, payload, peer_role, status=403,
                            code="forbidden_peer"):
-        """The broker forwards (the key may ask actors), the actor refuses: 403 forbidden_peer,
-        logged with the peer's role; returns the reply."""
+        """The front hands the request over (the key may ask actors) stamped with the key's role,
+        the actor refuses: 403 forbidden_peer, logged with the peer's role; returns the reply."""
         lines = len(self.node_refusals(mtype, peer_role))
-        p = self.peer(key)
+        p = self.front_peer(key)
         frames = p.call(service, payload)
         self.assertEqual(frames[1], b"\x02", "%s by %s: %r" % (mtype, key, frames))
         rep = msgpack.unpackb(frames[4])
@@ -369,14 +411,18 @@ class PlaneCase(ShopCase):
         return rep
 
     def assertLookersRefused(self, service, payload, mtype):
-        """relay and ops keys may not ask actors: the broker drops the request (no answer)."""
+        """relay and ops keys may not ask actors: the node's front drops the request (no answer,
+        logged), and so does the broker (counted, logged), which is asked only mmi.*."""
         for key in LOOKERS:
+            p = self.front_peer(key)
+            self.assertFrontRefuses(key, lambda: p.request(service, payload))
+            self.assertIsNone(p.recv(0.3), "%s by %s got an answer from the front" % (mtype, key))
             p = self.peer(key)
             self.assertBrokerRefuses("request", key, service, lambda: p.request(service, payload))
             self.assertEqual(p.fence(), [], "%s by %s got an answer" % (mtype, key))
 
     def assertReachedNoActor(self, mtype):
-        """Nothing the broker refused reached the actor: the actor would have refused and logged
+        """Nothing the front or broker refused reached the actor: the actor would have refused and logged
         it with its sender's role, and a node key's attempt was logged after it."""
         seen = {r.get("peer") for r in self.node_refusals(mtype)}
         self.assertFalse(seen & {"relay", "ops", ""}, "%s reached an actor from %s" % (mtype, seen))
@@ -396,6 +442,44 @@ class PlaneCase(ShopCase):
         ids = {line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("catalog.0 ")}
         self.assertEqual(len(ids), 1, text)
         return ids.pop()
+
+    def node_entry(self, node_id):
+        return next(n for n in self.cluster.directory()["nodes"] if n["id"] == node_id)
+
+    def stat(self, name):
+        return self.refused_total(name)
+
+    def impostors_at_both(self, service):
+        """READY service from every key that may not serve at the broker (refused: counted,
+        logged) and from every key at the node's front (workers register over inproc only: dropped),
+        an ANNOUNCE of it from every key that is not a node's (refused, logged), and from outsiders
+        (no handshake). Returns (peers with a handshake, outsiders)."""
+        peers = []
+        for key in LOOKERS + ("edge", "node"):
+            p = self.peer(key)
+            self.assertBrokerRefuses("worker", key, service, lambda: p.ready(service, "impostor"))
+            peers.append(p)
+            f = self.front_peer(key)
+            f.ready(service, "impostor")
+            peers.append(f)
+        for key in LOOKERS + ("edge",):
+            p = self.peer(key)
+            self.assertBrokerRefuses("announce", key, "impostor",
+                                     lambda: p.announce("impostor", "tcp://127.0.0.1:1", service))
+            peers.append(p)
+        outsiders = [self.peer(key) for key in OUTSIDERS] + [self.front_peer(key) for key in OUTSIDERS]
+        for p in outsiders:
+            p.ready(service, "impostor")
+        return peers, outsiders
+
+    def assertImpostorsGotNothing(self, peers, outsiders, service, real):
+        for p in peers:
+            got = p.fence() if p.key in ("edge", "node") else [p.recv(0.1)]
+            self.assertEqual(worker_requests([g for g in got if g]), [], "impostor %s was asked" % p.key)
+        for p in outsiders:
+            self.assertEqual(p.handshake(), "failed")
+            self.assertIsNone(p.recv(0))
+        self.assertEqual(self.nodes_of(service), [real])
 
     def nodes_of(self, service):
         text = self.ops.call("mmi.nodes", b"")[4].decode()
@@ -428,6 +512,9 @@ class TestPlaneAttacks(PlaneCase):
         as_customer = lambda: envelope("user.list", {}, user=who.id, role="customer")
         self.assertLookersRefused("identity.0", as_customer(), "user.list")
         self.assertActorRefuses("node", "identity.0", "user.list", as_customer(), "node")
+        # a node key asserting an admin: the actor believes user and role only from the edge
+        self.assertActorRefuses("node", "identity.0", "user.list",
+                                envelope("user.list", {}, user=who.id, role="admin"), "node")
         # an edge key asserting a customer: the actor applies the route's access rule again
         self.assertActorRefuses("edge", "identity.0", "user.list", as_customer(), "edge")
         # nor may the edge assert the runtime
@@ -457,33 +544,53 @@ class TestPlaneAttacks(PlaneCase):
         self.assertActorRefuses("node", "cart.0", "cart.tick", envelope("cart.tick", {}, role="system"), "node")
 
     def test_impostor_payments_worker_gets_no_payment(self):
-        impostors = []
-        for key in LOOKERS + ("edge",):
-            p = self.peer(key)
-            self.assertBrokerRefuses("ready", key, "payments.0", lambda: p.ready("payments.0", "impostor"))
-            impostors.append(p)
-        outsiders = [self.peer(key) for key in OUTSIDERS]
-        for p in outsiders:
-            p.ready("payments.0", "impostor")
+        real = self.real_node_id()
+        peers, outsiders = self.impostors_at_both("payments.0")
         who, order = self.pending_order()
         r = self.call("POST", API + "/payments", {"order_id": order["id"], "card": CARD}, auth=who)
         self.assertStatus(r, 201)
         self.assertEqual(self.fetch(who, order["id"])["status"], "paid")
-        for p in impostors:
-            got = p.fence()
-            self.assertEqual(worker_requests(got), [], "impostor %s was handed a request" % p.key)
-            self.assertIn([b"MCW2", b"\x05"], got, "impostor %s was not told DISCONNECT" % p.key)
-        for p in outsiders:
-            self.assertEqual(p.handshake(), "failed")
-            self.assertIsNone(p.recv(0))
+        self.assertImpostorsGotNothing(peers, outsiders, "payments.0", real)
 
-    def test_node_id_reuse_does_not_evict(self):
+    def test_stolen_node_key_cannot_take_shards(self):
         real = self.real_node_id()
+        entry = self.node_entry(real)
+        # keys that are not a node's may not announce at all, not even under the real id
         for key in LOOKERS + ("edge",):
             p = self.peer(key)
-            self.assertBrokerRefuses("ready", key, "catalog.0", lambda: p.ready("catalog.0", real))
-        # another node's key (a second host's, stolen) may serve, but not evict another node
-        # (added while the broker runs: it re-reads its allow-list)
+            self.assertBrokerRefuses("announce", key, real,
+                                     lambda: p.announce(real, "tcp://127.0.0.1:1", "catalog.0"))
+        # a stolen node key, as a node of its own that listens: the edge connects to it (it is in
+        # the table), but the live owner keeps its shards, so their requests never come to it
+        fake = self.ctx.socket(zmq.ROUTER)
+        fake.setsockopt(zmq.LINGER, 0)
+        self.addCleanup(fake.close, 0)
+        pub, sec = zmq.auth.load_certificate(os.path.join(self.cluster.keys_dir, "node.cert_secret"))
+        fake.curve_publickey, fake.curve_secretkey, fake.curve_server = pub, sec, True
+        fake_ep = "tcp://127.0.0.1:%d" % fake.bind_to_random_port("tcp://127.0.0.1")
+        evil = self.peer("node")
+        evil_id = "impostor-" + uuid.uuid4().hex[:8]
+
+        def claimed():
+            evil.announce(evil_id, fake_ep, "catalog.0 payments.0 identity.0")
+            return [r for r in log_records(self.cluster, "broker", "shard claimed by a second node, refused")
+                    if r.get("claimant") == evil_id and r.get("owner") == real]
+        conflicts = self.stat("mercato_directory_conflicts_total")
+        wait_for(claimed, WAIT_S, interval=0.3, what="the directory refusing the second claimant")
+        self.assertGreater(self.stat("mercato_directory_conflicts_total"), conflicts)
+        owners = {s["service"] + "." + str(s["shard"]): s["node"] for s in self.cluster.directory()["shards"]}
+        for shard in ("catalog.0", "payments.0", "identity.0"):
+            self.assertEqual(owners[shard], real, shard)
+        pid = self.goods()["id"]
+        for _ in range(3):
+            self.assertStatus(self.get(API + "/products/" + pid), 200)
+        got = []
+        while fake.poll(0):
+            got.append(fake.recv_multipart()[1:])
+        self.assertEqual(worker_requests(got), [], "the second claimant was sent requests")
+        # another node's key (a second host's, stolen) announcing under the live node's own id:
+        # refused, the node keeps its endpoint and key (added while the broker runs: it re-reads
+        # its allow-list)
         name = "node-" + uuid.uuid4().hex[:8]
         r = subprocess.run([self.cluster._bin("mercato-keys"), self.cluster.keys_dir, "add", "node", name],
                            capture_output=True, timeout=30)
@@ -497,29 +604,20 @@ class TestPlaneAttacks(PlaneCase):
                 return p
             p.close()
             return None
-        evil = wait_for(accepted, WAIT_S, interval=0.1, what="the broker to accept the new node key")
-        replaced = len(log_records(self.cluster, "broker", "worker replaced"))
-        evil.ready("catalog.0", real)
-        wait_for(lambda: self.nodes_of("catalog.0") == [real, real], WAIT_S,
-                 what="the impostor serving next to the real worker")
-        evil.send(b"MCW2", b"\x05")
-        wait_for(lambda: self.nodes_of("catalog.0") == [real], WAIT_S, what="the impostor gone")
-        self.assertEqual(len(log_records(self.cluster, "broker", "worker replaced")), replaced)
-        pid = self.goods()["id"]
+        other = wait_for(accepted, WAIT_S, interval=0.1, what="the broker to accept the new node key")
+        self.assertBrokerRefuses("announce", name, real,
+                                 lambda: other.announce(real, fake_ep, "catalog.0 payments.0 identity.0"))
+        now = self.node_entry(real)
+        self.assertEqual((now["endpoint"], now["key"]), (entry["endpoint"], entry["key"]))
+        self.assertEqual(self.nodes_of("catalog.0"), [real])
         for _ in range(3):
             self.assertStatus(self.get(API + "/products/" + pid), 200)
         self.assertStatus(self.get("/readyz"), 200)
 
     def test_fake_identity_cannot_replace_signing_keys(self):
         before = fetch_jwks(self.cluster.base_url)
-        impostors = []
-        for key in LOOKERS + ("edge",):
-            p = self.peer(key)
-            self.assertBrokerRefuses("ready", key, "identity.0", lambda: p.ready("identity.0", "impostor"))
-            impostors.append(p)
-        outsiders = [self.peer(key) for key in OUTSIDERS]
-        for p in outsiders:
-            p.ready("identity.0", "impostor")
+        real = self.real_node_id()
+        peers, outsiders = self.impostors_at_both("identity.0")
         # a token of the attacker's own key: an unknown kid makes the edge ask identity for keys
         who = self.customer()
         mine = new_rsa_key()
@@ -530,45 +628,24 @@ class TestPlaneAttacks(PlaneCase):
                                claims_for(who.id, role="admin"))
             self.assertUnauthorized(self.call("GET", API + "/admin/users", auth=token), "kid " + kid)
         self.assertEqual(fetch_jwks(self.cluster.base_url), before)
-        for p in impostors:
-            self.assertEqual(worker_requests(p.fence()), [], "impostor %s was asked" % p.key)
-        for p in outsiders:
-            self.assertEqual(p.handshake(), "failed")
-            self.assertIsNone(p.recv(0))
+        self.assertImpostorsGotNothing(peers, outsiders, "identity.0", real)
 
-    def test_reply_to_a_client_it_was_never_given(self):
-        victim_id = b"victim-" + uuid.uuid4().hex[:8].encode()
-        victim = self.peer("edge", routing_id=victim_id)
-        victim.fence()      # connected, known to the broker by its routing id
+    def test_replies_are_not_taken_from_clients(self):
+        # a reply sent to a front or the broker, in either protocol, answers nobody: a front
+        # drops it (workers are inproc only), the broker refuses a worker's and drops a client's
+        victim = self.front_peer("edge", routing_id=b"victim")
+        victim.fence()      # connected, known to the front by its routing id
         forged = reply_envelope(ulid(), 200, {"access_token": "forged"})
-        for key in LOOKERS + ("edge",):
+        for key in LOOKERS + ("edge", "node"):
             p = self.peer(key)
-            self.assertBrokerRefuses("reply", key, "",
-                                     lambda: p.send(b"MCW2", b"\x03", victim_id, b"atk-1", forged))
-        # a node key serving a service nobody asks (catalog.9) still owes the victim nothing
-        worker = self.peer("node")
-        worker.ready("catalog.9", "impostor")
-        wait_for(lambda: self.ops.call("mmi.service", b"catalog.9")[4] == b"200", WAIT_S,
-                 what="the impostor's catalog.9")
-        self.assertBrokerRefuses("reply", "node", "catalog.9",
-                                 lambda: worker.send(b"MCW2", b"\x03", victim_id, b"atk-1", forged))
-        # given once: answered once; the same reply again is refused
-        mid = ulid()
-        rid = victim.request("catalog.9", envelope("product.list", {}, mid=mid))
-        deadline = time.monotonic() + WAIT_S
-        req = None
-        while req is None and time.monotonic() < deadline:
-            frames = worker.recv(deadline - time.monotonic())
-            if frames and frames[:2] == [b"MCW2", b"\x02"]:
-                req = frames
-        self.assertIsNotNone(req, "the impostor's service got no request")
-        self.assertEqual(req[2:4], [victim_id, rid])
-        worker.send(b"MCW2", b"\x03", victim_id, rid, reply_envelope(mid))
-        got = victim.recv(WAIT_S)
-        self.assertEqual(got[:4], [b"MCC1", b"\x02", b"catalog.9", rid])
-        self.assertBrokerRefuses("reply", "node", "catalog.9",
-                                 lambda: worker.send(b"MCW2", b"\x03", victim_id, rid, reply_envelope(mid)))
+            self.assertBrokerRefuses("worker", key, "",
+                                     lambda: p.send(b"MCW2", b"\x03", b"Evictim", b"atk-1", forged))
+            f = self.front_peer(key)
+            f.send(b"MCW2", b"\x03", b"Evictim", b"atk-1", forged)
+            f.send(b"MCC1", b"\x02", b"identity.0", b"atk-1", forged)
         self.assertEqual(victim.fence(), [], "the victim received a reply it never asked for")
+        rep = self.assertActorRefuses("node", "identity.0", "keys.list", envelope("keys.list", {}), "node")
+        self.assertNotIn("forged", json.dumps(rep))
 
     def test_fake_broker_hears_nothing(self):
         # a local user who binds the broker's endpoint while it is down (a crash, a restart),
@@ -621,10 +698,13 @@ class TestPlaneAttacks(PlaneCase):
         zmtp = [(n, l) for n, ls in found.items() for l in ls if speaks_zmtp(l)]
         others = [(n, l) for n, ls in found.items() for l in ls if (n, l) not in zmtp]
         eps = sorted(endpoint_of(l) for _, l in zmtp)
-        # the broker's unix socket and the TCP endpoint this cluster added; nobody else's
-        self.assertEqual({n for n, _ in zmtp}, {"broker"}, found)
+        # the broker's unix socket and the TCP endpoint this cluster added, and the node's
+        # front; nobody else's
+        self.assertEqual({n for n, _ in zmtp}, {"broker", "node"}, found)
         self.assertIn(self.cluster.endpoint, eps, found)
-        self.assertTrue(any(e.startswith("tcp://127.0.0.1:") for e in eps), found)
+        self.assertIn(self.front_endpoint, eps, found)
+        self.assertTrue(any(e.startswith("tcp://127.0.0.1:") and e != self.front_endpoint
+                            for e in eps), found)
         self.assertTrue({n for n, _ in others} <= set(ALLOWED_NOT_ZMTP), found)
         self.assertIn(("edge", ("tcp", "127.0.0.1", self.cluster.port)), others, found)
         self.assertTrue(any(n == "kafka" for n, _ in others), found)
@@ -645,6 +725,7 @@ class TestPlaneAttacks(PlaneCase):
             "ready node id": lambda p: p.ready("catalog.0", real),
             "ready identity": lambda p: p.ready("identity.0", "impostor"),
             "reply": lambda p: p.send(b"MCW2", b"\x03", victim, b"1", reply_envelope(ulid())),
+            "announce": lambda p: p.announce("impostor", "tcp://127.0.0.1:1", "payments.0"),
             "stats": lambda p: p.request("mmi.stats", b""),
         }
         for ep in eps:
@@ -662,74 +743,148 @@ class TestPlaneAttacks(PlaneCase):
             self.assertReachedNoActor(mtype)
 
 
+class FakeNode:
+    """An impostor node with a stolen node key: it listens as a node's front does (a CURVE server
+    with the node key), announces shards nobody else serves, and collects the requests the edge
+    sends it (in self.pending: [edge routing id, MCC1, 0x01, service, request id, envelope])."""
+
+    def __init__(self, cluster, ctx, shards):
+        self.shards = shards
+        self.id = "impostor-%s-%s" % (shards.replace(" ", "-"), uuid.uuid4().hex[:6])
+        self.front = ctx.socket(zmq.ROUTER)
+        self.front.setsockopt(zmq.LINGER, 0)
+        pub, sec = zmq.auth.load_certificate(os.path.join(cluster.keys_dir, "node.cert_secret"))
+        self.front.curve_publickey, self.front.curve_secretkey, self.front.curve_server = pub, sec, True
+        self.endpoint = "tcp://127.0.0.1:%d" % self.front.bind_to_random_port("tcp://127.0.0.1")
+        self.directory = cluster.plane_socket(ctx, zmq.DEALER, "node")
+        self.directory.connect(cluster.endpoint)
+        self.pending = []
+        self.edge = None            # the edge's routing id here, once it sent something
+        self.announced = 0.0
+
+    def pump(self, timeout=0.0):
+        """Announces (the directory's heartbeat) and collects what arrived."""
+        if time.monotonic() - self.announced > 0.3:
+            self.directory.send_multipart([b"MCD1", b"\x01", self.id.encode(), self.endpoint.encode(),
+                                           self.shards.encode()])
+            self.announced = time.monotonic()
+        while self.front.poll(int(timeout * 1000)):
+            frames = self.front.recv_multipart()
+            if frames[1:3] == [b"MCC1", b"\x01"]:
+                self.edge = frames[0]
+                self.pending.append(frames)
+            timeout = 0
+
+    def reply(self, to, service, rid, env):
+        self.front.send_multipart([to, b"MCC1", b"\x02", service, rid, env])
+
+    def close(self):
+        self.front.close(0)
+        self.directory.close(0)
+
+
 class TestWrongReplyId(unittest.TestCase):
-    """The only cart.0 worker is an impostor with a stolen node key: the broker hands it the
-    edge's cart.get and passes its reply on (it owes one), and the edge still refuses a reply
-    whose envelope id is not the request's."""
+    """cart.0 and cart.1 are served by two impostors with a stolen node key (the cluster runs no
+    cart actor): the edge sends each its requests. A reply from the node a request did not go
+    to, even with the right request id and envelope id, is refused; so is one from the node it
+    went to whose envelope id is not the request's."""
 
     @classmethod
     def setUpClass(cls):
         actors = [a for a in DEFAULT_ACTORS if a != "cart"]
-        cls.cluster = Cluster(actors=actors, env={"MERCATO_REQUEST_TIMEOUT_MS": "1500"})
+        cls.cluster = Cluster(actors=actors, env={"MERCATO_REQUEST_TIMEOUT_MS": "1500",
+                                                  "MERCATO_SHARDS": "1,cart=2"})
         cls.addClassCleanup(cls.cluster.cleanup)
         cls.ctx = zmq.Context()
         cls.addClassCleanup(cls.ctx.destroy, 0)
         c = cls.cluster
         try:
             for name in c.order:
+                if name == "edge":
+                    cls.fakes = [FakeNode(c, cls.ctx, "cart.0"), FakeNode(c, cls.ctx, "cart.1")]
+                    for f in cls.fakes:
+                        cls.addClassCleanup(f.close)
                 c.start(name)
-            cls.cart = Peer(c, cls.ctx, c.endpoint, "node")
-            cls.addClassCleanup(cls.cart.close)
-            cls.cart.ready("cart.0", "impostor")
-            cls.pending = []
             wait_for(lambda: cls.pump() or requests.get(c.base_url + "/readyz", timeout=1).status_code == 200,
-                     20, what="/readyz with the impostor as cart.0")
+                     20, what="/readyz with the impostors as cart.0 and cart.1")
         except Exception:
             c.failed = True
             sys.stderr.write(c.tails())
             raise
+        cls.customers = {}      # fake index -> a customer whose cart it serves
 
     @classmethod
-    def pump(cls, timeout=0.05):
-        """Keeps the impostor alive (heartbeats) and collects the requests it is handed."""
-        cls.cart.send(b"MCW2", b"\x04")
-        frames = cls.cart.recv(timeout)
-        while frames is not None:
-            if frames[:2] == [b"MCW2", b"\x02"]:
-                cls.pending.append(frames)
-            elif frames[:2] == [b"MCW2", b"\x05"]:
-                raise HarnessError("the impostor was told DISCONNECT")
-            frames = cls.cart.recv(0)
+    def pump(cls, timeout=0.02):
+        for f in cls.fakes:
+            f.pump(timeout / len(cls.fakes))
         return False
 
-    def get_cart(self, answer):
-        """GET /cart while the impostor answers its request with answer(request envelope)."""
-        who = self.cluster.register_customer()
+    def get_cart(self, who, answer):
+        """GET /cart while the impostors are asked: answer(fake, request, request envelope)
+        answers it (or not). Returns (response, index of the fake that was asked)."""
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(requests.get, self.cluster.api + "/cart", headers=who.headers(), timeout=10)
             deadline = time.monotonic() + WAIT_S
-            while not self.pending and time.monotonic() < deadline:
+            asked = None
+            while asked is None and time.monotonic() < deadline:
                 self.pump()
-            self.assertTrue(self.pending, "the impostor cart.0 was handed no request")
-            req = self.pending.pop(0)
-            self.assertEqual(req[4:6], [b"edge", b"edge"], "the request's peer key and role")
-            asked = msgpack.unpackb(req[6])
-            self.assertEqual(asked["type"], "cart.get")
-            self.cart.send(b"MCW2", b"\x03", req[2], req[3], answer(asked))
+                asked = next((i for i, f in enumerate(self.fakes) if f.pending), None)
+            self.assertIsNotNone(asked, "no impostor was asked for the cart")
+            req = self.fakes[asked].pending.pop(0)
+            env = msgpack.unpackb(req[5])
+            self.assertEqual(env["type"], "cart.get")
+            answer(self.fakes[asked], req, env)
             while not fut.done():
                 self.pump()
-            return fut.result()
+            return fut.result(), asked
+
+    BODY = {"items": [], "total_cents": 0, "currency": "USD"}
+
+    def honest(self, fake, req, env):
+        fake.reply(req[0], req[3], req[4], reply_envelope(env["id"], 200, self.BODY))
+
+    def customer_of(self, index):
+        """A customer whose cart the impostor index serves; by the way, each impostor that is
+        asked has been sent a request (so it can address the edge) and answered it."""
+        for _ in range(40):
+            if index in self.customers:
+                return self.customers[index]
+            who = self.cluster.register_customer()
+            r, asked = self.get_cart(who, self.honest)
+            self.assertEqual(r.status_code, 200, r.text)
+            self.customers.setdefault(asked, who)
+        self.fail("no customer's cart is on impostor %d" % index)
+
+    def test_reply_from_another_node_is_refused(self):
+        who = self.customer_of(0)
+        self.customer_of(1)
+        other = self.fakes[1]
+        self.assertIsNotNone(other.edge)
+
+        def forged(fake, req, env):
+            # the other node knows the request's id and envelope id, and answers in its place
+            self.assertIs(fake, self.fakes[0])
+            other.reply(other.edge, req[3], req[4], reply_envelope(env["id"], 200,
+                                                                    dict(self.BODY, total_cents=666)))
+        r, asked = self.get_cart(who, forged)
+        self.assertEqual(asked, 0)
+        self.assertEqual(r.status_code, 504, r.text)
+        # the node it went to is believed
+        r, _ = self.get_cart(who, self.honest)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json()["total_cents"], 0)
 
     def test_reply_with_another_id_is_refused(self):
+        who = self.customer_of(0)
         refused = len(log_records(self.cluster, "edge", "reply refused"))
-        body = {"items": [], "total_cents": 0, "currency": "USD"}
-        r = self.get_cart(lambda asked: reply_envelope(ulid(), 200, body))
+        r, _ = self.get_cart(who, lambda fake, req, env: fake.reply(
+            req[0], req[3], req[4], reply_envelope(ulid(), 200, self.BODY)))
         self.assertEqual(r.status_code, 504, r.text)
         wait_for(lambda: len(log_records(self.cluster, "edge", "reply refused")) > refused, WAIT_S,
                  what="edge log 'reply refused'")
         self.assertEqual(log_records(self.cluster, "edge", "reply refused")[-1].get("service"), "cart.0")
         # the same impostor answering with the request's id is believed: it was the id, not the path
-        r = self.get_cart(lambda asked: reply_envelope(asked["id"], 200, body))
+        r, _ = self.get_cart(who, self.honest)
         self.assertEqual(r.status_code, 200, r.text)
 
 
