@@ -27,6 +27,7 @@ typedef struct {
     bool changed;               //  what we run changed since the last announcement
     uint64_t announce_at;
     uint64_t served, moved, unavailable, refused, malformed, forwarded;
+    uint64_t refused_window, refused_lines;     //  the log's budget of refusals: this second's
 } front_t;
 
 static void
@@ -100,9 +101,15 @@ s_external(front_t *self, mc_proto_msg_t *m, const mc_peer_info_t *peer)
         return;
     }
     if (peer->role != MC_PEER_EDGE && peer->role != MC_PEER_NODE) {
-        //  relay and ops keys look, they do not ask actors for anything
+        //  relay and ops keys look, they do not ask actors for anything; at most 10 lines a
+        //  second, as the broker's, so a flood cannot fill the disk
         self->refused++;
-        mc_warn("peer refused", "\"what\":\"request\",\"role\":\"%s\",\"key\":\"%s\"", mc_peer_name(peer->role), peer->name);
+        uint64_t now = mc_mono_ms() / 1000;
+        if (now != self->refused_window)
+            self->refused_window = now, self->refused_lines = 0;
+        if (self->refused_lines++ < 10)
+            mc_warn("peer refused", "\"what\":\"request\",\"role\":\"%s\",\"key\":\"%s\",\"refused_total\":%" PRIu64,
+                    mc_peer_name(peer->role), peer->name, self->refused);
         return;
     }
     const mc_dir_node_t *owner = NULL;
