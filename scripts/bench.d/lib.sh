@@ -35,13 +35,18 @@ stop_procs() {
     PIDS=()
 }
 
-# pid_of NAME: the pid of the running process started as NAME (empty when there is none).
+# pid_of NAME: the pid of the running process started as NAME; fails when there is none.
 pid_of() {
     local entry
     for entry in "${PIDS[@]}"; do
         [[ "${entry%%:*}" == "$1" ]] && { printf '%s' "${entry#*:}"; return 0; }
     done
     return 1
+}
+
+# children_of PID: the pids of PID's children now, one a line.
+children_of() {
+    awk -v p="$1" '{ pid = $1; sub(/.*\) /, ""); if ($2 == p) print pid }' /proc/[0-9]*/stat 2>/dev/null || true
 }
 
 # start NAME CMD...: runs CMD in the background with output in $TMP/NAME.log.
@@ -129,3 +134,14 @@ cpu_busy_pct() {
 
 # ms N: a latency to 3 decimals, or "?" when there is none.
 ms() { if [[ "$1" =~ ^[0-9.]+$ ]]; then printf '%.3f' "$1"; else printf '?'; fi; }
+
+# compare TARGET NEW BASE: this build against the baseline, from two wrk results (run_wrk's RES_*).
+compare() {
+    local a b
+    read -r -a a <<<"$2"
+    read -r -a b <<<"$3"
+    awk -v t="$1" -v r1="${a[0]}" -v r0="${b[0]}" -v p1="${a[2]}" -v p0="${b[2]}" 'BEGIN {
+        if (r0 + 0 <= 0 || p0 + 0 <= 0 || r1 == "NA" || p1 == "NA") { printf "%s, this build vs baseline: ?\n", t; exit }
+        printf "%s, this build vs baseline: req/s x%.2f, p99 x%.2f\n", t, r1 / r0, p1 / p0
+    }'
+}

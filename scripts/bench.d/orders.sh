@@ -78,11 +78,6 @@ orders_mercato() {
     stop_procs
 }
 
-# children_of PID: how many processes PID has now.
-children_of() {
-    awk -v p="$1" '{ sub(/.*\) /, ""); if ($2 == p) n++ } END { print n + 0 }' /proc/[0-9]*/stat 2>/dev/null
-}
-
 # orders_postgres: a cluster of its own in the temp dir on 127.0.0.1, durability settings at their
 # defaults (fsync, synchronous_commit, full_page_writes all on), stated explicitly, under pgbench
 # running the same work as one Mercato order. The postmaster runs as our child (in the foreground,
@@ -161,7 +156,7 @@ INSERT INTO orders (user_id, total_cents, items, shipping_address) VALUES (:u, :
 COMMIT;
 SQL
     BUSY_PG="$(cpu_busy_pct)"
-    local idle_children; idle_children="$(children_of "$postmaster")"
+    local idle_children; idle_children="$(children_of "$postmaster" | wc -l)"
     local pgbench=("$pgbin/pgbench" -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -M prepared
         -c "$CONNS" -j "$THREADS" -T "$DURATION_S" -f "$TMP/pgbench-order.sql"
         -l --log-prefix="$TMP/pgbench/tx" postgres)
@@ -172,7 +167,7 @@ SQL
     wait "$!" || { cat "$TMP/pgbench.txt" >&2; dump_logs; die "pgbench"; }
     unset 'PIDS[${#PIDS[@]}-1]'
     # the backends' CPU reaches the postmaster's cutime when they have exited and been reaped
-    backends_gone() { (($(children_of "$postmaster") <= idle_children)); }
+    backends_gone() { (($(children_of "$postmaster" | wc -l) <= idle_children)); }
     wait_for "PostgreSQL's backends to exit" 10 backends_gone
     "$PY" "$HERE/cpu.py" snap "$TMP/cpu-pg-1.json" "postgres=$postmaster" "load=$$" || die "CPU snapshot"
     all_alive || { dump_logs; die "postgres died during pgbench"; }
@@ -246,7 +241,7 @@ orders_cpu() {
 part_orders() {
     : >"$TMP/perf.rows"
     local labels=(new)
-    [[ -n "$BASELINE_BIN" ]] && labels=(base new)
+    [[ -n "$BASELINE_BIN" ]] && labels=(new base)
     orders_mercato new "$BIN"
     [[ -n "$BASELINE_BIN" ]] && orders_mercato base "$BASELINE_BIN"
     orders_postgres
@@ -270,14 +265,21 @@ part_orders() {
     echo
     printf "%-22s %10s %9s %9s %10s  %s\n" "system" "orders/s" "p50 ms" "p99 ms" "orders" "errors"
     printf "%-22s %10s %9s %9s %10s  %s\n" "----------------------" "----------" "---------" "---------" "----------" "------"
-    [[ -n "$BASELINE_BIN" ]] && orders_row base "Mercato (baseline)"
     orders_row new "Mercato"
+    [[ -n "$BASELINE_BIN" ]] && orders_row base "Mercato (baseline)"
     local pg_err="0 failed" pg_ops="?"
     ((PG_FAILED == 0)) || pg_err="$PG_FAILED failed transactions"
     [[ "${PG_TPS:-}" =~ ^[0-9.]+$ ]] && pg_ops="$(printf '%.0f' "$PG_TPS")"
     printf "%-22s %10s %9s %9s %10s  %s\n" "PostgreSQL" "$pg_ops" "$(ms "$PG_P50")" "$(ms "$PG_P99")" "$PG_N" "$pg_err"
     echo
     for l in "${labels[@]}"; do orders_verdict "$l"; done
+    if [[ -n "$BASELINE_BIN" ]]; then
+        awk -v r1="${O_RPS[new]}" -v r0="${O_RPS[base]}" -v p1="${O_P99[new]}" -v p0="${O_P99[base]}" \
+            -v c1="${O_CPU[new]}" -v n1="${O_CREATED[new]}" -v c0="${O_CPU[base]}" -v n0="${O_CREATED[base]}" 'BEGIN {
+            if (r0 + 0 <= 0 || p0 + 0 <= 0 || n0 <= 0 || c0 <= 0 || n1 <= 0 || r1 == "NA") { print "orders, this build vs baseline: ?"; exit }
+            printf "orders, this build vs baseline: orders/s x%.2f, p99 x%.2f, CPU-s per order x%.2f\n", r1 / r0, p1 / p0, (c1 / n1) / (c0 / n0)
+        }'
+    fi
     for l in "${labels[@]}"; do orders_cpu "$l"; done
     echo
     echo "CPU during the PostgreSQL run (the postmaster and every backend; pgbench is the load generator):"

@@ -31,8 +31,8 @@ perf_check() {
 }
 
 # perf_pass NAME LABEL URL [CONNECTIONS [LUA_SCRIPT [SCRIPT_ARG]]]: one more wrk pass of the target
-# (BENCH_PERF_DURATION, default BENCH_DURATION) under perf stat -p <every Mercato process in
-# MC_PROCS>; appends LABEL's rows to $TMP/perf.rows and leaves wrk's figures in RES_perf_NAME.
+# (BENCH_PERF_DURATION, default BENCH_DURATION) under perf stat -p <every process in MC_PROCS,
+# "name=pid">; appends LABEL's rows to $TMP/perf.rows and leaves wrk's figures in RES_perf_NAME.
 perf_pass() {
     local name="$1" label="$2"; shift 2
     ((PERF_OK)) || return 0
@@ -62,7 +62,7 @@ perf_report() {
         echo "syscalls/req, ctx-switches/req: not measured ($PERF_WHY)"
         return 0
     fi
-    echo "per request, Mercato's processes only (perf stat -p $PERF_EVENTS --per-thread; a pass of its own of $PERF_DURATION per target):"
+    echo "per request, the server's own processes only (perf stat -p, $PERF_EVENTS, --per-thread; a pass of its own of $PERF_DURATION per target):"
     printf '%-22s %-10s %13s %17s %15s %12s\n' "target" "process" "syscalls/req" "ctx-switches/req" "migrations/req" "pass req/s"
     printf '%-22s %-10s %13s %17s %15s %12s\n' "----------------------" "----------" "-------------" "-----------------" "---------------" "------------"
     cat "$TMP/perf.rows" 2>/dev/null || true

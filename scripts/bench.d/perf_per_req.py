@@ -54,7 +54,7 @@ for c in counts.values():
     for e, v in c.items():
         total[e] += v
 row(True, "all", total)
-order = [n for n in ("kafka-dev", "broker", "node", "edge", "relay") if n in counts]
-order += sorted(n for n in counts if n not in order)
-for process in order:
+# in the order the processes were started (the map lists them so), then any other
+order = list(dict.fromkeys(names.values())) + ["other"]
+for process in (n for n in order if n in counts):
     row(False, process, counts[process])

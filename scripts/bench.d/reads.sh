@@ -31,14 +31,15 @@ reads_start() {
 }
 
 # reads_measure LABEL: product GET (random seeded ids) and the filtered list, each measured, then
-# each once more under perf. Sets RES_get_LABEL, RES_list_LABEL, LIST_ITEMS.
+# each once more under perf. Sets RES_get_LABEL, RES_list_LABEL, LIST_ITEMS[LABEL].
+declare -A LIST_ITEMS
 reads_measure() {
     local label="$1" list_url="$EDGE/api/v1/products?category=$CATEGORY&limit=20"
-    # The list target must really be a full page, or we would be timing an empty answer.
-    LIST_ITEMS="$(curl -sf --max-time 5 "$list_url" \
+    # The list target must really be a full page, or we would be timing a short answer.
+    LIST_ITEMS[$label]="$(curl -sf --max-time 5 "$list_url" \
         | "$PY" -c 'import json, sys; print(len(json.load(sys.stdin)["items"]))')" \
         || { dump_logs; die "GET $list_url failed"; }
-    [[ "$LIST_ITEMS" == 20 ]] || log "WARNING: filtered list returned $LIST_ITEMS items, expected 20"
+    [[ "${LIST_ITEMS[$label]}" == 20 ]] || log "WARNING: filtered list returned ${LIST_ITEMS[$label]} items ($label build), expected 20"
     run_wrk "get_$label" "$EDGE" "$CONNS" "$HERE/product_get.lua" "$IDS"
     run_wrk "list_$label" "$list_url"
     perf_pass "get_$label" "product GET ($label)" "$EDGE" "$CONNS" "$HERE/product_get.lua" "$IDS"
@@ -133,14 +134,14 @@ reads_row() {
         errs = non2xx + ce + re + we + te
         if (rps == "NA" || p50 == "NA" || p99 == "NA") {
             # wrk printed nothing we could parse: say so instead of printing zeros
-            printf "%-22s %12s %9s %9s %8s  %-13s %s\n", label, "?", "?", "?", "-", "NO DATA", "unparsable wrk output"
+            printf "%-26s %12s %9s %9s %8s  %-13s %s\n", label, "?", "?", "?", "-", "NO DATA", "unparsable wrk output"
             exit 1
         }
         if (errs > 0) {
             goal = goal " (ERRORS)"
             note = sprintf("non-2xx %d, socket connect %d read %d write %d timeout %d", non2xx, ce, re, we, te)
         } else note = "0 errors"
-        printf "%-22s %12.0f %9.3f %9.3f %8s  %-13s %s\n", label, rps, p50, p99, ratio, goal, note
+        printf "%-26s %12.0f %9.3f %9.3f %8s  %-13s %s\n", label, rps, p50, p99, ratio, goal, note
     }' || ERRORS=1
     # Any error makes the figures suspect (e.g. fast 5xx answers); mark the run.
     (( non2xx + ce + re + we + te == 0 )) || ERRORS=1
@@ -155,6 +156,12 @@ part_reads() {
     run_wrk nginx "$NGINX_URL"
     run_wrk nginx_ids "$NGINX_BASE" "$CONNS" "$HERE/product_get.lua" "$IDS"
     reads_measure new
+    # nginx's own counts, for reference: its master and the workers it has forked
+    local mercato=("${MC_PROCS[@]}") worker
+    MC_PROCS=("nginx=$(pid_of nginx)")
+    for worker in $(children_of "$(pid_of nginx)"); do MC_PROCS+=("nginx=$worker"); done
+    perf_pass nginx_ids "nginx, random ids" "$NGINX_BASE" "$CONNS" "$HERE/product_get.lua" "$IDS"
+    MC_PROCS=("${mercato[@]}")
     reads_extras
     stop_procs
     if [[ -n "$BASELINE_BIN" ]]; then
@@ -174,8 +181,8 @@ part_reads() {
     echo "CPU busy with other work just before the runs: ${BUSY_BEFORE}% (well above 0 means contended figures)"
     echo "goals: product GET >= 40% of nginx req/s (same wrk script: random ids) and p99 < 5 ms; filtered list p99 < 10 ms"
     echo
-    printf "%-22s %12s %9s %9s %8s  %-13s %s\n" "target" "req/s" "p50 ms" "p99 ms" "vs nginx" "goal" "errors"
-    printf "%-22s %12s %9s %9s %8s  %-13s %s\n" "----------------------" "------------" "---------" "---------" "--------" "-------------" "------"
+    printf "%-26s %12s %9s %9s %8s  %-13s %s\n" "target" "req/s" "p50 ms" "p99 ms" "vs nginx" "goal" "errors"
+    printf "%-26s %12s %9s %9s %8s  %-13s %s\n" "--------------------------" "------------" "---------" "---------" "--------" "-------------" "------"
     reads_row "nginx, one URL" "$RES_nginx" none
     reads_row "nginx, random ids" "$RES_nginx_ids" none
     local errors_nginx=$ERRORS
@@ -186,13 +193,22 @@ part_reads() {
         reads_row "filtered list (baseline)" "$RES_list_base" list
     fi
     reads_row "login (20 conc)" "$RES_login" none
+    if [[ -n "$BASELINE_BIN" ]]; then
+        echo
+        compare "product GET" "$RES_get_new" "$RES_get_base"
+        compare "filtered list" "$RES_list_new" "$RES_list_base"
+    fi
     echo
     echo "$JWT_LINE (goal: under 50 us)"
     echo "$RELAY_LINE"
     echo "$LATENCY_LINE"
     echo
     echo "product GET:   GET /api/v1/products/{id}, a random one of the $PRODUCTS seeded ids per request (~$(wc -c <"$TMP/www/product.json") bytes; nginx: one of them for every id)"
-    echo "filtered list: GET /api/v1/products?category=$CATEGORY&limit=20 ($LIST_ITEMS items)"
+    local l
+    for l in "${!LIST_ITEMS[@]}"; do
+        [[ "$l" == new ]] && echo "filtered list: GET /api/v1/products?category=$CATEGORY&limit=20 (${LIST_ITEMS[$l]} items)"
+        [[ "${LIST_ITEMS[$l]}" == 20 ]] || echo "WARNING: the filtered list of the $l build returned ${LIST_ITEMS[$l]} items, not a full page of 20: its figures time a short answer"
+    done
     perf_report
     if ((ERRORS)); then
         echo

@@ -16,7 +16,7 @@ MC_ACTORS=catalog,identity,inventory,orders,cart,payments,shipping,notifications
 #   process, for the CPU and perf figures).
 mercato_start() {
     local bin="$1" dir="$2" kafka="$3"; shift 3
-    local node_env=("$@")
+    local node_env=("$@") first=${#PIDS[@]}
     mkdir -p "$dir"
     export MERCATO_DATA_DIR="$dir" MERCATO_KEYS_DIR="$dir/plane"
     "$bin/mercato-keys" "$MERCATO_KEYS_DIR" >"$TMP/keys.log" 2>&1 || { cat "$TMP/keys.log" >&2; die "mercato-keys"; }
@@ -37,12 +37,10 @@ mercato_start() {
     wait_for "$EDGE/readyz == 200" 60 is_200 "$EDGE/readyz"
     # after readiness, as the e2e harness does: the node has created the environments it reads
     [[ "$kafka" == kafka ]] && start relay "$bin/mercato-relay" --data "$dir" --bootstrap-file "$dir/kafka.bootstrap"
+    # every process started above, whatever the layout (`env VAR=... prog` execs prog: the pid
+    # is the program's own)
     MC_PROCS=()
-    local name pid
-    for name in kafka-dev broker node edge relay; do
-        pid="$(pid_of "$name")" || continue
-        # `env VAR=... prog` execs prog: the pid is the program's own
-        MC_PROCS+=("$name=$pid")
-    done
+    local i
+    for ((i = first; i < ${#PIDS[@]}; i++)); do MC_PROCS+=("${PIDS[i]%%:*}=${PIDS[i]#*:}"); done
     log "Mercato ($bin) ready at $EDGE; MERCATO_SHARDS=${MERCATO_SHARDS:-(build default)}"
 }
