@@ -12,21 +12,25 @@ PERF_EVENTS=raw_syscalls:sys_enter,context-switches,cpu-migrations
 # perf_check: sets PERF_OK=1 when perf can count PERF_EVENTS for our own processes here, else
 # PERF_OK=0 and PERF_WHY to the reason (printed in the report in place of the figures).
 perf_check() {
-    PERF_OK=0
-    if [[ "${BENCH_PERF:-1}" == 0 ]]; then PERF_WHY="BENCH_PERF=0"; return 0; fi
-    if ! command -v perf >/dev/null; then PERF_WHY="perf is not installed (Debian package linux-perf)"; return 0; fi
-    sleep 5 &
-    local probe=$!
-    if ! perf stat -x, -e "$PERF_EVENTS" -p "$probe" -o "$TMP/perf-check.txt" -- true 2>"$TMP/perf-check.err"; then
-        PERF_WHY="perf stat failed: $(grep -v '^ *$' "$TMP/perf-check.err" | head -n1)"
-        PERF_WHY+=" (kernel.perf_event_paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo ?), uid $(id -u))"
-    elif grep -q 'not supported' "$TMP/perf-check.txt"; then
-        PERF_WHY="perf cannot count $(awk -F, '/not supported/ {print $3}' "$TMP/perf-check.txt" | paste -sd, -) here"
+    PERF_OK=0 PERF_WHY=""
+    if [[ "${BENCH_PERF:-1}" == 0 ]]; then
+        PERF_WHY="BENCH_PERF=0"
+    elif ! command -v perf >/dev/null; then
+        PERF_WHY="perf is not installed (Debian package linux-perf)"
     else
-        PERF_OK=1
+        sleep 5 &
+        local probe=$!
+        if ! perf stat -x, -e "$PERF_EVENTS" -p "$probe" -o "$TMP/perf-check.txt" -- true 2>"$TMP/perf-check.err"; then
+            PERF_WHY="perf stat failed: $(grep -v '^ *$' "$TMP/perf-check.err" | head -n1)"
+            PERF_WHY+=" (kernel.perf_event_paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo ?), uid $(id -u))"
+        elif grep -q 'not supported' "$TMP/perf-check.txt"; then
+            PERF_WHY="perf cannot count $(awk -F, '/not supported/ {print $3}' "$TMP/perf-check.txt" | paste -sd, -) here"
+        else
+            PERF_OK=1
+        fi
+        kill "$probe" 2>/dev/null || true
+        wait "$probe" 2>/dev/null || true
     fi
-    kill "$probe" 2>/dev/null || true
-    wait "$probe" 2>/dev/null || true
     ((PERF_OK)) || log "per-request system calls and context switches: not measured: $PERF_WHY"
 }
 
