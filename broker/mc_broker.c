@@ -1,5 +1,7 @@
 #include "mc_broker.h"
 
+#include "mc_directory.h"
+
 #include "mc_log.h"
 #include "mc_plane.h"
 #include "mc_proto.h"
@@ -39,6 +41,7 @@ struct _mc_broker_t {
     uint64_t requests, replies, unavailable, malformed, workers_expired;
     uint64_t refused;       //  messages from a peer whose role may not send them
     uint64_t handshakes_refused;    //  connections without an allowed key (or not CURVE at all)
+    mc_directory_t *directory;      //  the shard table, when the broker keeps one
 };
 
 static void
@@ -126,6 +129,7 @@ mc_broker_destroy(mc_broker_t **self_p)
         zhashx_destroy(&self->workers);
     }
     zhashx_destroy(&self->services);
+    mc_directory_destroy(&self->directory);
     if (self->monitor && self->router)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
@@ -133,6 +137,14 @@ mc_broker_destroy(mc_broker_t **self_p)
     zstr_free(&self->endpoint);
     free(self);
     *self_p = NULL;
+}
+
+int
+mc_broker_set_directory(mc_broker_t *self, const char *dir)
+{
+    mc_directory_destroy(&self->directory);
+    self->directory = mc_directory_new(dir);
+    return self->directory ? 0 : -1;
 }
 
 const char *
@@ -279,6 +291,29 @@ s_handle_mmi(mc_broker_t *self, mc_proto_msg_t *req)
         service_t *s = zhashx_lookup(self->services, name);
         reply = zframe_from(s && zlistx_size(s->workers) ? "200" : "404");
         free(name);
+    }
+    else
+    if (streq(service, "mmi.directory") && self->directory) {
+        char *json = mc_dir_json(mc_directory_table(self->directory));
+        reply = zframe_from(json ? json : "{}");
+        free(json);
+    }
+    else
+    if (streq(service, "mmi.services") && self->directory) {
+        //  the shards a live node runs now
+        mc_dir_t *dir = mc_directory_table(self->directory);
+        char *text = strdup("");
+        for (int i = 0; i < mc_dir_shards(dir); i++) {
+            const mc_dir_shard_t *sh = mc_dir_shard_at(dir, i);
+            const mc_dir_node_t *n = mc_dir_node_at(dir, sh->node);
+            if (sh->up && n && n->up) {
+                char *line = zsys_sprintf("%s%s\n", text, sh->name);
+                free(text);
+                text = line;
+            }
+        }
+        reply = zframe_from(text);
+        free(text);
     }
     else
     if (streq(service, "mmi.services") || streq(service, "mmi.nodes")) {
@@ -473,6 +508,8 @@ s_heartbeat(mc_broker_t *self)
         s_worker_delete(self, w, true);
     }
     zlistx_destroy(&dead);
+    if (self->directory)
+        mc_directory_tick(self->directory, self->router);
     self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
@@ -506,6 +543,8 @@ s_handle_monitor(mc_broker_t *self)
                         self->handshakes_refused);
             }
         }
+        if (id == ZMQ_EVENT_DISCONNECTED && self->directory)
+            mc_directory_disconnected(self->directory, self->router, fd);
         zlistx_t *gone = zlistx_new();
         for (worker_t *w = zhashx_first(self->workers); w && id == ZMQ_EVENT_DISCONNECTED; w = zhashx_next(self->workers))
             if (w->fd == fd)
@@ -569,6 +608,13 @@ mc_broker_run(mc_broker_t *self, zsock_t *pipe)
                 //  a worker whose READY did not parse starts again rather than wait for nothing
                 if (msg.id == MC_PROTO_WORKER_READY)
                     s_send_worker(self, msg.routing_id, msg.routing_id_size, MC_PROTO_WORKER_DISCONNECT);
+            }
+            else
+            if (MC_PROTO_SIDE(msg.id) == MC_PROTO_DIRECTORY) {
+                if (self->directory)
+                    mc_directory_handle(self->directory, self->router, &msg, fd, &peer);
+                else
+                    self->malformed++;
             }
             else
             if (MC_PROTO_SIDE(msg.id) == MC_PROTO_CLIENT)

@@ -15,6 +15,9 @@ typedef struct _mc_broker_t mc_broker_t;
 mc_broker_t *mc_broker_new(const char *endpoint);
 void mc_broker_destroy(mc_broker_t **self_p);
 
+//  Keeps the directory (mc_directory.h) durable in dir. 0, or -1 with a logged reason.
+int mc_broker_set_directory(mc_broker_t *self, const char *dir);
+
 //  The endpoint actually bound, with the port resolved.
 const char *mc_broker_endpoint(mc_broker_t *self);
 

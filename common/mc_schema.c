@@ -1,5 +1,8 @@
 #include "mc_schema.h"
 
+#include "mc_util.h"
+
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,6 +341,24 @@ mc_schema_shards(const char *service)
         if (strcmp(mc_services[i].name, service) == 0)
             return mc_services[i].shards ? mc_services[i].shards : 1;
     return 1;
+}
+
+unsigned
+mc_shard_of(const char *service, const char *key, size_t len)
+{
+    unsigned shards = mc_schema_shards(service);
+    return shards > 1 ? mc_fnv1a32(key, len) % shards : 0;
+}
+
+unsigned
+mc_shard_of_folded(const char *service, const char *key, size_t len)
+{
+    char folded[256];
+    if (len > sizeof folded)
+        len = sizeof folded;
+    for (size_t i = 0; i < len; i++)
+        folded[i] = (char) tolower((unsigned char) key[i]);
+    return mc_shard_of(service, folded, len);
 }
 
 int

@@ -65,6 +65,11 @@ typedef struct {
     mc_flow_t flow;         //  secrets handled at the edge
     const char *key_field;  //  MC_KEY_FIELD: the body (or query) member holding the routing key
     bool idempotent;        //  honours Idempotency-Key (passed on in the envelope)
+    //  MC_KEY_NEW only: the new id is drawn until it falls on the shard of this other key (the
+    //  caller, MC_KEY_USER; or a body member, MC_KEY_FIELD), so that what must be unique or
+    //  listed together (an email, a SKU, a customer's orders) lives on one shard
+    mc_keyrule_t shard_by;
+    const char *shard_by_field;
 } mc_route_t;
 
 //  How many shards each service has.
@@ -81,6 +86,12 @@ extern const size_t mc_services_count;
 //  Shards of service: MERCATO_SHARDS ("16" for every service, "16,inventory=4" with an override;
 //  at most MC_SHARDS_MAX each) or the schema's default (1 when unknown).
 unsigned mc_schema_shards(const char *service);
+
+//  The shard of service that key routes to.
+unsigned mc_shard_of(const char *service, const char *key, size_t len);
+//  The same for a key compared without regard to ASCII case (an email, a SKU), as shard_by
+//  routes place new ids.
+unsigned mc_shard_of_folded(const char *service, const char *key, size_t len);
 
 extern const mc_route_t mc_routes[];
 extern const size_t mc_routes_count;

@@ -237,13 +237,40 @@ s_answer(edge_req_t *q, zframe_t *frame)
     msgpack_unpacked_destroy(&u);
 }
 
+//  The request's message id, which a route with "key": "new" makes the new entity's id. With
+//  shard_by, it is drawn again until it falls on the shard of that other key: 1 in N draws does.
+static void
+s_new_id(const edge_req_t *q, mc_str_t body, char id[MC_ULID_LEN + 1])
+{
+    const mc_route_t *route = q->route;
+    mc_ulid(id, q->received_ms);
+    if (route->key != MC_KEY_NEW || route->shard_by == MC_KEY_NONE)
+        return;
+    const char *service = route->msg->service;
+    unsigned shards = mc_schema_shards(service);
+    if (shards < 2)
+        return;
+    mc_str_t by = { q->who.sub, strlen(q->who.sub) };
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (route->shard_by == MC_KEY_FIELD
+    &&  (mc_msgpack_unpack(&u, body.ptr, body.len) != 0 || mc_map_str(&u.data, route->shard_by_field, &by) != 0))
+        by = (mc_str_t) { "", 0 };
+    unsigned want = mc_shard_of_folded(service, by.ptr, by.len);
+    //  each draw is a fresh 80 random bits: past 64 * N draws something is wrong with the
+    //  generator, and a new id anywhere is still an id
+    for (unsigned i = 0; i < 64 * shards && mc_shard_of(service, id, MC_ULID_LEN) != want; i++)
+        mc_ulid(id, q->received_ms);
+    msgpack_unpacked_destroy(&u);
+}
+
 edge_call_t
 edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **reply)
 {
     const mc_route_t *route = q->route;
     const struct mg_request_info *ri = q->ri;
     char id[MC_ULID_LEN + 1];
-    mc_ulid(id, q->received_ms);
+    s_new_id(q, body, id);
     const char *tp = s_header1(ri, "traceparent");
     const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
     const char *idem = route->idempotent ? s_header1(ri, "Idempotency-Key") : NULL;
@@ -286,9 +313,8 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
     msgpack_sbuffer_init(&env);
     mc_request_encode(&env, &req, body);
     char service[96];
-    unsigned shards = mc_schema_shards(route->msg->service);
-    unsigned shard = shards > 1 ? mc_fnv1a32(key.ptr, key.len) % shards : 0;
-    snprintf(service, sizeof service, "%s.%u", route->msg->service, shard);
+    snprintf(service, sizeof service, "%s.%u", route->msg->service,
+             mc_shard_of(route->msg->service, key.ptr, key.len));
     struct timespec ts0, ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     edge_call_t outcome = edge_client_call(service, env.data, env.size, q->timeout_ms, reply);

@@ -274,12 +274,16 @@ def main():
         for r in svc["routes"]:
             nroutes += 1
             key, _, key_field = (r.get("key") or "").partition(":")
-            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s }," % (
+            shard_by, _, shard_by_field = (r.get("shard_by") or "").partition(":")
+            if shard_by and key != "new":
+                raise SystemExit("%s %s: shard_by needs \"key\": \"new\"" % (r["method"], r["path"]))
+            lines.append("    { %s, %s, &mc_msgdefs[%d], %d, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s }," % (
                 c_str(r["method"]), c_str(r["path"]), index[(svc["service"], r["message"])],
                 svc.get("shards", 1), ACCESS[r["access"]], KEYS[key or None], r["status"],
                 c_bool(r.get("query")), c_bool(r["method"] in ("POST", "PUT", "PATCH")),
                 c_bool(r.get("merge_patch")), c_bool(r.get("etag")), c_str(r.get("location")),
-                FLOWS[r.get("flow")], c_str(key_field or None), c_bool(r.get("idempotent"))))
+                FLOWS[r.get("flow")], c_str(key_field or None), c_bool(r.get("idempotent")),
+                KEYS[shard_by or None], c_str(shard_by_field or None)))
     lines.append("};")
     lines.append(f"const size_t mc_routes_count = {nroutes};")
     lines.append("const mc_service_def_t mc_services[] = {")

@@ -491,8 +491,8 @@ class Cluster:
             bind = self.endpoint or "ipc://" + os.path.join(self.tmp, "broker.sock")
             if self.broker_bind_extra:
                 bind += "," + self.broker_bind_extra
-            p.start([self._bin("mercato-broker"), "--bind", bind, "--endpoint-file", ep_file],
-                    self.env)
+            p.start([self._bin("mercato-broker"), "--bind", bind, "--endpoint-file", ep_file,
+                     "--data", os.path.join(self.tmp, "broker")], self.env)
             try:
                 ep = wait_for(lambda: self._check_alive(p) and _read_file(ep_file),
                               max(0.1, deadline - time.monotonic()), what="broker endpoint file")
