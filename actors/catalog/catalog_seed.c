@@ -3,8 +3,8 @@
     usage: catalog-seed DATA_DIR N [CATEGORIES [IDS_FILE]]
     Runs the real product.create handler, many products per transaction (a bulk load has no
     client waiting on each write), so the indexes are exactly what the live actor builds.
-    Each product goes to its id's shard of DATA_DIR/catalog/<shard> (mc_schema_shards, so
-    MERCATO_SHARDS must be what the node will run with), where the node's GET looks for it.
+    Each product goes to its id's shard, DATA_DIR/catalog/<mc_shard_of("catalog", id)>, where
+    the node's GET looks for it: MERCATO_SHARDS must be what the node will run with.
     Product i: sku "SEED-<i>", category "cat-<i % CATEGORIES>", price 100 + (i * 7919) % 100000.
     Each product also leaves its product.created event in its shard's outbox, as the actor would.
     IDS_FILE, when given, receives the id of every product created, one a line.
@@ -108,7 +108,7 @@ main(int argc, char **argv)
         mc_pack_kv_bool(&pk, "featured", i % 10 == 0);
         char id[MC_ULID_LEN + 1];
         mc_ulid(id, t0 + (uint64_t) i);
-        seed_shard_t *sh = &shards[mc_fnv1a32(id, MC_ULID_LEN) % nshards];
+        seed_shard_t *sh = &shards[mc_shard_of("catalog", id, MC_ULID_LEN)];
         if (!sh->txn && mc_store_begin(sh->store, &sh->txn))
             return 1;
         mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = MC_STR("product.create"),
