@@ -4,17 +4,20 @@
     Runs the real product.create handler, many products per transaction (a bulk load has no
     client waiting on each write), so the indexes are exactly what the live actor builds.
     Each product goes to its id's shard, DATA_DIR/catalog/<mc_shard_of("catalog", id)>, where
-    the node's GET looks for it: MERCATO_SHARDS must be what the node will run with.
+    the node's GET looks for it: MERCATO_SHARDS must be what the node will run with (the seed
+    records the counts in DATA_DIR/shards, as the node's first start does).
     Product i: sku "SEED-<i>", category "cat-<i % CATEGORIES>", price 100 + (i * 7919) % 100000.
     Each product also leaves its product.created event in its shard's outbox, as the actor would.
     IDS_FILE, when given, receives the id of every product created, one a line.
     Exits 1 with a message on stderr when a store cannot be opened or a write fails. */
 #include "catalog.h"
+#include "mc_config.h"
 #include "mc_schema.h"
 #include "mc_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char *s_words[] = { "red", "blue", "green", "cotton", "leather", "classic", "sport",
                                  "shoe", "hat", "shirt", "bag", "watch", "lamp", "chair", "mug" };
@@ -60,6 +63,31 @@ s_commit_all(seed_shard_t *shards, unsigned n)
     return 0;
 }
 
+//  The node records every service's shard count in DATA/shards at its first start and takes a
+//  directory without that record, but with shard 0 of a service, for one made before shards (one
+//  of each). A seeded directory has catalog/0: record the counts the seed used, in the node's
+//  format (actors/main.c s_shards_text), so the node starts on it with the same MERCATO_SHARDS.
+static int
+s_record_shards(const char *data_dir)
+{
+    char path[4200], text[1024];
+    snprintf(path, sizeof path, "%s/shards", data_dir);
+    if (access(path, F_OK) == 0)
+        return 0;               //  the node checks a record that exists against its own counts
+    size_t at = 0;
+    text[0] = 0;
+    for (size_t i = 0; i < mc_services_count && at < sizeof text; i++) {
+        int n = snprintf(text + at, sizeof text - at, "%s%s=%u", i ? "," : "", mc_services[i].name,
+                         mc_schema_shards(mc_services[i].name));
+        at += n > 0 ? (size_t) n : 0;
+    }
+    if (mc_config_mkdirs(data_dir) || mc_config_write_file(path, text)) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -74,6 +102,8 @@ main(int argc, char **argv)
         fprintf(stderr, "cannot write %s\n", argv[4]);
         return 1;
     }
+    if (s_record_shards(argv[1]))
+        return 1;
     unsigned nshards = mc_schema_shards("catalog");
     seed_shard_t shards[MC_SHARDS_MAX] = { 0 };
     for (unsigned s = 0; s < nshards; s++)
