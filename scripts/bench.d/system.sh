@@ -27,7 +27,8 @@ mercato_start() {
         wait_for "kafka bootstrap file" 20 nonempty "$dir/kafka.bootstrap"
     fi
     start broker "$bin/mercato-broker" --bind "$broker"
-    start node env "${node_env[@]+"${node_env[@]}"}" "$bin/mercato-node" --broker "$broker" --data "$dir" \
+    # as scripts/up: the node takes requests on a unix socket (an older build ignores the variable)
+    start node env MERCATO_NODE_BIND="ipc://$dir/node.sock" "${node_env[@]+"${node_env[@]}"}" "$bin/mercato-node" --broker "$broker" --data "$dir" \
         --actors "$MC_ACTORS" --node-id node-1
     rm -f "$dir/edge.port"
     start edge "$bin/mercato-edge" --port 0 --port-file "$dir/edge.port" --broker "$broker"
