@@ -113,7 +113,8 @@ s_up_shards(mc_dir_t *dir, zmq_msg_t *out)
     zmq_msg_t whole;
     zmq_msg_init_size(&whole, (size_t) (at - (char *) zmq_msg_data(out)));
     memcpy(zmq_msg_data(&whole), zmq_msg_data(out), zmq_msg_size(&whole));
-    zmq_msg_close(out);
+    //  the move releases out's old content: closed first, it would refuse (EFAULT) and leave out
+    //  invalid, which zmq_msg_send then aborts on
     zmq_msg_move(out, &whole);
 }
 
