@@ -25,7 +25,7 @@ typedef struct {
     byte rid[MC_PROTO_REQUEST_ID_MAX];
     size_t rid_size;
     char service[MC_PROTO_SERVICE_MAX + 1];
-    char node[MC_DIR_NODE_ID_MAX + 1];      //  where it went ("" while it waits)
+    char node[MC_DIR_NODE_ID_MAX + 16];     //  the link it went on (its routing id; "" while it waits)
     zmq_msg_t envelope;                     //  a copy, to send again after MOVED
     uint64_t first_ms, due_ms;              //  mono: first try; next try while it waits
     int moves;
@@ -36,6 +36,9 @@ typedef struct {
 typedef struct {
     char endpoint[MC_DIR_ENDPOINT_MAX + 1];
     char key[MC_DIR_KEY_LEN + 1];
+    char rid[MC_DIR_NODE_ID_MAX + 16];      //  "<node id>#<n>": a new one for every connect, as
+                                            //  libzmq asserts a connect's routing id is not
+                                            //  still held by the connection it replaces
     bool up;                //  its handshake succeeded and it has not closed since: ZeroMQ makes
                             //  a connection's pipe at connect time (ZMQ_IMMEDIATE would lose the
                             //  routing id), and what goes into the pipe of a dead address waits
@@ -56,6 +59,7 @@ struct _mc_nodes_t {
     zhashx_t *flights;          //  hex rid -> flight_t
     size_t waiting;             //  flights waiting to go out
     uint64_t subscribe_at, forget_at;
+    unsigned connects;          //  numbers the links' routing ids
     mc_nodes_stats_t stats;
 };
 
@@ -119,9 +123,8 @@ mc_nodes_new(const char *broker, const char *self_id, mc_nodes_answer_fn *answer
     mc_proto_socket_setup(self->out);
     mc_plane_client(self->out);
     //  a send to a node we have no connection to fails at once (and waits here) rather than
-    //  vanish; a restarted node's new connection takes over its id
+    //  vanish
     zsock_set_router_mandatory(self->out, 1);
-    zsock_set_router_handover(self->out, 1);
     zsock_set_sndtimeo(self->out, 0);
     zsock_set_reconnect_ivl(self->out, 10);
     zsock_set_reconnect_ivl_max(self->out, 250);
@@ -224,7 +227,7 @@ s_try(mc_nodes_t *self, flight_t *f)
     }
     void *out = zsock_resolve(self->out);
     link_t *link = zhashx_lookup(self->links, owner->id);
-    bool sent = link && link->up && zmq_send(out, owner->id, strlen(owner->id), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
+    bool sent = link && link->up && zmq_send(out, link->rid, strlen(link->rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
     if (sent) {
         byte cmd = MC_PROTO_BYTE(MC_PROTO_CLIENT_REQUEST);
         zmq_msg_t copy;
@@ -236,7 +239,7 @@ s_try(mc_nodes_t *self, flight_t *f)
         zmq_send(out, f->rid, f->rid_size, ZMQ_SNDMORE);
         zmq_msg_send(&copy, out, 0);
         zmq_msg_close(&copy);
-        snprintf(f->node, sizeof f->node, "%s", owner->id);
+        snprintf(f->node, sizeof f->node, "%s", link->rid);
         self->stats.sent++;
         return true;
     }
@@ -301,8 +304,9 @@ s_links(mc_nodes_t *self)
         link_t fresh = { .up = false };
         snprintf(fresh.endpoint, sizeof fresh.endpoint, "%s", n->endpoint);
         snprintf(fresh.key, sizeof fresh.key, "%s", n->key);
+        snprintf(fresh.rid, sizeof fresh.rid, "%s#%u", n->id, ++self->connects);
         mc_plane_client_to(self->out, n->key);
-        zmq_setsockopt(zsock_resolve(self->out), ZMQ_CONNECT_ROUTING_ID, n->id, strlen(n->id));
+        zmq_setsockopt(zsock_resolve(self->out), ZMQ_CONNECT_ROUTING_ID, fresh.rid, strlen(fresh.rid));
         if (zsock_connect(self->out, "%s", n->endpoint) != 0) {
             mc_warn("cannot connect to node", "\"node\":\"%s\",\"endpoint\":\"%s\"", n->id, n->endpoint);
             continue;
@@ -427,7 +431,7 @@ s_read_monitor(mc_nodes_t *self)
     const char *node = NULL;
     for (link_t *l = zhashx_first(self->links); l && endpoint; l = zhashx_next(self->links))
         if (streq(l->endpoint, endpoint)) {
-            node = zhashx_cursor(self->links);
+            node = l->rid;
             l->up = what == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
         }
     if (node && what == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {

@@ -4,6 +4,7 @@
 #include "mc_json.h"
 #include "mc_envelope.h"
 #include "mc_log.h"
+#include "mc_schema.h"
 #include "mc_util.h"
 
 #include <ctype.h>
@@ -16,7 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define KEYS_MAX 16
+//  a node publishes its signing key and the retired ones still live; nodes each have their own
+#define KEYS_MAX 64
 #define TOKEN_MAX 4096
 #define LEEWAY_S 60
 
@@ -57,32 +59,101 @@ s_rsa_from_jwk(mc_str_t n64, mc_str_t e64)
     return pkey;
 }
 
-//  Asks the identity service for its keys and replaces the table. 0 or -1.
+//  Packs into pk, as {keys: [...]}, every key of the keys.list reply bodies in bodies (n of
+//  them) once, by kid; with keep, the keys of the current JWK Set as well.
+static void
+s_union(msgpack_packer *pk, const msgpack_object *const *bodies, size_t n, const msgpack_object *keep)
+{
+    const msgpack_object *keys[KEYS_MAX];
+    size_t count = 0;
+    for (size_t b = 0; b <= n; b++) {
+        const msgpack_object *list = mc_map_get(b < n ? bodies[b] : keep, "keys");
+        for (uint32_t i = 0; list && list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
+            mc_str_t kid, had;
+            if (mc_map_str(&list->via.array.ptr[i], "kid", &kid))
+                continue;
+            bool seen = false;
+            for (size_t j = 0; j < count && !seen; j++)
+                seen = mc_map_str(keys[j], "kid", &had) == 0 && had.len == kid.len
+                    && memcmp(had.ptr, kid.ptr, kid.len) == 0;
+            if (!seen && count < KEYS_MAX)
+                keys[count++] = &list->via.array.ptr[i];
+        }
+    }
+    msgpack_pack_map(pk, 1);
+    mc_pack_cstr(pk, "keys");
+    msgpack_pack_array(pk, count);
+    for (size_t i = 0; i < count; i++)
+        mc_pack_obj(pk, keys[i]);
+}
+
+//  Asks every identity shard for its keys and replaces the table with all of them: the shards
+//  of one node share their keys, nodes each have their own, and a token signed by any must
+//  verify. When some shard does not answer, the keys it published before stay. 0 or -1.
 static int
 s_refresh(void)
 {
-    char id[MC_ULID_LEN + 1];
+    unsigned shards = mc_schema_shards("identity");
+    edge_call_many_t calls[MC_SHARDS_MAX];
+    msgpack_sbuffer envs[MC_SHARDS_MAX];
+    char names[MC_SHARDS_MAX][32];
     uint64_t now = mc_now_ms();
-    mc_ulid(id, now);
-    mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = MC_STR("keys.list"), .key = MC_STR(""),
-                         .corr = { id, MC_ULID_LEN }, .reply = MC_STR("edge/keys"), .role = MC_STR("anonymous"),
-                         .deadline = now + 2000, .time = now };
-    msgpack_sbuffer env;
-    msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, (mc_str_t) { "", 0 });
-    zframe_t *frame = NULL;
-    edge_call_t outcome = edge_client_call("identity.0", env.data, env.size, 2000, &frame);
-    msgpack_sbuffer_destroy(&env);
-    if (outcome != EDGE_CALL_REPLY)
-        return -1;
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    mc_reply_t rep;
+    for (unsigned i = 0; i < shards; i++) {
+        char id[MC_ULID_LEN + 1];
+        mc_ulid(id, now);
+        mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = MC_STR("keys.list"), .key = MC_STR(""),
+                             .corr = { id, MC_ULID_LEN }, .reply = MC_STR("edge/keys"), .role = MC_STR("anonymous"),
+                             .deadline = now + 2000, .time = now };
+        msgpack_sbuffer_init(&envs[i]);
+        mc_request_encode(&envs[i], &req, (mc_str_t) { "", 0 });
+        snprintf(names[i], sizeof names[i], "identity.%u", i);
+        calls[i] = (edge_call_many_t) { .service = names[i], .envelope = envs[i].data, .len = envs[i].size };
+    }
+    edge_client_call_many(calls, shards, 2000);
+    msgpack_unpacked replies[MC_SHARDS_MAX];
+    const msgpack_object *bodies[MC_SHARDS_MAX];
+    size_t n = 0;
+    for (unsigned i = 0; i < shards; i++) {
+        msgpack_sbuffer_destroy(&envs[i]);
+        msgpack_unpacked_init(&replies[i]);
+        mc_reply_t rep;
+        if (calls[i].outcome == EDGE_CALL_REPLY
+        &&  mc_reply_decode(&replies[i], zframe_data(calls[i].reply), zframe_size(calls[i].reply), &rep) == 0
+        &&  rep.status == 200 && rep.body)
+            bodies[n++] = rep.body;
+    }
     int rc = -1;
-    if (mc_reply_decode(&u, zframe_data(frame), zframe_size(frame), &rep) == 0 && rep.status == 200)
-        rc = edge_auth_load(rep.body);
-    msgpack_unpacked_destroy(&u);
-    zframe_destroy(&frame);
+    if (n) {
+        //  the current set, for the keys of shards that did not answer
+        msgpack_unpacked had;
+        msgpack_unpacked_init(&had);
+        msgpack_sbuffer old, packed;
+        msgpack_sbuffer_init(&old);
+        msgpack_sbuffer_init(&packed);
+        const msgpack_object *keep = NULL;
+        char err[64];
+        if (n < shards && edge_auth_jwks(&old) && mc_json_parse(old.data, old.size, &packed, err, sizeof err) == 0
+        &&  mc_msgpack_unpack(&had, packed.data, packed.size) == 0)
+            keep = &had.data;
+        msgpack_sbuffer all;
+        msgpack_sbuffer_init(&all);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &all, msgpack_sbuffer_write);
+        s_union(&pk, bodies, n, keep);
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        if (mc_msgpack_unpack(&u, all.data, all.size) == 0)
+            rc = edge_auth_load(&u.data);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&all);
+        msgpack_sbuffer_destroy(&old);
+        msgpack_sbuffer_destroy(&packed);
+        msgpack_unpacked_destroy(&had);
+    }
+    for (unsigned i = 0; i < shards; i++) {
+        msgpack_unpacked_destroy(&replies[i]);
+        zframe_destroy(&calls[i].reply);
+    }
     return rc;
 }
 

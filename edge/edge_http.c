@@ -322,7 +322,7 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
     edge_request_encode(q, type, body, (mc_str_t) { id, MC_ULID_LEN }, key, &env);
     char service[96];
     snprintf(service, sizeof service, "%s.%u", route->msg->service,
-             mc_shard_of(route->msg->service, key.ptr, key.len));
+             q->pinned ? q->shard : mc_shard_of(route->msg->service, key.ptr, key.len));
     struct timespec ts0, ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     edge_call_t outcome = edge_client_call(service, env.data, env.size, q->timeout_ms, reply);

@@ -186,6 +186,10 @@ s_login(edge_req_t *q, const msgpack_object *body)
     mc_str_t email, password;
     mc_map_str(body, "email", &email);
     mc_map_str(body, "password", &password);
+    //  the user, its sessions and the email's throttle all live on the email's shard (register
+    //  drew the user's id to fall there: shard_by)
+    q->pinned = true;
+    q->shard = mc_shard_of_folded("identity", email.ptr, email.len);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -218,7 +222,7 @@ s_login(edge_req_t *q, const msgpack_object *body)
     }
     //  the actor records a failure or opens the session; both answers come from it
     edge_token_text_t token, digest;
-    if (edge_token_new(token, digest)) {
+    if (edge_token_new(q->shard, token, digest)) {
         s_no_token(q);
         goto done;
     }
@@ -283,18 +287,22 @@ s_password(edge_req_t *q, const msgpack_object *body)
     zframe_destroy(&frame);
 }
 
-//  refresh: the presented token's digest, and the digest of the one that replaces it
+//  refresh: the presented token's digest, and the digest of the one that replaces it; sent to
+//  the shard the digest names, so a token with no session anywhere is unknown there (401)
 static void
 s_refresh(edge_req_t *q, const msgpack_object *body)
 {
     mc_str_t presented = { "", 0 };
     mc_map_str(body, "refresh_token", &presented);
     edge_token_text_t was, token, digest;
-    if (edge_token_new(token, digest)) {
+    edge_token_digest(presented.ptr, presented.len, was);
+    //  the presented token's digest names its shard; its successor must live there too
+    q->pinned = true;
+    q->shard = edge_token_shard(was);
+    if (edge_token_new(q->shard, token, digest)) {
         s_no_token(q);
         return;
     }
-    edge_token_digest(presented.ptr, presented.len, was);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -315,6 +323,8 @@ s_logout(edge_req_t *q, const msgpack_object *body)
     mc_map_str(body, "refresh_token", &presented);
     edge_token_text_t was;
     edge_token_digest(presented.ptr, presented.len, was);
+    q->pinned = true;
+    q->shard = edge_token_shard(was);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;

@@ -17,10 +17,14 @@ typedef struct {
     uint64_t received_ms;               //  the clock every message of this request carries
     edge_identity_t who;                //  the verified caller; who.sub is empty when anonymous
     int timeout_ms;                     //  how long to wait for an actor
+    //  a flow that knows where its messages go (identity's: the shard of an email, or of a
+    //  refresh token's digest) pins it, overriding the route's key rule
+    bool pinned;
+    unsigned shard;
 } edge_req_t;
 
-//  Sends a message of type (in the route's service) with body, keyed by the route's key rule,
-//  and waits for the answer. The caller destroys *reply.
+//  Sends a message of type (in the route's service) with body, keyed by the route's key rule
+//  (to q->shard when q->pinned), and waits for the answer. The caller destroys *reply.
 edge_call_t edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **reply);
 
 //  Encodes the request envelope edge_request_call sends (the caller, trace, deadline, If-Match,

@@ -6,10 +6,12 @@
 #include "mc_outbox.h"
 #include "mc_page.h"
 #include "mc_password.h"
+#include "mc_schema.h"
 #include "mc_util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t
@@ -104,13 +106,38 @@ s_create_user(mc_ctx_t *ctx, MDB_txn *txn, const identity_db_t *db, mc_str_t id,
     return s_user_put(txn, db, id, email, name, role, ts, ts, hash, 1);
 }
 
+//  Which shard store holds: the name of its directory, data_dir/identity/<shard>/ (open is
+//  not told). -1 when the path says something else.
+static long
+s_store_shard(mc_store_t *store)
+{
+    const char *path = NULL;
+    if (mdb_env_get_path(mc_store_env(store), &path) || !path)
+        return -1;
+    size_t n = strlen(path);
+    while (n && path[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start && path[start - 1] >= '0' && path[start - 1] <= '9')
+        start--;
+    if (start == n || n - start > 2)
+        return -1;
+    return strtol(path + start, NULL, 10);
+}
+
 //  MERCATO_ADMIN_EMAIL / MERCATO_ADMIN_PASSWORD: an admin, unless that email already has a user.
+//  Like every user it lives on the shard of its email, with an id that falls there too: only
+//  that shard makes it.
 static void
 s_bootstrap_admin(mc_store_t *store, identity_db_t *db)
 {
     const char *email = mc_config_env("MERCATO_ADMIN_EMAIL", NULL);
     const char *password = mc_config_env("MERCATO_ADMIN_PASSWORD", NULL);
     if (!email || !password)
+        return;
+    long shard = s_store_shard(store);
+    unsigned home = mc_shard_of_folded("identity", email, strlen(email));
+    if (mc_schema_shards("identity") > 1 && shard != (long) home)
         return;
     if (strlen(password) < 8 || strlen(password) > 128) {
         mc_error("MERCATO_ADMIN_PASSWORD must have 8 to 128 characters; no admin created", NULL);
@@ -128,6 +155,8 @@ s_bootstrap_admin(mc_store_t *store, identity_db_t *db)
     char hash[MC_PASSWORD_HASH_MAX], id[MC_ULID_LEN + 1];
     uint64_t now = mc_now_ms();
     mc_ulid(id, now);
+    for (unsigned i = 0; i < 64 * MC_SHARDS_MAX && mc_shard_of("identity", id, MC_ULID_LEN) != home; i++)
+        mc_ulid(id, now);
     int status = 0;
     int rc = mc_password_hash(password, strlen(password), hash) ? -1
            : s_create_user(NULL, txn, db, (mc_str_t) { id, MC_ULID_LEN }, (mc_str_t) { email, strlen(email) },
@@ -490,9 +519,11 @@ s_keys_rotate(mc_ctx_t *ctx)
         mc_reply_error(ctx->pk, ctx->req->id, 500, "rotation_failed", "a new signing key could not be made", NULL);
         return 500;
     }
+    char kid[IDENTITY_KID_LEN + 1];
+    identity_keys_kid(db->keys, kid);
     mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
     msgpack_pack_map(ctx->pk, 1);
-    mc_pack_kv_cstr(ctx->pk, "kid", identity_keys_kid(db->keys));
+    mc_pack_kv_cstr(ctx->pk, "kid", kid);
     return 200;
 }
 

@@ -1,6 +1,13 @@
 /*  identity: users, sessions, addresses and signing keys (CONTRACT §3).
 
-    State, one LMDB environment:
+    Sharded by email: a user lives on the shard of lower(email), its id drawn at the edge to fall
+    there too (the register route's shard_by), so the shard that holds an email's index entry
+    holds its user, sessions, addresses and throttle, and routing by the user id or by the email
+    finds the same shard. Refresh tokens route by their digest, which the edge draws to fall on
+    the session's shard. Signing keys are files beside the environments, shared by the identity
+    shards of a process (identity_keys.h).
+
+    State, one LMDB environment per shard:
       users          id -> user map (with password_hash, which never leaves except to the edge)
       emails         lower(email) -> id
       addresses      user id \0 address id -> address map

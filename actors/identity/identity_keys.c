@@ -31,6 +31,9 @@ typedef struct {
 } key_t_;
 
 struct _identity_keys_t {
+    pthread_rwlock_t lock;          //  signing and publishing read; a rotation writes
+    size_t refs;                    //  identity shards holding this set
+    identity_keys_t *next;          //  the process's other sets (other data directories)
     char dir[4096];                 //  data_dir/keys
     key_t_ keys[KEYS_MAX];          //  signing key first, then retired ones
     size_t count;                   //  keys loaded
@@ -211,16 +214,20 @@ s_generate(identity_keys_t *self)
     return 0;
 }
 
-identity_keys_t *
-identity_keys_new(const char *data_dir)
+static void s_free(identity_keys_t **self_p);
+
+//  Loads the keys in dir, generating what is missing. NULL on failure (logged).
+static identity_keys_t *
+s_load(const char *dir)
 {
     identity_keys_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    snprintf(self->dir, sizeof self->dir, "%s/keys", data_dir);
+    pthread_rwlock_init(&self->lock, NULL);
+    snprintf(self->dir, sizeof self->dir, "%s", dir);
     if (mc_config_mkdirs(self->dir)) {
         mc_error("cannot create key directory", "\"dir\":\"%s\"", self->dir);
-        identity_keys_destroy(&self);
+        s_free(&self);
         return NULL;
     }
     char path[sizeof ((identity_keys_t *) 0)->dir + 320];
@@ -242,20 +249,20 @@ identity_keys_new(const char *data_dir)
         EVP_PKEY_free(pkey);
         if (rc) {
             mc_error("signing key unusable (want RSA, 2048 bits or more)", NULL);
-            identity_keys_destroy(&self);
+            s_free(&self);
             return NULL;
         }
     }
     else
     if (configured) {
         mc_error("cannot read MERCATO_JWT_KEY_FILE", NULL);
-        identity_keys_destroy(&self);
+        s_free(&self);
         return NULL;
     }
     else
     if (s_generate(self)) {
         mc_error("cannot generate a signing key", NULL);
-        identity_keys_destroy(&self);
+        s_free(&self);
         return NULL;
     }
     //  retired keys, published until their last tokens expire
@@ -282,12 +289,13 @@ identity_keys_new(const char *data_dir)
     return self;
 }
 
-void
-identity_keys_destroy(identity_keys_t **self_p)
+static void
+s_free(identity_keys_t **self_p)
 {
     identity_keys_t *self = *self_p;
     if (!self)
         return;
+    pthread_rwlock_destroy(&self->lock);
     if (self->spare_running)
         pthread_join(self->spare_thread, NULL);
     EVP_PKEY_free(self->spare);
@@ -297,10 +305,59 @@ identity_keys_destroy(identity_keys_t **self_p)
     *self_p = NULL;
 }
 
-const char *
-identity_keys_kid(identity_keys_t *self)
+//  Every identity shard of a process signs with the same keys, which it keeps in one data
+//  directory: one set per directory, shared, so that the shards never race to make the first
+//  key, a rotation through any of them is every one's, and the keys any shard publishes verify
+//  the tokens every shard signs.
+static pthread_mutex_t s_sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static identity_keys_t *s_sets;
+
+identity_keys_t *
+identity_keys_new(const char *data_dir)
 {
-    return self->keys[0].kid;
+    char dir[sizeof ((identity_keys_t *) 0)->dir];
+    snprintf(dir, sizeof dir, "%s/keys", data_dir);
+    pthread_mutex_lock(&s_sets_lock);
+    identity_keys_t *self = s_sets;
+    while (self && strcmp(self->dir, dir) != 0)
+        self = self->next;
+    if (self)
+        self->refs++;
+    else
+    if ((self = s_load(dir))) {
+        self->refs = 1;
+        self->next = s_sets;
+        s_sets = self;
+    }
+    pthread_mutex_unlock(&s_sets_lock);
+    return self;
+}
+
+void
+identity_keys_destroy(identity_keys_t **self_p)
+{
+    identity_keys_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    pthread_mutex_lock(&s_sets_lock);
+    if (--self->refs == 0) {
+        identity_keys_t **p = &s_sets;
+        while (*p && *p != self)
+            p = &(*p)->next;
+        if (*p)
+            *p = self->next;
+        s_free(&self);
+    }
+    pthread_mutex_unlock(&s_sets_lock);
+}
+
+void
+identity_keys_kid(identity_keys_t *self, char kid[IDENTITY_KID_LEN + 1])
+{
+    pthread_rwlock_rdlock(&self->lock);
+    snprintf(kid, IDENTITY_KID_LEN + 1, "%s", self->keys[0].kid);
+    pthread_rwlock_unlock(&self->lock);
 }
 
 char *
@@ -310,6 +367,7 @@ identity_keys_sign(identity_keys_t *self, const char *sub, const char *role, con
     if (jwt_new(&jwt))
         return NULL;
     long iat = (long) (now_ms / 1000);
+    pthread_rwlock_rdlock(&self->lock);
     const key_t_ *k = &self->keys[0];
     char *token = NULL;
     if (jwt_add_header(jwt, "kid", k->kid) == 0 && jwt_add_grant(jwt, "iss", "mercato") == 0
@@ -318,6 +376,7 @@ identity_keys_sign(identity_keys_t *self, const char *sub, const char *role, con
     &&  jwt_add_grant(jwt, "jti", jti) == 0
     &&  jwt_set_alg(jwt, JWT_ALG_RS256, (const unsigned char *) k->pem, (int) strlen(k->pem)) == 0)
         token = jwt_encode_str(jwt);
+    pthread_rwlock_unlock(&self->lock);
     jwt_free(jwt);
     return token;
 }
@@ -328,6 +387,7 @@ identity_keys_pack(identity_keys_t *self, msgpack_packer *pk, uint64_t now_ms)
     size_t live = 0;
     //  a retired key stays until the last token it signed has expired, plus the verifier's leeway
     uint64_t horizon = (IDENTITY_ACCESS_TTL_S + 60) * 1000ull;
+    pthread_rwlock_rdlock(&self->lock);
     for (size_t i = 0; i < self->count; i++)
         live += !self->keys[i].retired_ms || self->keys[i].retired_ms + horizon > now_ms;
     msgpack_pack_map(pk, 1);
@@ -345,22 +405,25 @@ identity_keys_pack(identity_keys_t *self, msgpack_packer *pk, uint64_t now_ms)
         mc_pack_kv_cstr(pk, "n", k->n);
         mc_pack_kv_cstr(pk, "e", k->e);
     }
+    pthread_rwlock_unlock(&self->lock);
 }
 
 int
 identity_keys_rotate(identity_keys_t *self, uint64_t now_ms)
 {
     char path[sizeof ((identity_keys_t *) 0)->dir + 320], when[32];
+    pthread_rwlock_wrlock(&self->lock);
     snprintf(path, sizeof path, "%s/%s.retired", self->dir, self->keys[0].kid);
     snprintf(when, sizeof when, "%" PRIu64, now_ms);
-    if (s_write_private(path, when, strlen(when)))
-        return -1;
-    uint64_t old = self->keys[0].retired_ms;
-    self->keys[0].retired_ms = now_ms;
-    if (s_generate(self)) {
-        self->keys[0].retired_ms = old;
-        unlink(path);
-        return -1;
+    int rc = s_write_private(path, when, strlen(when));
+    if (!rc) {
+        uint64_t old = self->keys[0].retired_ms;
+        self->keys[0].retired_ms = now_ms;
+        if ((rc = s_generate(self))) {
+            self->keys[0].retired_ms = old;
+            unlink(path);
+        }
     }
-    return 0;
+    pthread_rwlock_unlock(&self->lock);
+    return rc ? -1 : 0;
 }

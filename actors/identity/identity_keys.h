@@ -19,8 +19,12 @@
 
 typedef struct _identity_keys_t identity_keys_t;
 
-//  Loads the keys from data_dir/keys, generating what is missing. NULL on failure (logged).
+//  The keys in data_dir/keys, loaded (generating what is missing) by the first caller and
+//  shared with later ones for the same data_dir: every identity shard of a process signs with
+//  one key, and a rotation through any shard is every shard's. Safe from any thread. NULL on
+//  failure (logged).
 identity_keys_t *identity_keys_new(const char *data_dir);
+//  Lets go of the set; the last holder frees it.
 void identity_keys_destroy(identity_keys_t **self_p);
 
 //  Signs an access token; the caller frees the result. NULL on failure.
@@ -34,7 +38,7 @@ void identity_keys_pack(identity_keys_t *self, msgpack_packer *pk, uint64_t now_
 //  Generates a new signing key and retires the current one at now_ms. 0 or -1.
 int identity_keys_rotate(identity_keys_t *self, uint64_t now_ms);
 
-//  The current signing kid.
-const char *identity_keys_kid(identity_keys_t *self);
+//  The current signing kid, copied into kid.
+void identity_keys_kid(identity_keys_t *self, char kid[IDENTITY_KID_LEN + 1]);
 
 #endif

@@ -4,6 +4,7 @@
 #include "identity_db.h"
 #include "identity_keys.h"
 #include "mc_outbox.h"
+#include "mc_schema.h"
 #include "mc_core_test.h"
 #include "mc_test.h"
 #include "mc_util.h"
@@ -608,9 +609,92 @@ test_directory(void)
     s_free(&r);
 }
 
+//  The kid in an access token's header.
+static void
+s_token_kid(result_t *r, char *kid, size_t size)
+{
+    char token[2048], head[512] = "";
+    s_field(r, "access_token", token, sizeof token);
+    char *dot = strchr(token, '.');
+    long n = dot ? mc_b64url_decode(head, sizeof head - 1, token, (size_t) (dot - token)) : -1;
+    head[n > 0 ? n : 0] = 0;
+    const char *k = strstr(head, "\"kid\":\"");
+    snprintf(kid, size, "%.*s", k ? (int) strcspn(k + 7, "\"") : 0, k ? k + 7 : "");
+}
+
+//  Four identity shards of one node, in one data directory: the admin from the environment
+//  lives on its email's shard only, with an id of that shard; every shard publishes and signs
+//  with the same keys, and a rotation through one is every shard's.
+static void
+test_shards(void)
+{
+    setenv("MERCATO_SHARDS", "identity=4", 1);
+    char dir[64] = "/tmp/mc-identity-shards-XXXXXX";
+    MC_CHECK(mkdtemp(dir) != NULL);
+    mc_core_t *shards[4], *single = s_core;
+    for (unsigned i = 0; i < 4; i++)
+        MC_CHECK((shards[i] = mc_core_new(&identity_service, dir, i, 1u << 26)) != NULL);
+    unsigned home = mc_shard_of_folded("identity", "BOSS@example.com", 16);
+    result_t r;
+    char kids[4][64];
+    for (unsigned i = 0; i < 4; i++) {
+        s_core = shards[i];
+        ASSERT_EQ(s_call(&r, "user.admins", "admins", "system", NULL), 200);
+        const msgpack_object *items = mc_map_get(r.rep.body, "items");
+        ASSERT_EQ(items ? items->via.array.size : 99, i == home ? 1 : 0);
+        if (i == home && items && items->via.array.size == 1) {
+            mc_str_t id = { "", 0 };
+            mc_map_str(&items->via.array.ptr[0], "id", &id);
+            ASSERT_EQ(mc_shard_of("identity", id.ptr, id.len), home);
+        }
+        s_free(&r);
+        ASSERT_EQ(s_call(&r, "keys.list", NULL, NULL, NULL), 200);
+        const msgpack_object *keys = mc_map_get(r.rep.body, "keys");
+        ASSERT_EQ(keys ? keys->via.array.size : 0, 1);
+        mc_str_t kid = { "", 0 };
+        if (keys && keys->via.array.size)
+            mc_map_str(&keys->via.array.ptr[0], "kid", &kid);
+        snprintf(kids[i], sizeof kids[i], "%.*s", (int) kid.len, kid.ptr);
+        ASSERT_STR(kids[i], kids[0]);
+        s_free(&r);
+    }
+    //  rotated through another shard than the admin's, the admin's signs with the new key
+    s_core = shards[(home + 1) % 4];
+    ASSERT_EQ(s_call(&r, "keys.rotate", NULL, NULL, NULL), 200);
+    char rotated[64];
+    s_field(&r, "kid", rotated, sizeof rotated);
+    s_free(&r);
+    MC_CHECK(strcmp(rotated, kids[0]) != 0);
+    s_core = shards[home];
+    ASSERT_EQ(s_call(&r, "keys.list", NULL, NULL, NULL), 200);
+    const msgpack_object *keys = mc_map_get(r.rep.body, "keys");
+    ASSERT_EQ(keys ? keys->via.array.size : 0, 2);
+    s_free(&r);
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "Boss@Example.com", "ok", "?true",
+                     "new_refresh_digest", "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0", NULL), 200);
+    char kid[64];
+    s_token_kid(&r, kid, sizeof kid);
+    ASSERT_STR(kid, rotated);
+    s_free(&r);
+    //  another shard does not know the admin's email
+    s_core = shards[(home + 2) % 4];
+    ASSERT_EQ(s_call(&r, "session.login", NULL, NULL, "email", "boss@example.com", "ok", "?true",
+                     "new_refresh_digest", "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", NULL), 401);
+    s_free(&r);
+    for (unsigned i = 0; i < 4; i++)
+        mc_core_destroy(&shards[i]);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    MC_CHECK(system(cmd) == 0);
+    s_core = single;
+    setenv("MERCATO_SHARDS", "identity=1", 1);
+}
+
 int
 main(void)
 {
+    //  one identity shard unless a test says otherwise, whatever the environment running them
+    setenv("MERCATO_SHARDS", "identity=1", 1);
     setenv("MERCATO_ADMIN_EMAIL", "boss@example.com", 1);
     setenv("MERCATO_ADMIN_PASSWORD", "boss-password-1", 1);
     char dir[64];
@@ -628,6 +712,7 @@ main(void)
     MC_TEST_RUN(test_overlong_ids);
     MC_TEST_RUN(test_keys);
     MC_TEST_RUN(test_directory);
+    MC_TEST_RUN(test_shards);
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

@@ -2,8 +2,9 @@
     (mail.send to the node's mailer) and their retries, all moved on by notification.step (the
     replies) and notification.tick (the clock).
 
-    Requests are tagged "c:<id>" (a user's address), "a:<fan-out id>" (the admins) and
-    "m:<id>:<attempt>" (a mail). A mailer's "sent" ends a notification whichever attempt it
+    Requests are tagged "c:<id>" (a user's address), "a:<fan-out id>:<identity shard>" (the
+    admins that shard keeps: every shard is asked, and the alert goes out once all have
+    answered) and "m:<id>:<attempt>" (a mail). A mailer's "sent" ends a notification whichever attempt it
     answers, even one already counted as failed, since the mail did go; a failure counts only
     for the attempt in flight, so a late answer to an attempt already given up on cannot cost a
     second one. */
@@ -18,8 +19,75 @@
 //  Work one tick takes on, at most; the rest waits for the next.
 #define TICK_MAX 64
 
-//  A fan-out's value: created and sent ms (8 bytes each), then {event_id, event_type, subject, text}.
+//  A fan-out's value: created and sent ms (8 bytes each), then {event_id, event_type, subject,
+//  text, answered, admins}: answered has bit s set once identity shard s has named its admins,
+//  admins holds what they named so far, [shard, id, email] each (both absent in fan-outs
+//  recorded before identity had shards, which count as unanswered).
 #define FANOUT_HEAD 16
+
+//  What a fan-out holds, its strings pointing into a decoded copy.
+typedef struct {
+    uint64_t created, sent;
+    mc_str_t event_id, type, subject, text;
+    uint64_t answered;
+    const msgpack_object *admins;   //  array, or NULL
+} fanout_t;
+
+//  Every identity shard's bit.
+static uint64_t
+s_all_shards(void)
+{
+    unsigned shards = mc_schema_shards("identity");
+    return shards >= 64 ? UINT64_MAX : (1ull << shards) - 1;
+}
+
+//  Writes fan-out fid: f, plus the admins shard named in items (an array, or NULL), who are
+//  then counted in answered. 0 or an LMDB error.
+static int
+s_fanout_put(MDB_txn *txn, const notifications_db_t *db, mc_str_t fid, const fanout_t *f, unsigned shard,
+             const msgpack_object *items)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    unsigned char head[FANOUT_HEAD];
+    mc_be64_put(head, f->created);
+    mc_be64_put(head + 8, f->sent);
+    msgpack_sbuffer_write(&sb, (const char *) head, sizeof head);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    mc_pack_kv_str(&pk, "event_id", f->event_id.ptr, f->event_id.len);
+    mc_pack_kv_str(&pk, "event_type", f->type.ptr, f->type.len);
+    mc_pack_kv_str(&pk, "subject", f->subject.ptr, f->subject.len);
+    mc_pack_kv_str(&pk, "text", f->text.ptr, f->text.len);
+    mc_pack_kv_uint(&pk, "answered", f->answered | (items ? 1ull << shard : 0));
+    uint32_t had = f->admins ? f->admins->via.array.size : 0, more = 0;
+    for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+        mc_str_t admin, email;
+        const msgpack_object *it = &items->via.array.ptr[i];
+        more += mc_map_str(it, "id", &admin) == 0 && mc_map_str(it, "email", &email) == 0 && admin.len
+             && admin.len <= 64 && email.len;
+    }
+    mc_pack_cstr(&pk, "admins");
+    msgpack_pack_array(&pk, had + more);
+    for (uint32_t i = 0; i < had; i++)
+        mc_pack_obj(&pk, &f->admins->via.array.ptr[i]);
+    for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+        mc_str_t admin, email;
+        const msgpack_object *it = &items->via.array.ptr[i];
+        if (mc_map_str(it, "id", &admin) || mc_map_str(it, "email", &email) || !admin.len || admin.len > 64
+        ||  !email.len)
+            continue;
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint32(&pk, shard);
+        mc_pack_str(&pk, admin.ptr, admin.len);
+        mc_pack_str(&pk, email.ptr, email.len);
+    }
+    MDB_val k = { fid.len, (void *) fid.ptr }, v = { sb.size, sb.data };
+    int rc = mdb_put(txn, db->fanouts, &k, &v, 0);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
 
 static uint64_t
 s_backoff(const notifications_db_t *db, int64_t attempts)
@@ -92,31 +160,18 @@ s_failed(const mc_ctx_t *ctx, note_t *n, const char *detail, bool permanent)
 int
 notifications_fanout(mc_ctx_t *ctx, mc_str_t event_id, mc_str_t type, const char *subject, mc_str_t text)
 {
-    const notifications_db_t *db = ctx->state;
     char fid[MC_ULID_LEN + 1];
     notifications_id(fid, ctx->req->time, event_id, 0);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    unsigned char head[FANOUT_HEAD];
-    mc_be64_put(head, ctx->req->time);
-    mc_be64_put(head + 8, 0);
-    msgpack_sbuffer_write(&sb, (const char *) head, sizeof head);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    mc_pack_kv_str(&pk, "event_id", event_id.ptr, event_id.len);
-    mc_pack_kv_str(&pk, "event_type", type.ptr, type.len);
-    mc_pack_kv_cstr(&pk, "subject", subject);
-    mc_pack_kv_str(&pk, "text", text.ptr, text.len);
-    MDB_val k = { MC_ULID_LEN, fid }, v = { sb.size, sb.data };
-    int rc = mdb_put(ctx->txn, db->fanouts, &k, &v, 0);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    fanout_t f = { .created = ctx->req->time, .event_id = event_id, .type = type,
+                   .subject = { subject, strlen(subject) }, .text = text };
+    return s_fanout_put(ctx->txn, ctx->state, (mc_str_t) { fid, MC_ULID_LEN }, &f, 0, NULL);
 }
 
-//  A fan-out's value, copied (the notifications it makes are written while it is read).
+//  Fan-out fid into f, from a copy (the notifications it makes are written while it is read),
+//  which u keeps alive. 0, MDB_NOTFOUND, MDB_CORRUPTED or an LMDB error.
 static int
-s_fanout_load(MDB_txn *txn, const notifications_db_t *db, mc_str_t fid, msgpack_sbuffer *copy)
+s_fanout_load(MDB_txn *txn, const notifications_db_t *db, mc_str_t fid, msgpack_sbuffer *copy, msgpack_unpacked *u,
+              fanout_t *f)
 {
     MDB_val k = { fid.len, (void *) fid.ptr }, v;
     int rc = fid.len ? mdb_get(txn, db->fanouts, &k, &v) : MDB_NOTFOUND;
@@ -125,57 +180,87 @@ s_fanout_load(MDB_txn *txn, const notifications_db_t *db, mc_str_t fid, msgpack_
     if (v.mv_size <= FANOUT_HEAD)
         return MDB_CORRUPTED;
     msgpack_sbuffer_write(copy, v.mv_data, v.mv_size);
+    *f = (fanout_t) { .created = mc_be64_get((const unsigned char *) copy->data),
+                      .sent = mc_be64_get((const unsigned char *) copy->data + 8) };
+    if (mc_msgpack_unpack(u, copy->data + FANOUT_HEAD, copy->size - FANOUT_HEAD)
+    ||  mc_map_str(&u->data, "event_id", &f->event_id) || mc_map_str(&u->data, "event_type", &f->type)
+    ||  mc_map_str(&u->data, "subject", &f->subject) || mc_map_str(&u->data, "text", &f->text))
+        return MDB_CORRUPTED;
+    mc_map_uint(&u->data, "answered", &f->answered);
+    f->admins = mc_map_get(&u->data, "admins");
+    if (f->admins && f->admins->type != MSGPACK_OBJECT_ARRAY)
+        f->admins = NULL;
     return 0;
 }
 
-//  identity's list of admins: one notification each, each attempted at once.
+//  Every admin a fan-out collected, shard by shard (so the mails are numbered alike whatever
+//  order the shards answered in): one notification each, each attempted at once.
 static int
-s_admins_reply(mc_ctx_t *ctx, mc_str_t fid, int status, const msgpack_object *body)
+s_fanout_send(mc_ctx_t *ctx, const fanout_t *f)
+{
+    const notifications_db_t *db = ctx->state;
+    unsigned shards = mc_schema_shards("identity"), made = 0;
+    int rc = 0;
+    for (unsigned shard = 0; shard < shards && !rc; shard++)
+        for (uint32_t i = 0; !rc && f->admins && i < f->admins->via.array.size; i++) {
+            const msgpack_object *a = &f->admins->via.array.ptr[i];
+            if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size != 3
+            ||  a->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.array.ptr[0].via.u64 != shard)
+                continue;
+            mc_str_t admin = mc_obj_str(&a->via.array.ptr[1]), email = mc_obj_str(&a->via.array.ptr[2]);
+            if (!admin.len || !email.len)
+                continue;
+            made++;
+            char id[MC_ULID_LEN + 1], message_id[128];
+            notifications_id(id, f->created, f->event_id, made);
+            snprintf(message_id, sizeof message_id, "<%.*s.%u@mercato>", (int) f->event_id.len, f->event_id.ptr, made);
+            note_t n = {
+                .id = { id, MC_ULID_LEN }, .user_id = admin, .event_type = f->type, .recipient = email,
+                .subject = f->subject, .text = f->text, .status = MC_STR("pending"),
+                .message_id = { message_id, strlen(message_id) }, .phase = PHASE_WAITING,
+                .created_ms = f->created, .updated_ms = ctx->req->time,
+            };
+            notifications_attempt(ctx, &n);
+            rc = notifications_store(ctx->txn, db, &n, NULL);
+        }
+    return rc;
+}
+
+//  Identity shard `shard`'s admins for fan-out fid: kept until every shard has answered, then
+//  the alert goes to all of them. A shard that answers anything but 200, or not at all, is
+//  asked again by the tick; an answer repeated changes nothing.
+static int
+s_admins_reply(mc_ctx_t *ctx, mc_str_t fid, unsigned shard, int status, const msgpack_object *body)
 {
     const notifications_db_t *db = ctx->state;
     msgpack_sbuffer copy;
     msgpack_sbuffer_init(&copy);
-    int rc = s_fanout_load(ctx->txn, db, fid, &copy);
-    if (rc || status != 200) {
-        msgpack_sbuffer_destroy(&copy);
-        return rc == MDB_NOTFOUND ? 0 : rc;     //  not answered: the tick asks again
-    }
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    mc_str_t event_id = { "", 0 }, type = { "", 0 }, subject = { "", 0 }, text = { "", 0 };
-    if (mc_msgpack_unpack(&u, copy.data + FANOUT_HEAD, copy.size - FANOUT_HEAD)
-    ||  mc_map_str(&u.data, "event_id", &event_id) || mc_map_str(&u.data, "event_type", &type)
-    ||  mc_map_str(&u.data, "subject", &subject) || mc_map_str(&u.data, "text", &text))
-        rc = MDB_CORRUPTED;
-    uint64_t created = mc_be64_get((const unsigned char *) copy.data);
+    fanout_t f;
+    int rc = s_fanout_load(ctx->txn, db, fid, &copy, &u, &f);
     const msgpack_object *items = mc_map_get(body, "items");
-    unsigned made = 0;
-    for (uint32_t i = 0; !rc && items && items->type == MSGPACK_OBJECT_ARRAY && i < items->via.array.size; i++) {
-        mc_str_t admin = { "", 0 }, email = { "", 0 };
-        const msgpack_object *it = &items->via.array.ptr[i];
-        if (mc_map_str(it, "id", &admin) || mc_map_str(it, "email", &email) || !admin.len || admin.len > 64
-        ||  !email.len)
-            continue;
-        made++;
-        char id[MC_ULID_LEN + 1], message_id[128];
-        notifications_id(id, created, event_id, made);
-        snprintf(message_id, sizeof message_id, "<%.*s.%u@mercato>", (int) event_id.len, event_id.ptr, made);
-        note_t n = {
-            .id = { id, MC_ULID_LEN }, .user_id = admin, .event_type = type, .recipient = email,
-            .subject = subject, .text = text, .status = MC_STR("pending"),
-            .message_id = { message_id, strlen(message_id) }, .phase = PHASE_WAITING,
-            .created_ms = created, .updated_ms = ctx->req->time,
-        };
-        notifications_attempt(ctx, &n);
-        rc = notifications_store(ctx->txn, db, &n, NULL);
-    }
-    if (!rc) {
-        MDB_val k = { fid.len, (void *) fid.ptr };
-        rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
+    uint64_t all = s_all_shards();
+    if (!rc && status == 200 && shard < 64 && (all >> shard & 1) && !(f.answered >> shard & 1)) {
+        static const msgpack_object none = { .type = MSGPACK_OBJECT_ARRAY };
+        rc = s_fanout_put(ctx->txn, db, fid, &f, shard, items && items->type == MSGPACK_OBJECT_ARRAY ? items : &none);
+        if (!rc && ((f.answered | 1ull << shard) & all) == all) {
+            //  the record just written, with this shard's admins in it
+            msgpack_sbuffer_clear(&copy);
+            msgpack_unpacked_destroy(&u);
+            msgpack_unpacked_init(&u);
+            rc = s_fanout_load(ctx->txn, db, fid, &copy, &u, &f);
+            if (!rc)
+                rc = s_fanout_send(ctx, &f);
+            if (!rc) {
+                MDB_val k = { fid.len, (void *) fid.ptr };
+                rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
+            }
+        }
     }
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&copy);
-    return rc;
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 //  identity's answer about a user: the address, or that there is no such user.
@@ -261,8 +346,17 @@ notifications_step(mc_ctx_t *ctx)
         if (tag.ptr[0] == 'c')
             rc = s_contact_reply(ctx, rest, (int) status, body);
         else
-        if (tag.ptr[0] == 'a')
-            rc = s_admins_reply(ctx, rest, (int) status, body);
+        if (tag.ptr[0] == 'a') {
+            //  "<fid>:<shard>"; a bare fid was asked of the only shard there was
+            const char *colon = memchr(rest.ptr, ':', rest.len);
+            const char *digits = colon ? colon + 1 : rest.ptr + rest.len, *end = rest.ptr + rest.len;
+            long shard = colon && digits == end ? -1 : 0;
+            for (const char *p = digits; p < end && shard >= 0; p++)
+                shard = *p >= '0' && *p <= '9' && shard < 64 ? shard * 10 + (*p - '0') : -1;
+            if (shard >= 0 && shard < 64)
+                rc = s_admins_reply(ctx, (mc_str_t) { rest.ptr, colon ? (size_t) (colon - rest.ptr) : rest.len },
+                                    (unsigned) shard, (int) status, body);
+        }
         else
         if (tag.ptr[0] == 'm') {
             const char *colon = memrchr(rest.ptr, ':', rest.len);
@@ -340,7 +434,8 @@ s_tick_due(mc_ctx_t *ctx)
     return rc;
 }
 
-//  Alerts still waiting for the list of admins ask again.
+//  Alerts still waiting for the lists of admins ask again, each identity shard that has not
+//  answered yet.
 static int
 s_tick_fanouts(mc_ctx_t *ctx)
 {
@@ -348,13 +443,16 @@ s_tick_fanouts(mc_ctx_t *ctx)
     unsigned char keys[TICK_MAX][72];
     size_t lens[TICK_MAX];
     size_t count = s_keys(ctx->txn, db->fanouts, false, 0, keys, lens);
+    unsigned shards = mc_schema_shards("identity");
     int rc = 0;
     for (size_t i = 0; i < count && !rc; i++) {
         mc_str_t fid = { (const char *) keys[i], lens[i] };
         msgpack_sbuffer copy;
         msgpack_sbuffer_init(&copy);
-        rc = s_fanout_load(ctx->txn, db, fid, &copy);
-        unsigned char *head = (unsigned char *) copy.data;
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        fanout_t f;
+        rc = s_fanout_load(ctx->txn, db, fid, &copy, &u, &f);
         if (rc == MDB_CORRUPTED) {
             //  it could never be sent, and it would stop every tick
             mc_error("unreadable low-stock alert dropped", "\"id\":\"%.*s\"", (int) fid.len, fid.ptr);
@@ -362,17 +460,22 @@ s_tick_fanouts(mc_ctx_t *ctx)
             rc = mdb_del(ctx->txn, db->fanouts, &k, NULL);
         }
         else
-        if (!rc && mc_be64_get(head + 8) + RESEND_MS <= ctx->req->time) {
-            char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
-            snprintf(id, sizeof id, "%.*s-a", (int) fid.len, fid.ptr);
-            snprintf(tag, sizeof tag, "a:%.*s", (int) fid.len, fid.ptr);
-            mc_send_t send = { .service = "identity", .shard = 0, .type = "user.admins", .id = { id, strlen(id) },
-                               .key = MC_STR("admins"), .role = MC_STR("system"), .tag = tag };
-            mc_send(ctx, &send);
-            mc_be64_put(head + 8, ctx->req->time);
-            MDB_val k = { fid.len, keys[i] }, v = { copy.size, copy.data };
-            rc = mdb_put(ctx->txn, db->fanouts, &k, &v, 0);
+        if (!rc && f.sent + RESEND_MS <= ctx->req->time) {
+            for (unsigned shard = 0; shard < shards; shard++) {
+                if (f.answered >> shard & 1)
+                    continue;
+                char id[MC_REQUEST_ID_MAX + 1], tag[MC_REQUEST_ID_MAX + 1];
+                snprintf(id, sizeof id, "%.*s-a%u", (int) fid.len, fid.ptr, shard);
+                snprintf(tag, sizeof tag, "a:%.*s:%u", (int) fid.len, fid.ptr, shard);
+                mc_send_t send = { .service = "identity", .shard = shard, .type = "user.admins",
+                                   .id = { id, strlen(id) }, .key = MC_STR("admins"), .role = MC_STR("system"),
+                                   .tag = tag };
+                mc_send(ctx, &send);
+            }
+            f.sent = ctx->req->time;
+            rc = s_fanout_put(ctx->txn, db, fid, &f, 0, NULL);
         }
+        msgpack_unpacked_destroy(&u);
         msgpack_sbuffer_destroy(&copy);
     }
     return rc;

@@ -515,6 +515,96 @@ test_low_stock_mails_every_admin(void)
 }
 
 static void
+s_root(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mc_pack_kv_cstr(pk, "id", "01ADMIN0000000000000000001");
+    mc_pack_kv_cstr(pk, "email", "root@example.test");
+}
+
+static void
+s_ops(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mc_pack_kv_cstr(pk, "id", "01ADMIN0000000000000000002");
+    mc_pack_kv_cstr(pk, "email", "ops@example.test");
+}
+
+static void
+s_nobody(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, 0);
+}
+
+//  With identity in three shards every shard is asked for its admins, and the alert goes out
+//  only once all three have answered: to the admins of each, numbered in shard order whatever
+//  order the answers came in.
+static void
+test_low_stock_asks_every_identity_shard(void)
+{
+    setenv("MERCATO_SHARDS", "identity=3", 1);
+    s_clock += 1000;
+    s_event("01EVENT00000000000000000017-0", "inventory.low_stock", "01PRODUCT00000000000000001", s_low_stock, false);
+    size_t before = s_count("admin", "01ADMIN0000000000000000000");
+    s_tick();
+    ASSERT_EQ(s_sends("a:", NULL), 3);
+    char tags[3][MC_REQUEST_ID_MAX + 1];
+    size_t n;
+    mc_fx_t *const *fx = mc_core_effects(s_core, &n);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (fx[i]->kind == MC_FX_SEND && k < 3) {
+            char want[16];
+            snprintf(want, sizeof want, "identity.%zu", k);
+            ASSERT_STR(fx[i]->service, want);
+            snprintf(tags[k++], sizeof tags[0], "%s", fx[i]->tag);
+        }
+    //  shard 2 answers first, shard 0 next, shard 1 fails: nobody is mailed yet
+    s_reply(tags[2], 200, s_ops, NULL);
+    ASSERT_EQ(s_sends("", NULL), 0);
+    s_reply(tags[0], 200, s_root, NULL);
+    ASSERT_EQ(s_sends("", NULL), 0);
+    s_reply(tags[1], 503, NULL, "no live node");
+    ASSERT_EQ(s_count("admin", "01ADMIN0000000000000000000"), before);
+    //  the tick asks again only the shard that has not answered
+    s_clock += 1000;
+    s_tick();
+    const mc_fx_t *send = NULL;
+    ASSERT_EQ(s_sends("a:", &send), 1);
+    MC_CHECK(send && strcmp(send->service, "identity.1") == 0);
+    s_reply(tags[2], 200, s_ops, NULL);     //  a repeated answer changes nothing
+    ASSERT_EQ(s_sends("", NULL), 0);
+    s_reply(tags[1], 200, s_nobody, NULL);
+    ASSERT_EQ(s_sends("m:", NULL), 2);
+    fx = mc_core_effects(s_core, &n);
+    char to[2][64] = { "", "" }, seen[2][96] = { "", "" };
+    for (size_t i = 0, k = 0; i < n && k < 2; i++)
+        if (fx[i]->kind == MC_FX_SEND) {
+            s_send_field(fx[i], "message_id", seen[k], sizeof seen[k]);
+            s_send_field(fx[i], "to", to[k++], sizeof to[0]);
+        }
+    ASSERT_STR(to[0], "root@example.test");
+    ASSERT_STR(to[1], "ops@example.test");
+    ASSERT_STR(seen[0], "<01EVENT00000000000000000017-0.1@mercato>");
+    ASSERT_STR(seen[1], "<01EVENT00000000000000000017-0.2@mercato>");
+    ASSERT_EQ(s_count("admin", "01ADMIN0000000000000000000"), before + 2);
+    //  done: late answers and ticks mail nobody again
+    s_reply(tags[0], 200, s_root, NULL);
+    s_clock += 1000;
+    s_tick();
+    ASSERT_EQ(s_sends("", NULL), 0);
+    ASSERT_EQ(s_count("admin", "01ADMIN0000000000000000000"), before + 2);
+    setenv("MERCATO_SHARDS", "identity=1", 1);
+}
+
+static void
 test_other_events_are_ignored(void)
 {
     size_t before = s_count("admin", "01ADMIN0000000000000000000");
@@ -765,6 +855,8 @@ test_wanted_events(void)
 int
 main(void)
 {
+    //  one identity shard unless a test says otherwise, whatever the environment running them
+    setenv("MERCATO_SHARDS", "identity=1", 1);
     setenv("MERCATO_SMTP_RETRY_MS", "1000", 1);
     setenv("MERCATO_SMTP_ATTEMPTS", "4", 1);
     char dir[64];
@@ -776,6 +868,7 @@ main(void)
     MC_TEST_RUN(test_failed_attempts_back_off_then_fail);
     MC_TEST_RUN(test_late_success_of_an_earlier_attempt_counts);
     MC_TEST_RUN(test_low_stock_mails_every_admin);
+    MC_TEST_RUN(test_low_stock_asks_every_identity_shard);
     MC_TEST_RUN(test_other_events_are_ignored);
     MC_TEST_RUN(test_who_sees_what);
     MC_TEST_RUN(test_test_mail_is_for_admins);
