@@ -13,8 +13,9 @@
 //  knows we are alive.
 #define ANNOUNCE_MS 500
 
-//  Where a worker's reply goes: the first byte of the client frame a worker gets, then the
-//  routing id on that socket.
+//  Where a worker's reply goes: the client frame a worker gets (and gives back) is this byte, the
+//  length of the asker's routing id on that socket, the routing id, then the request's service
+//  (which the answer names).
 enum { FROM_EXTERNAL = 'E', FROM_LOCAL = 'L' };
 
 typedef struct {
@@ -63,13 +64,20 @@ s_deliver(front_t *self, zframe_t *worker, char from, const void *to, size_t to_
           const mc_peer_info_t *peer)
 {
     byte client[MC_PROTO_CLIENT_MAX];
+    size_t service = strlen(req->service);
+    if (2 + to_size + service > sizeof client) {
+        self->malformed++;
+        return;
+    }
     client[0] = (byte) from;
-    memcpy(client + 1, to, to_size);
+    client[1] = (byte) to_size;
+    memcpy(client + 2, to, to_size);
+    memcpy(client + 2 + to_size, req->service, service);
     mc_proto_msg_t out;
     mc_proto_msg_init(&out);
     out.id = MC_PROTO_WORKER_REQUEST;
     mc_proto_msg_set_routing_id(&out, zframe_data(worker), zframe_size(worker));
-    mc_proto_msg_set_client(&out, client, 1 + to_size);
+    mc_proto_msg_set_client(&out, client, 2 + to_size + service);
     mc_proto_msg_set_request_id(&out, req->request_id, req->request_id_size);
     mc_proto_msg_set_peer_key(&out, peer->name);
     out.peer_role = peer->role;
@@ -195,11 +203,16 @@ s_worker(front_t *self, mc_proto_msg_t *m)
         self->changed = true;
     }
     else
-    if (m->id == MC_PROTO_WORKER_REPLY && m->client_size >= 2) {
+    if (m->id == MC_PROTO_WORKER_REPLY && m->client_size >= 4 && (size_t) 2 + m->client[1] < m->client_size) {
         zsock_t *to = m->client[0] == FROM_EXTERNAL ? self->ext : m->client[0] == FROM_LOCAL ? self->local : NULL;
-        if (to)
-            s_answer(to, m->client + 1, m->client_size - 1, MC_PROTO_CLIENT_REPLY, "reply", m->request_id,
-                     m->request_id_size, &m->envelope, NULL);
+        size_t id = m->client[1], len = m->client_size - 2 - id;
+        char service[MC_PROTO_SERVICE_MAX + 1];
+        if (to && id && len <= MC_PROTO_SERVICE_MAX) {
+            memcpy(service, m->client + 2 + id, len);
+            service[len] = 0;
+            s_answer(to, m->client + 2, id, MC_PROTO_CLIENT_REPLY, service, m->request_id, m->request_id_size,
+                     &m->envelope, NULL);
+        }
     }
     else
     if (m->id == MC_PROTO_WORKER_DISCONNECT) {
