@@ -362,6 +362,20 @@ mc_shard_of_folded(const char *service, const char *key, size_t len)
 }
 
 int
+mc_shard_ulid(char out[MC_ULID_LEN + 1], mc_str_t seed, const char *service, unsigned want)
+{
+    size_t n = seed.len < MC_ULID_LEN ? seed.len : MC_ULID_LEN;
+    memcpy(out, seed.ptr, n);
+    out[n] = 0;
+    if (!mc_ulid_valid(seed.ptr, seed.len))
+        return -1;
+    //  1 in shards variants lands on want: 2^20 of them leave no shard count unserved
+    for (uint32_t i = 0; i < (1u << 20) && mc_shard_of(service, out, MC_ULID_LEN) != want; i++)
+        mc_ulid_variant(out, i);
+    return 0;
+}
+
+int
 mc_schema_validate(const mc_msgdef_t *def, const msgpack_object *body, mc_errors_t *errs)
 {
     return s_validate(def, body, errs, FOR_ACTOR);

@@ -5,6 +5,7 @@
 
 #include "mc_envelope.h"
 #include "mc_plane.h"
+#include "mc_util.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -92,6 +93,13 @@ unsigned mc_shard_of(const char *service, const char *key, size_t len);
 //  The same for a key compared without regard to ASCII case (an email, a SKU), as shard_by
 //  routes place new ids.
 unsigned mc_shard_of_folded(const char *service, const char *key, size_t len);
+
+//  An id for a new entity that must live on shard `want` of service, derived from seed (the
+//  message id of the request that makes it) alone: seed itself when it falls there, else its
+//  first variant (mc_ulid_variant) that does. A handler cannot draw random ids (a resend or a
+//  replay must make the same entity), which is why this is not the edge's draw (shard_by).
+//  Returns 0, or -1 with out a copy of seed (cut to MC_ULID_LEN) when seed is not a ULID.
+int mc_shard_ulid(char out[MC_ULID_LEN + 1], mc_str_t seed, const char *service, unsigned want);
 
 extern const mc_route_t mc_routes[];
 extern const size_t mc_routes_count;
