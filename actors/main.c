@@ -8,6 +8,8 @@
     default $MERCATO_KEYS_DIR or DIR/plane); without it the node does not start. */
 #include "mc_actor.h"
 #include "mc_consumer.h"
+#include "mc_front.h"
+#include "mc_dir.h"
 #include "mc_config.h"
 #include "mc_event_sign.h"
 #include "mc_log.h"
@@ -67,6 +69,89 @@ s_feed_host(const child_t *children, size_t count, size_t feed)
     return NULL;
 }
 
+//  "catalog=16,identity=16,...": the shards of every service, as this process sees them.
+static void
+s_shards_text(char *out, size_t size)
+{
+    size_t at = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < mc_services_count && at < size; i++) {
+        int n = snprintf(out + at, size - at, "%s%s=%u", i ? "," : "", mc_services[i].name,
+                         mc_schema_shards(mc_services[i].name));
+        at += n > 0 ? (size_t) n : 0;
+    }
+}
+
+//  The shard counts are fixed when a data directory is made (a key's shard depends on them):
+//  the first start records them in DATA/shards, and a start with other counts refuses. A data
+//  directory from before the record holds one shard of each service.
+static int
+s_shards_check(const char *data)
+{
+    char want[1024], had[1024] = "", path[4200];
+    s_shards_text(want, sizeof want);
+    snprintf(path, sizeof path, "%s/shards", data);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(had, sizeof had, f))
+            had[0] = 0;
+        fclose(f);
+        had[strcspn(had, "\n")] = 0;
+    }
+    else {
+        for (size_t i = 0; i < mc_services_count && !*had; i++) {
+            char old[4200];
+            snprintf(old, sizeof old, "%s/%s/0", data, mc_services[i].name);
+            if (access(old, F_OK) == 0) {
+                size_t at = 0;
+                for (size_t j = 0; j < mc_services_count; j++)
+                    at += (size_t) snprintf(had + at, sizeof had - at, "%s%s=1", j ? "," : "", mc_services[j].name);
+            }
+        }
+        if (!*had && (mc_config_mkdirs(data) || mc_config_write_file(path, want))) {
+            mc_error("cannot record the shard counts", "\"path\":\"%s\"", path);
+            return -1;
+        }
+        if (!*had)
+            return 0;
+    }
+    if (strcmp(had, want) != 0) {
+        mc_error("shard counts differ from the data directory's, not starting",
+                 "\"data\":\"%s\",\"recorded\":\"%s\",\"configured\":\"%s\"", data, had, want);
+        fprintf(stderr, "mercato-node: %s was made with MERCATO_SHARDS=%s; this process has %s "
+                "(a key's shard depends on the counts: start with the recorded ones)\n", data, had, want);
+        return -1;
+    }
+    return 0;
+}
+
+//  This node's id: --node-id, else the one recorded in DATA/node.id, made at the first start. A
+//  node keeps its id across restarts, so the directory gives it back its own shards.
+static const char *
+s_node_id(const char *data, const char *given, char *buf, size_t size)
+{
+    if (given)
+        return given;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/node.id", data);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        bool ok = fgets(buf, (int) size, f) != NULL;
+        fclose(f);
+        buf[strcspn(buf, "\n")] = 0;
+        if (ok && *buf)
+            return buf;
+    }
+    char ulid[MC_ULID_LEN + 1];
+    mc_ulid(ulid, mc_now_ms());
+    snprintf(buf, size, "node-%.8s", ulid + 18);
+    mc_config_write_file(path, buf);
+    return buf;
+}
+
+//  Where a node's actors, consumers and mailer reach its front.
+static const char local[] = "inproc://mercato-front";
+
 int
 main(int argc, char **argv)
 {
@@ -74,10 +159,11 @@ main(int argc, char **argv)
     const char *broker = mc_config_env("MERCATO_BROKER_ENDPOINT", MC_DEFAULT_BROKER);
     const char *data = mc_config_env("MERCATO_DATA_DIR", "./data");
     const char *actors = mc_config_env("MERCATO_ACTORS", "catalog,identity,inventory,orders,cart,payments,shipping,notifications");
-    char node_id[64];
-    snprintf(node_id, sizeof node_id, "node-%d", (int) getpid());
-    const char *node = node_id;
+    char node_id[MC_DIR_NODE_ID_MAX + 1];
+    const char *node = NULL;
     const char *keys = NULL, *key = "node";
+    const char *bind = mc_config_env("MERCATO_NODE_BIND", "tcp://127.0.0.1:*");
+    const char *advertise = getenv("MERCATO_NODE_ADVERTISE");
     for (int i = 1; i < argc; i++) {
         if (streq(argv[i], "--broker") && i + 1 < argc)
             broker = argv[++i];
@@ -96,8 +182,14 @@ main(int argc, char **argv)
         else
         if (streq(argv[i], "--key") && i + 1 < argc)
             key = argv[++i];
+        else
+        if (streq(argv[i], "--bind") && i + 1 < argc)
+            bind = argv[++i];
+        else
+        if (streq(argv[i], "--advertise") && i + 1 < argc)
+            advertise = argv[++i];
         else {
-            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID] [--keys DIR] [--key NAME]\n");
+            fprintf(stderr, "usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors LIST] [--node-id ID] [--keys DIR] [--key NAME] [--bind ENDPOINT] [--advertise ENDPOINT]\n");
             return 2;
         }
     }
@@ -105,8 +197,11 @@ main(int argc, char **argv)
     zsys_set_logstream(stderr);
     zsys_handler_set(NULL);
     mc_config_signals();
-    if (mc_plane_init(keys ? keys : mc_plane_dir(data), key, false))
+    if (mc_plane_init(keys ? keys : mc_plane_dir(data), key, false) || mc_plane_serve(keys ? keys : mc_plane_dir(data)))
         return 1;
+    if (s_shards_check(data))
+        return 1;
+    node = s_node_id(data, node, node_id, sizeof node_id);
     size_t map_max = (size_t) mc_config_env_long("MERCATO_LMDB_MAP_MAX_MB", 65536, 64, 1L << 24) << 20;
 
     //  every shard of every service, at most
@@ -132,7 +227,7 @@ main(int argc, char **argv)
                 return 2;
             }
             children[count++] = (child_t) {
-                .args = { .service = svc, .shard = shard, .data_dir = data, .broker = broker,
+                .args = { .service = svc, .shard = shard, .data_dir = data, .broker = local,
                           .node_id = node, .map_max = map_max },
                 .backoff_ms = 100 };
         }
@@ -149,9 +244,23 @@ main(int argc, char **argv)
         char why[600];
         mc_error("no event public key, not starting", "\"reason\":\"%s\"", mc_log_escape(why, sizeof why, err, strlen(err)));
         fprintf(stderr, "mercato-node: %s\n", err);
+        mc_plane_shutdown();
         return 1;
     }
     mc_event_verifier_destroy(&verifier);
+    //  the node's one door: its actors, consumers and mailer speak to it over inproc
+    mc_front_args_t front_args = { .broker = broker, .node_id = node, .bind = bind, .advertise = advertise,
+                                   .local = local, .key_name = key };
+    zactor_t *front = zactor_new(mc_front, &front_args);
+    char *bound = front ? zstr_recv(front) : NULL;
+    if (!bound || !*bound) {
+        fprintf(stderr, "mercato-node: cannot bind %s\n", bind);
+        zstr_free(&bound);
+        zactor_destroy(&front);
+        mc_plane_shutdown();
+        return 1;
+    }
+    zstr_free(&bound);
     for (size_t i = 0; i < count; i++)
         children[i].actor = zactor_new(mc_actor, &children[i].args);
     //  services that learn from other services' events read them from Kafka like anyone else: one
@@ -167,13 +276,13 @@ main(int argc, char **argv)
             .service = s_feeds[f].service, .shards = mc_schema_shards(s_feeds[f].service),
             .topics = s_feeds[f].topics, .message_type = s_feeds[f].message_type,
             .wants = host->args.service->wants_event,
-            .data_dir = data, .keys_dir = events_dir, .broker = broker };
+            .data_dir = data, .keys_dir = events_dir, .broker = local };
         consumers[nconsumers] = zactor_new(mc_consumer, &consumer_args[nconsumers]);
         nconsumers++;
     }
     //  a node with the notifications actor hands its mails to SMTP (mailer.h)
     zactor_t *mailer = NULL;
-    mailer_args_t mailer_args = { .broker = broker, .node_id = node };
+    mailer_args_t mailer_args = { .broker = local, .node_id = node };
     for (size_t i = 0; i < count && !mailer; i++)
         if (children[i].args.service == &notifications_service)
             mailer = zactor_new(mailer_actor, &mailer_args);
@@ -210,6 +319,7 @@ main(int argc, char **argv)
     zactor_destroy(&mailer);
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
+    zactor_destroy(&front);
     free(list);
     mc_plane_shutdown();
     return 0;

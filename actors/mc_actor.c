@@ -35,9 +35,6 @@ typedef struct {
     char service[160];          //  "<service>.<shard>" as announced
     zsock_t *broker;            //  DEALER to the broker as a worker; replaced on reconnect
     zsock_t *client;            //  DEALER to the broker as a client, for mc_send
-    mc_plane_watch_t *client_watch;     //  reconnects client after a failed handshake
-    uint64_t broker_expiry;     //  mono ms after which the broker counts as dead
-    uint64_t heartbeat_at;      //  next heartbeat to send, mono ms
     uint64_t tick_at;           //  next tick message, mono ms
     mc_core_t *core;            //  the socket-free part
     pending_t batch[BATCH_MAX]; //  the group being gathered
@@ -81,11 +78,7 @@ s_connect(actor_t *self)
     zsock_destroy(&self->broker);
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
-    mc_plane_client(self->broker);
-    //  libzmq gives a connection up for good after a protocol error in its handshake (a fake
-    //  broker without CURVE on the address), leaving no peer to queue for: a blocking send would
-    //  hang this thread, which must see the broker fall silent and connect again
-    zsock_set_sndtimeo(self->broker, 0);
+    //  the node's front, over inproc: no handshake to prove anything (mc_plane.h)
     zsock_connect(self->broker, "%s", self->args.broker);
     mc_proto_msg_t ready;
     mc_proto_msg_init(&ready);
@@ -93,9 +86,6 @@ s_connect(actor_t *self)
     if (mc_proto_msg_set_service(&ready, self->service) || mc_proto_msg_set_node_id(&ready, self->args.node_id))
         mc_error("service or node id too long for the broker protocol", "\"service\":\"%s\"", self->service);
     mc_proto_msg_send(&ready, self->broker);
-    uint64_t now = mc_mono_ms();
-    self->broker_expiry = now + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
-    self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
 //  Sends len bytes of data as the reply to the caller at client (the broker's routing of it)
@@ -220,12 +210,6 @@ s_flush(actor_t *self)
                             self->batch[i].peer };
     mc_core_batch(self->core, in, self->nbatch, mc_now_ms());
     s_effects(self);
-    //  a long group (hundreds of messages on a loaded machine) must not look like a dead actor
-    uint64_t now = mc_mono_ms();
-    if (now >= self->heartbeat_at) {
-        s_send(self, MC_PROTO_WORKER_HEARTBEAT);
-        self->heartbeat_at = now + MC_HEARTBEAT_MS;
-    }
     for (size_t i = 0; i < self->nbatch; i++) {
         zframe_destroy(&self->batch[i].client);
         zframe_destroy(&self->batch[i].rid);
@@ -309,8 +293,6 @@ s_handle_client(actor_t *self, mc_proto_msg_t *m)
 static bool
 s_handle_broker(actor_t *self, mc_proto_msg_t *m, int rc)
 {
-    //  anything at all is a sign of life
-    self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     if (rc == 0 && m->id == MC_PROTO_WORKER_REQUEST) {
         //  the role is the broker's word, from the key the sender proved; SELF is never on the
         //  wire (the codec takes only a role's name)
@@ -354,8 +336,10 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
     mc_proto_msg_t m;
     mc_proto_msg_init(&m);
     while (!reconnect && !*terminated) {
+        //  the front is a thread of this process, over inproc: no heartbeats either way (a
+        //  hundred idle shards heartbeating cost more system calls than the requests did)
         uint64_t now = mc_mono_ms();
-        uint64_t next = self->heartbeat_at;
+        uint64_t next = now + 1000;
         if (mc_core_service(self->core)->tick && self->tick_at < next)
             next = self->tick_at;
         unsigned ready = mc_wait(socks, 3, next > now ? (int) (next - now) : 0);
@@ -388,15 +372,6 @@ s_serve(actor_t *self, zsock_t *pipe, bool *terminated)
         now = mc_mono_ms();
         s_tick(self, now);
         s_flush(self);
-        if (now >= self->heartbeat_at) {
-            s_send(self, MC_PROTO_WORKER_HEARTBEAT);
-            self->heartbeat_at = now + MC_HEARTBEAT_MS;
-            mc_plane_watch_check(self->client_watch);
-        }
-        if (now > self->broker_expiry) {
-            mc_warn("broker silent, reconnecting", "\"service\":\"%s\"", self->service);
-            reconnect = true;
-        }
     }
     return !reconnect;
 }
@@ -426,11 +401,6 @@ mc_actor(zsock_t *pipe, void *args)
     s_connect(&self);
     self.client = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.client);
-    mc_plane_client(self.client);
-    //  a connection given up after a failed handshake leaves no peer to queue for: a send must
-    //  not wait for one (the thread that would reconnect it is this one)
-    zsock_set_sndtimeo(self.client, 0);
-    self.client_watch = mc_plane_watch_new(self.client, self.args.broker);
     zsock_connect(self.client, "%s", self.args.broker);
     mc_info("actor started", "\"service\":\"%s\",\"node\":\"%s\"", self.service, self.args.node_id);
     bool terminated = false;
@@ -447,7 +417,6 @@ mc_actor(zsock_t *pipe, void *args)
     free(self.waiters);
     zhashx_destroy(&self.asked);
     zsock_destroy(&self.broker);
-    mc_plane_watch_destroy(&self.client_watch);
     zsock_destroy(&self.client);
     mc_core_destroy(&self.core);
 }

@@ -1,21 +1,16 @@
-/*  The broker as a zactor on a loopback TCP port, driven by hand-written workers and a client:
-    routing, round-robin, unavailable, expiry of silent workers, MMI, and the plane's trust
-    rules (CURVE keys and their roles). */
+/*  The broker as a zactor on a loopback TCP port, driven by hand-written nodes and clients: the
+    directory (announcements, the table and its pushes, owners and epochs, a second claimant
+    refused, a takeover once the owner is gone, the table kept across a restart), MMI, the
+    grammar, and the plane's trust rules (CURVE keys and their roles). */
 #include "mc_broker.h"
+#include "mc_dir.h"
 #include "mc_plane.h"
 #include "mc_proto.h"
 #include "mc_test.h"
 #include "mc_util.h"
 
 static char s_keys[64];     //  the test cluster's key folder
-
-//  True when frame is exactly the command byte of id. The frames here are built and read by
-//  hand, not with the codec: this test checks the broker's wire, not the codec's round trip.
-static bool
-s_is(zframe_t *frame, mc_proto_id_t id)
-{
-    return frame && zframe_size(frame) == 1 && zframe_data(frame)[0] == MC_PROTO_BYTE(id);
-}
+static char s_data[96];     //  where the brokers keep the directory
 
 //  A DEALER connected to endpoint proving the plane key called key (NULL: no CURVE at all;
 //  "stranger": a key that is on no allow-list).
@@ -40,20 +35,6 @@ s_dealer(const char *endpoint, const char *key)
 }
 
 static zsock_t *
-s_worker_as(const char *endpoint, const char *key, const char *service, const char *node)
-{
-    zsock_t *w = s_dealer(endpoint, key);
-    zstr_sendx(w, MC_PROTO_WORKER_SIGNATURE, "\x01", service, node, NULL);
-    return w;
-}
-
-static zsock_t *
-s_worker(const char *endpoint, const char *service, const char *node)
-{
-    return s_worker_as(endpoint, "node", service, node);
-}
-
-static zsock_t *
 s_client(const char *endpoint)
 {
     return s_dealer(endpoint, "edge");
@@ -63,42 +44,6 @@ static void
 s_request(zsock_t *client, const char *service, const char *rid, const char *body)
 {
     zstr_sendx(client, MC_PROTO_CLIENT_SIGNATURE, "\x01", service, rid, body, NULL);
-}
-
-//  Receives a REQUEST on worker w (skipping heartbeats); returns the request id, or NULL.
-//  When role is not NULL it gets the sender's role as the broker stamped it.
-static char *
-s_worker_take_from(zsock_t *w, zframe_t **client, char **key, char **role)
-{
-    while (true) {
-        zmsg_t *msg = zmsg_recv(w);
-        if (!msg)
-            return NULL;
-        zframe_t *proto = zmsg_first(msg);
-        zframe_t *cmd = zmsg_next(msg);
-        if (zframe_streq(proto, MC_PROTO_WORKER_SIGNATURE) && s_is(cmd, MC_PROTO_WORKER_REQUEST) && zmsg_size(msg) == MC_PROTO_WORKER_REQUEST_FRAMES) {
-            *client = zframe_dup(zmsg_next(msg));
-            char *rid = zframe_strdup(zmsg_next(msg));
-            char *k = zframe_strdup(zmsg_next(msg)), *r = zframe_strdup(zmsg_next(msg));
-            if (key)
-                *key = k;
-            else
-                free(k);
-            if (role)
-                *role = r;
-            else
-                free(r);
-            zmsg_destroy(&msg);
-            return rid;
-        }
-        zmsg_destroy(&msg);
-    }
-}
-
-static char *
-s_worker_take(zsock_t *w, zframe_t **client)
-{
-    return s_worker_take_from(w, client, NULL, NULL);
 }
 
 //  Receives the client's next message: returns its command byte, or -1; *rid gets the id.
@@ -121,446 +66,263 @@ s_client_take(zsock_t *c, char **rid, char **payload)
     return kind;
 }
 
-static void
-test_routing(void)
+static zactor_t *
+s_broker(char **endpoint)
 {
-    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
-    char *endpoint = zstr_recv(broker);
-    MC_CHECK(endpoint && *endpoint);
-    zsock_t *client = s_client(endpoint);
+    static mc_broker_actor_args_t args;
+    args = (mc_broker_actor_args_t) { "tcp://127.0.0.1:*", s_data };
+    zactor_t *broker = zactor_new(mc_broker_actor, &args);
+    *endpoint = zstr_recv(broker);
+    MC_CHECK(*endpoint && **endpoint);
+    return broker;
+}
 
-    //  no worker: UNAVAILABLE at once
-    s_request(client, "catalog.0", "r1", "x");
-    char *rid, *payload;
-    ASSERT_EQ(s_client_take(client, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_UNAVAILABLE));
-    ASSERT_STR(rid, "r1");
-    free(rid);
-    free(payload);
+//  A node announcing services ("catalog.0 catalog.1") from endpoint "tcp://<id>:1".
+static void
+s_announce(zsock_t *node, const char *id, const char *services)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://%s:1", id);
+    zstr_sendx(node, MC_PROTO_DIRECTORY_SIGNATURE, "\x01", id, endpoint, services, NULL);
+}
 
-    zsock_t *w1 = s_worker(endpoint, "catalog.0", "n1");
-    zsock_t *w2 = s_worker(endpoint, "catalog.0", "n2");
-    //  MMI knows both
-    for (int tries = 0; tries < 100; tries++) {
-        s_request(client, "mmi.nodes", "m", "");
-        s_client_take(client, &rid, &payload);
-        bool both = payload && strstr(payload, "catalog.0 n1") && strstr(payload, "catalog.0 n2");
-        free(rid);
-        free(payload);
-        if (both)
-            break;
-        zclock_sleep(10);
-    }
-    s_request(client, "mmi.service", "m2", "catalog.0");
-    s_client_take(client, &rid, &payload);
-    ASSERT_STR(payload, "200");
-    free(rid);
-    free(payload);
-
-    //  four requests alternate between the two workers, and replies find the client
-    int got1 = 0, got2 = 0;
-    for (int i = 0; i < 4; i++) {
-        char r[8];
-        snprintf(r, sizeof r, "q%d", i);
-        s_request(client, "catalog.0", r, "body");
-        zpoller_t *poller = zpoller_new(w1, w2, NULL);
-        zsock_t *which = zpoller_wait(poller, 2000);
-        zpoller_destroy(&poller);
-        MC_CHECK(which != NULL);
-        if (!which)
-            break;
-        zframe_t *caddr = NULL;
-        char *wrid = s_worker_take(which, &caddr);
-        ASSERT_STR(wrid, r);
-        got1 += which == w1;
-        got2 += which == w2;
-        zmsg_t *reply = zmsg_new();
-        zmsg_addstr(reply, MC_PROTO_WORKER_SIGNATURE);
-        zmsg_addmem(reply, "\x03", 1);
-        zmsg_append(reply, &caddr);
-        zmsg_addstr(reply, wrid);
-        zmsg_addstr(reply, "answer");
-        zmsg_send(&reply, which);
-        ASSERT_EQ(s_client_take(client, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
-        ASSERT_STR(rid, r);
-        ASSERT_STR(payload, "answer");
-        free(rid);
-        free(payload);
-        free(wrid);
-    }
-    ASSERT_EQ(got1, 2);
-    ASSERT_EQ(got2, 2);
-
-    //  a worker whose connection closes with a request in hand: the client hears UNAVAILABLE at
-    //  once, long before its heartbeats would have run out. Requests go round-robin, so at most
-    //  two are needed before w2 holds one (a request w1 takes stays unanswered: harmless).
-    char *held = NULL;
-    for (int i = 0; i < 2 && !held; i++) {
-        char r[8];
-        snprintf(r, sizeof r, "h%d", i);
-        s_request(client, "catalog.0", r, "body");
-        zpoller_t *poller = zpoller_new(w1, w2, NULL);
-        zsock_t *which = zpoller_wait(poller, 2000);
-        zpoller_destroy(&poller);
-        if (!which)
-            break;
-        zframe_t *caddr = NULL;
-        char *wrid = s_worker_take(which, &caddr);
-        zframe_destroy(&caddr);
-        if (which == w2) {
-            held = wrid;
-            break;
+//  The next table the subscriber gets after asking with version (0: any), skipping tables whose
+//  version is not above it; NULL when none comes.
+static mc_dir_t *
+s_table_after(zsock_t *sub, uint64_t version)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        byte be[8];
+        for (int i = 7, v = 0; i >= 0; i--, v++)
+            be[i] = (byte) (version >> (8 * v));
+        zmsg_t *ask = zmsg_new();
+        zmsg_addstr(ask, MC_PROTO_DIRECTORY_SIGNATURE);
+        zmsg_addmem(ask, "\x02", 1);
+        zmsg_addmem(ask, be, 8);
+        zmsg_send(&ask, sub);
+        zmsg_t *got = zmsg_recv(sub);
+        if (got && zmsg_size(got) == 3) {
+            zframe_t *t = zmsg_last(got);
+            mc_dir_t *dir = mc_dir_unpack(zframe_data(t), zframe_size(t));
+            zmsg_destroy(&got);
+            if (dir && mc_dir_version(dir) > version)
+                return dir;
+            mc_dir_destroy(&dir);
         }
-        free(wrid);
-    }
-    MC_CHECK(held != NULL);
-    zsock_destroy(&w2);
-    uint64_t t0 = mc_mono_ms();
-    int kind = -1;
-    rid = payload = NULL;
-    zsock_set_rcvtimeo(client, 50);
-    while (kind < 0 && mc_mono_ms() - t0 < 1000)
-        kind = s_client_take(client, &rid, &payload);
-    ASSERT_EQ(kind, MC_PROTO_BYTE(MC_PROTO_CLIENT_UNAVAILABLE));
-    MC_CHECK(rid && held && streq(rid, held));
-    free(rid);
-    free(payload);
-    free(held);
-    //  and later requests all go to the live worker
-    s_request(client, "catalog.0", "after", "body");
-    zframe_t *caddr = NULL;
-    char *wrid = s_worker_take(w1, &caddr);
-    ASSERT_STR(wrid, "after");
-    free(wrid);
-    zframe_destroy(&caddr);
-
-    //  an unknown worker that sends a heartbeat is told to disconnect
-    zsock_t *stranger = s_dealer(endpoint, "node");
-    zstr_sendx(stranger, MC_PROTO_WORKER_SIGNATURE, "\x04", NULL);
-    zmsg_t *msg = zmsg_recv(stranger);
-    MC_CHECK(msg && zmsg_size(msg) == 2);
-    if (msg) {
-        zframe_t *cmd = zmsg_last(msg);
-        MC_CHECK(s_is(cmd, MC_PROTO_WORKER_DISCONNECT));
-    }
-    zmsg_destroy(&msg);
-
-    zsock_destroy(&stranger);
-    zsock_destroy(&w1);
-    zsock_destroy(&client);
-    zstr_free(&endpoint);
-    zactor_destroy(&broker);
-}
-
-//  A worker still connected but silent for a second (busy with a long group commit) keeps its
-//  place: only MC_HEARTBEAT_LIVENESS of silence, or a closed connection, ends it.
-static void
-test_busy_worker_is_not_dead(void)
-{
-    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
-    char *endpoint = zstr_recv(broker);
-    zsock_t *client = s_client(endpoint);
-    zsock_t *w = s_worker(endpoint, "orders.0", "n1");
-    //  the broker knows the worker (mmi.service answers 200) before the silence starts
-    char *answer = NULL;
-    for (int i = 0; i < 100 && !(answer && streq(answer, "200")); i++) {
-        char *rid = NULL;
-        zstr_free(&answer);
-        s_request(client, "mmi.service", "ready?", "orders.0");
-        s_client_take(client, &rid, &answer);
-        free(rid);
-        if (!answer || !streq(answer, "200"))
-            zclock_sleep(20);
-    }
-    MC_CHECK(answer && streq(answer, "200"));
-    zstr_free(&answer);
-    zframe_t *caddr = NULL;
-    zclock_sleep(1200);     //  the worker says nothing for 1.2 s: the condition under test
-    s_request(client, "orders.0", "busy", "x");
-    char *wrid = s_worker_take(w, &caddr);
-    MC_CHECK(wrid && strcmp(wrid, "busy") == 0);
-    free(wrid);
-    zframe_destroy(&caddr);
-    zsock_destroy(&w);
-    zsock_destroy(&client);
-    zstr_free(&endpoint);
-    zactor_destroy(&broker);
-}
-
-//  Nothing but allowed keys gets anything, each role only what it may do (CONTRACT §9).
-static void
-test_trust(void)
-{
-    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
-    char *endpoint = zstr_recv(broker);
-    zsock_t *w1 = s_worker(endpoint, "payments.0", "n1");
-    zsock_t *edge = s_client(endpoint);
-    char *rid = NULL, *payload = NULL;
-    for (int i = 0; i < 100 && !(payload && streq(payload, "200")); i++) {
-        zstr_free(&rid);
-        zstr_free(&payload);
-        s_request(edge, "mmi.service", "up?", "payments.0");
-        s_client_take(edge, &rid, &payload);
-        if (!payload || !streq(payload, "200"))
-            zclock_sleep(20);
-    }
-    ASSERT_STR(payload, "200");
-    zstr_free(&rid);
-    zstr_free(&payload);
-
-    //  no CURVE, or a key on no allow-list: no reply, no work for anyone
-    const char *outsiders[] = { NULL, "stranger" };
-    for (int i = 0; i < 2; i++) {
-        zsock_t *c = s_dealer(endpoint, outsiders[i]);
-        zsock_set_rcvtimeo(c, 300);
-        s_request(c, "mmi.services", "x", "");
-        s_request(c, "payments.0", "x", "card");
-        ASSERT_EQ(s_client_take(c, &rid, &payload), -1);
-        zsock_t *fake = s_worker_as(endpoint, outsiders[i], "payments.0", "n1");
-        zsock_set_rcvtimeo(fake, 300);
-        zmsg_t *got = zmsg_recv(fake);
-        MC_CHECK(got == NULL);
         zmsg_destroy(&got);
-        zsock_destroy(&fake);
-        zsock_destroy(&c);
-    }
-
-    //  the worker learns who asked: the edge's key and role
-    s_request(edge, "payments.0", "p1", "body");
-    zframe_t *caddr = NULL;
-    char *key = NULL, *role = NULL;
-    char *wrid = s_worker_take_from(w1, &caddr, &key, &role);
-    ASSERT_STR(wrid, "p1");
-    ASSERT_STR(key, "edge");
-    ASSERT_STR(role, "edge");
-    zstr_free(&key);
-    zstr_free(&role);
-
-    //  an ops key may look (mmi) but not ask an actor; an edge or ops key may not serve
-    zsock_t *ops = s_dealer(endpoint, "ops");
-    s_request(ops, "mmi.service", "o1", "payments.0");
-    ASSERT_EQ(s_client_take(ops, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
-    ASSERT_STR(payload, "200");
-    zstr_free(&rid);
-    zstr_free(&payload);
-    s_request(ops, "payments.0", "o2", "body");
-    const char *not_nodes[] = { "edge", "ops", "relay" };
-    for (int i = 0; i < 3; i++) {
-        zsock_t *fake = s_worker_as(endpoint, not_nodes[i], "payments.0", "impostor");
-        zmsg_t *got = zmsg_recv(fake);
-        MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
-        zmsg_destroy(&got);
-        zsock_destroy(&fake);
-    }
-    //  a node key may serve only actors' services
-    zsock_t *odd = s_worker(endpoint, "evil.0", "n9");
-    zmsg_t *got = zmsg_recv(odd);
-    MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
-    zmsg_destroy(&got);
-    zsock_destroy(&odd);
-
-    //  another node's key reusing w1's node id does not evict w1
-    MC_CHECK(mc_plane_add(s_keys, "node", "node-b") == 0);
-    zsock_t *w2 = s_worker_as(endpoint, "node-b", "payments.0", "n1");
-    for (int i = 0; i < 100; i++) {
-        s_request(edge, "mmi.nodes", "n", "");
-        s_client_take(edge, &rid, &payload);
-        bool two = payload && strstr(payload, "payments.0 n1\npayments.0 n1");
-        zstr_free(&rid);
-        zstr_free(&payload);
-        if (two)
-            break;
         zclock_sleep(20);
     }
-    //  w2 answers w1's request: refused; w1's own answer goes through, once
-    for (int from = 2; from >= 1; from--) {
-        zmsg_t *reply = zmsg_new();
-        zmsg_addstr(reply, MC_PROTO_WORKER_SIGNATURE);
-        zmsg_addmem(reply, "\x03", 1);
-        zmsg_addmem(reply, zframe_data(caddr), zframe_size(caddr));
-        zmsg_addstr(reply, "p1");
-        zmsg_addstr(reply, from == 2 ? "forged" : "genuine");
-        zmsg_send(&reply, from == 2 ? w2 : w1);
-    }
-    ASSERT_EQ(s_client_take(edge, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
-    ASSERT_STR(payload, "genuine");
-    zstr_free(&rid);
-    zstr_free(&payload);
-    //  binary request ids that differ only after a NUL byte (the edge's do) are two requests
-    zsock_t *w3 = s_worker(endpoint, "catalog.0", "n3");
-    zclock_sleep(100);
-    for (byte i = 1; i <= 2; i++) {
-        byte bin[2] = { 0, i };
-        zmsg_t *req = zmsg_new();
-        zmsg_addstr(req, MC_PROTO_CLIENT_SIGNATURE);
-        zmsg_addmem(req, "\x01", 1);
-        zmsg_addstr(req, "catalog.0");
-        zmsg_addmem(req, bin, 2);
-        zmsg_addstr(req, "body");
-        zmsg_send(&req, edge);
-    }
-    zframe_t *addr[2] = { NULL, NULL };
-    for (int i = 0; i < 2; i++) {
-        zmsg_t *req = zmsg_recv(w3);
-        while (req && zmsg_size(req) != MC_PROTO_WORKER_REQUEST_FRAMES) {     //  heartbeats
-            zmsg_destroy(&req);
-            req = zmsg_recv(w3);
-        }
-        MC_CHECK(req && zmsg_size(req) == MC_PROTO_WORKER_REQUEST_FRAMES);
-        if (!req)
-            break;
-        zmsg_first(req);
-        zmsg_next(req);
-        zframe_t *c = zmsg_next(req), *r = zmsg_next(req);
-        zmsg_t *reply = zmsg_new();
-        zmsg_addstr(reply, MC_PROTO_WORKER_SIGNATURE);
-        zmsg_addmem(reply, "\x03", 1);
-        zmsg_addmem(reply, zframe_data(c), zframe_size(c));
-        zmsg_addmem(reply, zframe_data(r), zframe_size(r));
-        zmsg_addstr(reply, "ok");
-        addr[i] = zframe_dup(r);
-        zmsg_send(&reply, w3);
-        zmsg_destroy(&req);
-    }
-    for (int i = 0; i < 2; i++) {
-        ASSERT_EQ(s_client_take(edge, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
-        zstr_free(&rid);
-        zstr_free(&payload);
-        zframe_destroy(&addr[i]);
-    }
-    zsock_destroy(&w3);
-    s_request(edge, "mmi.stats", "s", "");
-    s_client_take(edge, &rid, &payload);
-    MC_CHECK(payload && strstr(payload, "mercato_broker_refused_total"));
-    MC_CHECK(payload && !strstr(payload, "mercato_broker_refused_total 0\n"));
-    //  the connections with no key, or one on no allow-list, failed their handshakes
-    MC_CHECK(payload && strstr(payload, "mercato_broker_handshakes_refused_total"));
-    MC_CHECK(payload && !strstr(payload, "mercato_broker_handshakes_refused_total 0\n"));
-    zstr_free(&rid);
-    zstr_free(&payload);
-    free(wrid);
-    zframe_destroy(&caddr);
-    zsock_destroy(&w2);
-    zsock_destroy(&ops);
-    zsock_destroy(&edge);
-    zsock_destroy(&w1);
-    zstr_free(&endpoint);
-    zactor_destroy(&broker);
+    return NULL;
 }
 
-//  mercato_broker_malformed_frames_total from mmi.stats, asked by client.
-static long
-s_malformed_total(zsock_t *client)
+//  The table, once shard is owned by node (and up, when up) in it; NULL when it never is.
+static mc_dir_t *
+s_table_when(zsock_t *sub, const char *shard, const char *node, bool up)
 {
-    char *rid = NULL, *payload = NULL;
-    s_request(client, "mmi.stats", "m", "");
-    s_client_take(client, &rid, &payload);
-    const char *at = payload ? strstr(payload, "mercato_broker_malformed_frames_total ") : NULL;
-    long n = at ? atol(at + strlen("mercato_broker_malformed_frames_total ")) : -1;
-    zstr_free(&rid);
-    zstr_free(&payload);
-    return n;
+    uint64_t version = 0;
+    for (int tries = 0; tries < 20; tries++) {
+        mc_dir_t *dir = s_table_after(sub, version);
+        if (!dir)
+            return NULL;
+        uint64_t epoch;
+        const mc_dir_node_t *owner = mc_dir_owner(dir, shard, &epoch);
+        const mc_dir_shard_t *s = mc_dir_shard(dir, shard, false);
+        if (owner && streq(owner->id, node) && s->up == up && owner->up == up)
+            return dir;
+        version = mc_dir_version(dir);
+        mc_dir_destroy(&dir);
+    }
+    return NULL;
 }
 
-//  The broker takes only what the codec decodes: a service name with a NUL is not the name
-//  before it, an empty one is no name, and a READY that does not parse is told to start again.
+static uint64_t
+s_epoch(mc_dir_t *dir, const char *shard)
+{
+    uint64_t epoch = 0;
+    mc_dir_owner(dir, shard, &epoch);
+    return epoch;
+}
+
+//  The first live node owns what it announces, under epoch 1; a second live node's claim is
+//  refused; once the owner's connection closes its shards are down, and the next claimant takes
+//  them over under epoch 2. A restarted broker publishes the table it had, at a higher version.
 static void
-test_grammar(void)
+test_directory(void)
 {
-    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
-    char *endpoint = zstr_recv(broker);
-    zsock_t *client = s_client(endpoint);
-    zsock_t *w = s_worker(endpoint, "catalog.0", "n1");
-    char *rid = NULL, *payload = NULL;
-    for (int i = 0; i < 100 && !(payload && streq(payload, "200")); i++) {
-        zstr_free(&rid);
-        zstr_free(&payload);
-        s_request(client, "mmi.service", "up?", "catalog.0");
-        s_client_take(client, &rid, &payload);
-        if (!payload || !streq(payload, "200"))
-            zclock_sleep(20);
+    char *endpoint;
+    zactor_t *broker = s_broker(&endpoint);
+    zsock_t *sub = s_client(endpoint);
+    zsock_t *n1 = s_dealer(endpoint, "node");
+    s_announce(n1, "n1", "catalog.0 catalog.1");
+    mc_dir_t *dir = s_table_when(sub, "catalog.1", "n1", true);
+    MC_CHECK(dir != NULL);
+    if (dir) {
+        ASSERT_EQ(s_epoch(dir, "catalog.0"), 1);
+        const mc_dir_node_t *n = mc_dir_node(dir, "n1", false);
+        MC_CHECK(n && streq(n->endpoint, "tcp://n1:1") && strlen(n->key) == MC_DIR_KEY_LEN);
     }
-    ASSERT_STR(payload, "200");
-    zstr_free(&rid);
-    zstr_free(&payload);
-    long before = s_malformed_total(client);
-    MC_CHECK(before >= 0);
-    const struct { const char *service; size_t len; } bad[] = { { "catalog.0\0evil", 14 }, { "", 0 } };
-    for (int i = 0; i < 2; i++) {
-        zmsg_t *req = zmsg_new();
-        zmsg_addstr(req, MC_PROTO_CLIENT_SIGNATURE);
-        zmsg_addmem(req, "\x01", 1);
-        zmsg_addmem(req, bad[i].service, bad[i].len);
-        zmsg_addstr(req, "g1");
-        zmsg_addstr(req, "body");
-        zmsg_send(&req, client);
-    }
-    ASSERT_EQ(s_malformed_total(client), before + 2);
-    //  nothing reached the worker: the next request it gets is the next valid one
-    s_request(client, "catalog.0", "g2", "body");
-    zframe_t *caddr = NULL;
-    char *wrid = s_worker_take(w, &caddr);
-    ASSERT_STR(wrid, "g2");
-    zstr_free(&wrid);
-    zframe_destroy(&caddr);
+    uint64_t version = dir ? mc_dir_version(dir) : 0;
+    mc_dir_destroy(&dir);
 
-    char node[MC_PROTO_NODE_ID_MAX + 2];
-    memset(node, 'n', sizeof node - 1);
-    node[sizeof node - 1] = 0;
-    zsock_t *odd = s_worker(endpoint, "catalog.0", node);
-    zmsg_t *got = zmsg_recv(odd);
-    MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
-    zmsg_destroy(&got);
-    ASSERT_EQ(s_malformed_total(client), before + 3);
-    zsock_destroy(&odd);
-    zsock_destroy(&w);
-    zsock_destroy(&client);
-    zstr_free(&endpoint);
+    //  n2 proves another node key; its claim on a live owner's shard changes nothing
+    zsock_t *n2 = s_dealer(endpoint, "node-2");
+    s_announce(n2, "n2", "catalog.0");
+    dir = s_table_after(sub, version);
+    MC_CHECK(dir && mc_dir_version(dir) == version + 1);    //  n2 itself is new in the table
+    const mc_dir_node_t *owner = dir ? mc_dir_owner(dir, "catalog.0", NULL) : NULL;
+    MC_CHECK(owner && streq(owner->id, "n1"));
+    mc_dir_destroy(&dir);
+
+    //  n1 goes: its shards are down (not given away), until n2 claims one
+    zsock_destroy(&n1);
+    dir = s_table_when(sub, "catalog.0", "n1", false);
+    MC_CHECK(dir != NULL);
+    mc_dir_destroy(&dir);
+    s_announce(n2, "n2", "catalog.0");
+    dir = s_table_when(sub, "catalog.0", "n2", true);
+    MC_CHECK(dir != NULL);
+    if (dir) {
+        ASSERT_EQ(s_epoch(dir, "catalog.0"), 2);
+        owner = mc_dir_owner(dir, "catalog.1", NULL);
+        MC_CHECK(owner && streq(owner->id, "n1"));
+        version = mc_dir_version(dir);
+    }
+    mc_dir_destroy(&dir);
+
+    //  a new broker on the same directory: the same owners and epochs, a newer version
+    zsock_destroy(&n2);
+    zsock_destroy(&sub);
     zactor_destroy(&broker);
+    zstr_free(&endpoint);
+    broker = s_broker(&endpoint);
+    sub = s_client(endpoint);
+    dir = s_table_after(sub, 0);
+    MC_CHECK(dir != NULL);
+    if (dir) {
+        MC_CHECK(mc_dir_version(dir) > version);
+        owner = mc_dir_owner(dir, "catalog.0", NULL);
+        MC_CHECK(owner && streq(owner->id, "n2"));
+        ASSERT_EQ(s_epoch(dir, "catalog.0"), 2);
+        owner = mc_dir_owner(dir, "catalog.1", NULL);
+        MC_CHECK(owner && streq(owner->id, "n1"));
+        ASSERT_EQ(s_epoch(dir, "catalog.1"), 1);
+    }
+    mc_dir_destroy(&dir);
+    zsock_destroy(&sub);
+    zactor_destroy(&broker);
+    zstr_free(&endpoint);
 }
 
-//  mercato_broker_refused_total from mmi.stats, asked with an ops key; -1 with no answer.
+//  mercato_broker_<name> from mmi.stats, asked with an ops key; -1 with no answer.
 static long
-s_refused_total(zsock_t *ops)
+s_stat(zsock_t *ops, const char *name)
 {
     char *rid = NULL, *payload = NULL;
     s_request(ops, "mmi.stats", "s", "");
     s_client_take(ops, &rid, &payload);
-    const char *at = payload ? strstr(payload, "mercato_broker_refused_total ") : NULL;
-    long n = at ? atol(at + strlen("mercato_broker_refused_total ")) : -1;
+    char key[96];
+    snprintf(key, sizeof key, "mercato_broker_%s ", name);
+    const char *at = payload ? strstr(payload, key) : NULL;
+    long n = at ? atol(at + strlen(key)) : -1;
     zstr_free(&rid);
     zstr_free(&payload);
     return n;
 }
 
-//  A key that may not serve speaking the worker protocol without READY (a REPLY naming someone
-//  else's client, a heartbeat) is no worker that lost its session but a peer passing as one: it
-//  is told DISCONNECT, and refused, counted and logged.
+//  Only node keys announce; edge, relay and ops keys are refused (nothing changes, counted). No
+//  key or an unknown one gets no answer at all. Requests for a shard are no business of the
+//  broker: an edge asking is told so, a relay or ops key is refused; mmi.* is for every key.
 static void
-test_non_workers_refused(void)
+test_trust(void)
 {
-    zactor_t *broker = zactor_new(mc_broker_actor, "tcp://127.0.0.1:*");
-    char *endpoint = zstr_recv(broker);
+    char *endpoint;
+    zactor_t *broker = s_broker(&endpoint);
     zsock_t *ops = s_dealer(endpoint, "ops");
-    ASSERT_EQ(s_refused_total(ops), 0);
-    const char *not_nodes[] = { "edge", "ops", "relay" };
+    ASSERT_EQ(s_stat(ops, "refused_total"), 0);
+    const char *not_nodes[] = { "edge", "relay", "ops" };
     for (int i = 0; i < 3; i++) {
         zsock_t *fake = s_dealer(endpoint, not_nodes[i]);
-        zmsg_t *reply = zmsg_new();
-        zmsg_addstr(reply, MC_PROTO_WORKER_SIGNATURE);
-        zmsg_addmem(reply, i == 2 ? "\x04" : "\x03", 1);
-        if (i < 2) {
-            zmsg_addstr(reply, "victim");
-            zmsg_addstr(reply, "1");
-            zmsg_addstr(reply, "forged");
-        }
-        zmsg_send(&reply, fake);
-        zmsg_t *got = zmsg_recv(fake);
-        MC_CHECK(got && s_is(zmsg_last(got), MC_PROTO_WORKER_DISCONNECT));
-        zmsg_destroy(&got);
-        ASSERT_EQ(s_refused_total(ops), i + 1);
+        s_announce(fake, "intruder", "identity.0");
+        zsock_t *worker = s_dealer(endpoint, not_nodes[i]);
+        zstr_sendx(worker, MC_PROTO_WORKER_SIGNATURE, "\x01", "identity.0", "intruder", NULL);
+        mc_dir_t *dir = s_table_after(fake, 0);
+        MC_CHECK(dir && !mc_dir_node(dir, "intruder", false) && !mc_dir_shard(dir, "identity.0", false));
+        mc_dir_destroy(&dir);
+        zsock_destroy(&worker);
         zsock_destroy(&fake);
     }
+    //  a worker READY is no broker business either, from any key
+    zsock_t *n = s_dealer(endpoint, "node");
+    zstr_sendx(n, MC_PROTO_WORKER_SIGNATURE, "\x01", "identity.0", "n1", NULL);
+    s_request(n, "mmi.service", "m", "identity.0");
+    char *rid = NULL, *payload = NULL;
+    ASSERT_EQ(s_client_take(n, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
+    ASSERT_STR(payload, "404");
+    zstr_free(&rid);
+    zstr_free(&payload);
+    zsock_destroy(&n);
+    //  three announcements and three READYs refused, and one READY from a node key
+    ASSERT_EQ(s_stat(ops, "refused_total"), 7);
+
+    zsock_t *edge = s_client(endpoint);
+    s_request(edge, "catalog.0", "r1", "body");
+    ASSERT_EQ(s_client_take(edge, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_UNAVAILABLE));
+    ASSERT_STR(rid, "r1");
+    zstr_free(&rid);
+    zstr_free(&payload);
+    s_request(ops, "catalog.0", "r2", "body");
+    s_request(ops, "mmi.services", "r3", "");
+    ASSERT_EQ(s_client_take(ops, &rid, &payload), MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY));
+    ASSERT_STR(rid, "r3");      //  r2 got nothing
+    zstr_free(&rid);
+    zstr_free(&payload);
+    ASSERT_EQ(s_stat(ops, "refused_total"), 8);
+
+    const char *outsiders[] = { NULL, "stranger" };
+    for (int i = 0; i < 2; i++) {
+        zsock_t *o = s_dealer(endpoint, outsiders[i]);
+        zsock_set_rcvtimeo(o, 300);
+        s_request(o, "mmi.services", "o", "");
+        zmsg_t *got = zmsg_recv(o);
+        MC_CHECK(got == NULL);
+        zmsg_destroy(&got);
+        zsock_destroy(&o);
+    }
+    MC_CHECK(s_stat(ops, "handshakes_refused_total") >= 1);
+    zsock_destroy(&edge);
     zsock_destroy(&ops);
+    zactor_destroy(&broker);
+    zstr_free(&endpoint);
+}
+
+//  Frames that are not the protocol are counted and dropped; the broker goes on answering.
+static void
+test_grammar(void)
+{
+    char *endpoint;
+    zactor_t *broker = s_broker(&endpoint);
+    zsock_t *client = s_client(endpoint);
+    long before = s_stat(client, "malformed_frames_total");
+    MC_CHECK(before >= 0);
+    const struct { const char *sig, *cmd; const char *field; size_t len; } bad[] = {
+        { MC_PROTO_CLIENT_SIGNATURE, "\x01", "catalog.0\0evil", 14 },
+        { MC_PROTO_CLIENT_SIGNATURE, "\x01", "", 0 },
+        { MC_PROTO_DIRECTORY_SIGNATURE, "\x02", "short", 5 },      //  a version is 8 bytes
+        { MC_PROTO_DIRECTORY_SIGNATURE, "\x09", "", 0 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        zmsg_t *req = zmsg_new();
+        zmsg_addstr(req, bad[i].sig);
+        zmsg_addmem(req, bad[i].cmd, 1);
+        zmsg_addmem(req, bad[i].field, bad[i].len);
+        if (streq(bad[i].sig, MC_PROTO_CLIENT_SIGNATURE)) {
+            zmsg_addstr(req, "g1");
+            zmsg_addstr(req, "body");
+        }
+        zmsg_send(&req, client);
+    }
+    ASSERT_EQ(s_stat(client, "malformed_frames_total"), before + 4);
+    zsock_destroy(&client);
     zstr_free(&endpoint);
     zactor_destroy(&broker);
 }
@@ -606,7 +368,8 @@ test_watch_reconnects(void)
     for (int i = 0; i < 100 && !(bound && *bound); i++) {
         zstr_free(&bound);
         zactor_destroy(&broker);
-        broker = zactor_new(mc_broker_actor, endpoint);
+        mc_broker_actor_args_t args = { endpoint, s_data };
+        broker = zactor_new(mc_broker_actor, &args);
         bound = zstr_recv(broker);
         if (!*bound)
             zclock_sleep(20);
@@ -636,12 +399,12 @@ main(void)
     snprintf(s_keys, sizeof s_keys, "/tmp/mc-broker-test-XXXXXX");
     MC_CHECK(mkdtemp(s_keys) != NULL);
     MC_CHECK(mc_plane_keygen(s_keys) == 0);
+    MC_CHECK(mc_plane_add(s_keys, "node", "node-2") == 0);
     MC_CHECK(mc_plane_init(s_keys, "broker", true) == 0);
-    MC_TEST_RUN(test_routing);
-    MC_TEST_RUN(test_busy_worker_is_not_dead);
+    snprintf(s_data, sizeof s_data, "%s/directory", s_keys);
+    MC_TEST_RUN(test_directory);
     MC_TEST_RUN(test_trust);
     MC_TEST_RUN(test_grammar);
-    MC_TEST_RUN(test_non_workers_refused);
     MC_TEST_RUN(test_watch_reconnects);
     mc_plane_shutdown();
     char cmd[96];

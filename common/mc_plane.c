@@ -172,6 +172,34 @@ mc_plane_init(const char *dir, const char *name, bool as_server)
     return 0;
 }
 
+int
+mc_plane_serve(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/allow", dir);
+    zactor_destroy(&s_auth);
+    s_auth = zactor_new(zauth, NULL);
+    if (!s_auth || zstr_sendx(s_auth, "CURVE", path, NULL) || zsock_wait(s_auth)) {
+        mc_error("cannot start the ZAP handler", "\"dir\":\"%s\"", path);
+        zactor_destroy(&s_auth);
+        return -1;
+    }
+    return 0;
+}
+
+const char *
+mc_plane_public_key(void)
+{
+    return s_cert ? zcert_public_txt(s_cert) : "";
+}
+
+void
+mc_plane_client_to(zsock_t *sock, const char *server_key)
+{
+    assert(s_cert);
+    mc_plane_client_with(sock, s_cert, server_key);
+}
+
 void
 mc_plane_shutdown(void)
 {
@@ -208,10 +236,12 @@ mc_plane_peer(zmq_msg_t *part, mc_peer_info_t *peer)
 {
     const char *role = zmq_msg_gets(part, "role");
     const char *name = zmq_msg_gets(part, "name");
+    const char *key = zmq_msg_gets(part, "User-Id");
     peer->role = role ? mc_peer_parse(role, strlen(role)) : MC_PEER_NONE;
     snprintf(peer->name, sizeof peer->name, "%s", name ? name : "");
+    snprintf(peer->key, sizeof peer->key, "%s", key ? key : "");
     if (peer->role == MC_PEER_NONE)
-        peer->name[0] = 0;
+        peer->name[0] = peer->key[0] = 0;
 }
 
 struct _mc_plane_watch_t {

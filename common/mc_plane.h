@@ -42,6 +42,7 @@ typedef enum {
 typedef struct {
     mc_peer_t role;                     //  from the certificate's "role" metadata
     char name[MC_PEER_NAME_MAX + 1];    //  the certificate's "name": which key it was
+    char key[41];                       //  its CURVE public key (Z85), ZAP's User-Id
 } mc_peer_info_t;
 
 //  "edge" -> MC_PEER_EDGE ...; MC_PEER_NONE for anything else (SELF has no name on the wire).
@@ -77,6 +78,16 @@ void mc_plane_client(zsock_t *sock);
 
 //  Makes sock a CURVE server checked against the allow-list. Call before binding.
 void mc_plane_server(zsock_t *sock);
+
+//  A node's front is a CURVE server too, proving the node's own key to its clients (which find
+//  it in the directory) and checking theirs against the allow-list like the broker. Starts the
+//  ZAP handler; call after mc_plane_init. Returns 0, or -1 with a logged reason.
+int mc_plane_serve(const char *dir);
+//  This process's own public key (Z85).
+const char *mc_plane_public_key(void);
+//  As mc_plane_client, for a connection to a node whose front proves server_key (Z85): set it
+//  before each zsock_connect, which copies the socket's options.
+void mc_plane_client_to(zsock_t *sock, const char *server_key);
 
 //  As mc_plane_client, with a given certificate and server public key (Z85): for tests and
 //  tools that act as several peers.

@@ -30,8 +30,10 @@
 //  a burst on a loaded 2-core machine under a sanitizer went quiet that long and was dropped.
 #define MC_HEARTBEAT_MS       100
 #define MC_HEARTBEAT_LIVENESS 30
-//  Request ids (actors' tags for mc_send) fit the protocol's request-id frame.
-#define MC_REQUEST_ID_MAX     MC_PROTO_REQUEST_ID_MAX
+//  An actor's tag for a request it sends: a node's front adds the asker's inproc routing id
+//  (and its length) when the request leaves the process
+#define MC_REQUEST_ID_MAX     64
+_Static_assert(1 + 32 + MC_REQUEST_ID_MAX <= MC_PROTO_REQUEST_ID_MAX, "a tag and a routing id must fit a request id");
 
 //  What mc_proto_msg_recv, _decode, _encode and _send return besides 0.
 #define MC_PROTO_AGAIN     (-1)     //  recv: no message was waiting; send: the socket took none

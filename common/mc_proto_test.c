@@ -295,7 +295,7 @@ test_rejects(void)
         ASSERT_EQ(id, MC_PROTO_INVALID);
     }
     const struct { const char *sig; const char *cmd; size_t len; } cmds[] = {
-        { "MCC1", "\x00", 1 }, { "MCC1", "\x04", 1 }, { "MCW2", "\x06", 1 }, { "MCW2", "\x00", 1 },
+        { "MCC1", "\x00", 1 }, { "MCC1", "\x05", 1 }, { "MCW2", "\x06", 1 }, { "MCW2", "\x00", 1 },
         { "MCW2", "\x04\x00", 2 }, { "MCW2", "", 0 }, { "MCC1", "\xff", 1 },
     };
     for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
@@ -434,7 +434,10 @@ test_constants(void)
     ASSERT_EQ(MC_PROTO_BYTE(MC_PROTO_CLIENT_REQUEST), 0x01);
     ASSERT_EQ(MC_PROTO_BYTE(MC_PROTO_CLIENT_UNAVAILABLE), 0x03);
     ASSERT_EQ(MC_PROTO_BYTE(MC_PROTO_WORKER_DISCONNECT), 0x05);
-    ASSERT_EQ(MC_PROTO_REQUEST_ID_MAX, 64);
+    ASSERT_EQ(MC_PROTO_REQUEST_ID_MAX, 128);
+    ASSERT_STR(MC_PROTO_DIRECTORY_SIGNATURE, "MCD1");
+    ASSERT_EQ(MC_PROTO_BYTE(MC_PROTO_CLIENT_MOVED), 0x04);
+    ASSERT_EQ(MC_PROTO_BYTE(MC_PROTO_DIRECTORY_TABLE), 0x03);
     ASSERT_EQ(MC_PROTO_SERVICE_MAX, 128);
     ASSERT_EQ(MC_PROTO_ENVELOPE_MAX, MC_FRAME_MAX);
     ASSERT_EQ(MC_PROTO_CLIENT_REPLY_AT_ENVELOPE, 4);

@@ -39,7 +39,7 @@ mc_recv_peer(zsock_t *sock, int *fd, mc_peer_info_t *peer)
     if (fd)
         *fd = -1;
     if (peer)
-        *peer = (mc_peer_info_t) { MC_PEER_NONE, "" };
+        *peer = (mc_peer_info_t) { MC_PEER_NONE, "", "" };
     for (bool more = true; more; ) {
         zmq_msg_t part;
         zmq_msg_init(&part);

@@ -2,18 +2,21 @@
 
 #include "mc_envelope.h"
 #include "mc_log.h"
+#include "mc_nodes.h"
 #include "mc_proto.h"
 #include "mc_util.h"
 #include "mc_wait.h"
 
 #include <pthread.h>
 
-/*  HTTP worker threads do not talk to the broker themselves. Each has an inproc DEALER to one
-    dispatcher thread, which multiplexes every request over a single connection to the broker.
-    One connection lets ZeroMQ batch many messages per system call under load; a socket per
-    thread cost a send and a receive per request on 64+ connections.
+/*  HTTP worker threads do not talk to nodes themselves. Each has an inproc DEALER to one
+    dispatcher thread, which sends every request straight to the node that owns its shard
+    (mc_nodes.h: the directory's table, one CURVE connection per node) and `mmi.*` to the
+    broker. One thread and one socket for all of it lets ZeroMQ batch many messages per system
+    call under load; a socket per thread cost a send and a receive per request on 64+
+    connections.
 
-    Request id on the broker leg: one length byte, the worker's inproc routing id, then the
+    Request id on the node leg: one length byte, the worker's inproc routing id, then the
     worker's own sequence number; the dispatcher reads the worker back out of it.
 
     The dispatcher moves zmq_msg_t parts from one socket to the other rather than decode and
@@ -36,6 +39,7 @@ static volatile int s_running;
 static zsock_t *s_frontend;     //  ROUTER, inproc, facing the worker threads
 static zsock_t *s_backend;      //  DEALER to the broker
 static mc_plane_watch_t *s_watch;   //  reconnects s_backend after a failed handshake
+static mc_nodes_t *s_nodes;     //  to the nodes, by the directory
 
 static _Thread_local zsock_t *s_sock;
 static _Thread_local uint64_t s_seq;
@@ -91,7 +95,30 @@ s_to_worker(void *front, const void *wid, size_t wlen, int kind, const void *seq
         zmq_send(front, "", 0, 0);
 }
 
-//  A worker's request: [worker-id, service, seq, envelope] -> broker. False when none waited.
+//  The shards of dir whose owner is up, one per line (mmi.services' answer).
+static void
+s_up_shards(mc_dir_t *dir, zmq_msg_t *out)
+{
+    size_t len = 0;
+    for (int i = 0; i < mc_dir_shards(dir); i++)
+        len += strlen(mc_dir_shard_at(dir, i)->name) + 1;
+    zmq_msg_init_size(out, len);
+    char *at = zmq_msg_data(out);
+    for (int i = 0; i < mc_dir_shards(dir); i++) {
+        const mc_dir_shard_t *s = mc_dir_shard_at(dir, i);
+        const mc_dir_node_t *n = mc_dir_node_at(dir, s->node);
+        if (s->up && n && n->up)
+            at += sprintf(at, "%s\n", s->name);
+    }
+    zmq_msg_t whole;
+    zmq_msg_init_size(&whole, (size_t) (at - (char *) zmq_msg_data(out)));
+    memcpy(zmq_msg_data(&whole), zmq_msg_data(out), zmq_msg_size(&whole));
+    zmq_msg_close(out);
+    zmq_msg_move(out, &whole);
+}
+
+//  A worker's request: [worker-id, service, seq, envelope] -> its node (or, mmi.*, the broker).
+//  False when none waited.
 static bool
 s_forward_request(void *front, void *back)
 {
@@ -112,6 +139,25 @@ s_forward_request(void *front, void *back)
     size_t service = zmq_msg_size(&p[1]);
     bool valid = service >= MC_PROTO_SERVICE_MIN && service <= MC_PROTO_SERVICE_MAX
               && zmq_msg_size(&p[3]) <= MC_PROTO_ENVELOPE_MAX;
+    if (valid && service == 12 && memcmp(zmq_msg_data(&p[1]), "mmi.services", 12) == 0 && mc_nodes_dir(s_nodes)) {
+        //  what is up, by the table requests follow: readiness does not need the broker
+        zmq_msg_t list;
+        s_up_shards(mc_nodes_dir(s_nodes), &list);
+        s_to_worker(front, zmq_msg_data(&p[0]), wlen, MC_PROTO_BYTE(MC_PROTO_CLIENT_REPLY), zmq_msg_data(&p[2]),
+                    slen, &list);
+        zmq_msg_close(&list);
+        s_close_parts(p, 4);
+        return true;
+    }
+    if (valid && !(service > 4 && memcmp(zmq_msg_data(&p[1]), "mmi.", 4) == 0)) {
+        //  a shard: straight to its node
+        char name[MC_PROTO_SERVICE_MAX + 1];
+        memcpy(name, zmq_msg_data(&p[1]), service);
+        name[service] = 0;
+        mc_nodes_send(s_nodes, name, rid, 1 + wlen + slen, &p[3]);
+        s_close_parts(p, 4);
+        return true;
+    }
     bool sent = valid && zmq_send(back, MC_PROTO_CLIENT_SIGNATURE, MC_PROTO_SIGNATURE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT)
                          == MC_PROTO_SIGNATURE_SIZE;
     if (!sent && valid) {
@@ -132,6 +178,18 @@ s_forward_request(void *front, void *back)
                     slen, NULL);
     s_close_parts(p, 4);
     return true;
+}
+
+//  A node's answer (mc_nodes) -> the worker named in its request id.
+static void
+s_node_answer(void *arg, bool reply, const char *service, const void *rid, size_t rid_size, zmq_msg_t *payload)
+{
+    (void) service;
+    const byte *r = rid;
+    size_t wlen = r[0];
+    if (wlen + 1 <= rid_size)
+        s_to_worker(arg, r + 1, wlen, MC_PROTO_BYTE(reply ? MC_PROTO_CLIENT_REPLY : MC_PROTO_CLIENT_UNAVAILABLE),
+                    r + 1 + wlen, rid_size - 1 - wlen, reply ? payload : NULL);
 }
 
 //  The broker's answer, a REPLY or UNAVAILABLE -> the worker named in its request id. False
@@ -162,10 +220,16 @@ s_dispatch(void *arg)
 {
     void *front = zsock_resolve(s_frontend), *back = zsock_resolve(s_backend);
     enum { FRONT = 1, BACK = 2 };           //  mc_wait's bits for socks
-    zsock_t *socks[] = { s_frontend, s_backend };
+    zsock_t *socks[5] = { s_frontend, s_backend };
+    int n = 2 + mc_nodes_socks(s_nodes, socks + 2);
+    uint64_t watch_at = 0;
     while (s_running) {
-        unsigned ready = mc_wait(socks, 2, 200);
-        mc_plane_watch_check(s_watch);
+        int wait = mc_nodes_timeout(s_nodes);
+        unsigned ready = mc_wait(socks, n, wait < 200 ? wait : 200);
+        if (mc_mono_ms() >= watch_at) {
+            mc_plane_watch_check(s_watch);
+            watch_at = mc_mono_ms() + 200;
+        }
         //  a bounded burst from each side per wake, so neither starves the other; a side left
         //  with input is found by the next wait without blocking
         for (int i = 0; i < 256 && (ready & FRONT); i++)
@@ -174,6 +238,7 @@ s_dispatch(void *arg)
         for (int i = 0; i < 256 && (ready & BACK); i++)
             if (!s_forward_reply(front, back))
                 ready &= ~(unsigned) BACK;
+        mc_nodes_handle(s_nodes);
     }
     return NULL;
 }
@@ -195,6 +260,7 @@ edge_client_init(const char *broker)
     zsock_set_reconnect_ivl_max(s_backend, 250);
     s_watch = mc_plane_watch_new(s_backend, s_broker);
     zsock_connect(s_backend, "%s", s_broker);
+    s_nodes = mc_nodes_new(s_broker, NULL, s_node_answer, zsock_resolve(s_frontend));
     //  the first requests should not race the connection being set up
     zmq_pollitem_t out = { zsock_resolve(s_backend), 0, ZMQ_POLLOUT, 0 };
     zmq_poll(&out, 1, 1000);
@@ -211,6 +277,7 @@ edge_client_stop(void)
     pthread_join(s_thread, NULL);
     zsock_destroy(&s_frontend);
     mc_plane_watch_destroy(&s_watch);
+    mc_nodes_destroy(&s_nodes);
     zsock_destroy(&s_backend);
     free(s_broker);
 }

@@ -63,7 +63,8 @@ s_route_label(size_t slot)
     return slot == edge_metrics_slot_internal() ? "edge" : "unmatched";
 }
 
-//  Asks the broker which services have a live node; NULL when the broker does not answer.
+//  Which shards have a live owner, by the directory table the edge follows (the dispatcher
+//  answers from its copy; the broker only before the first table); NULL when neither knows.
 static char *
 s_live_services(void)
 {
@@ -108,7 +109,7 @@ s_readyz(edge_reply_t *r)
         }
     }
     if (!live)
-        edge_problem(r, 503, "broker_unavailable", "the broker does not answer", NULL, "Retry-After: 1\r\n");
+        edge_problem(r, 503, "directory_unavailable", "no shard table from the broker yet", NULL, "Retry-After: 1\r\n");
     else
     if (!m && !edge_auth_ready())
         edge_problem(r, 503, "keys_unavailable", "the token signing keys have not been loaded yet", NULL,

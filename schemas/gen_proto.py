@@ -15,7 +15,7 @@ import sys
 KINDS = {"string": "MC_PROTO_STRING", "bytes": "MC_PROTO_BYTES", "role": "MC_PROTO_ROLE",
          "frame": "MC_PROTO_FRAME"}
 ROLES = ["edge", "node", "relay", "ops"]       # mc_plane.h: the roles a key can have
-SIDES = {"client": 1, "worker": 2}
+SIDES = {"client": 1, "worker": 2, "directory": 3}
 ROUTING_ID_MAX = 255                          # ZeroMQ's limit for a ROUTER's routing ids
 
 

@@ -23,9 +23,7 @@ typedef struct {
     mailer_args_t args;         //  configuration
     const char *url;            //  MERCATO_SMTP_URL, or NULL: mails are logged
     char from[256];             //  sender address
-    zsock_t *broker;            //  DEALER to the broker as a worker; replaced on reconnect
-    uint64_t broker_expiry;     //  mono ms after which the broker counts as dead
-    uint64_t heartbeat_at;      //  next heartbeat, mono ms
+    zsock_t *broker;            //  DEALER to the node's front as a worker; replaced on reconnect
     CURLM *multi;               //  the transfers
     struct {
         curl_socket_t fd;
@@ -42,7 +40,7 @@ typedef struct _transfer_t {
     mailer_t *mailer;
     CURL *easy;                 //  its transfer
     struct _transfer_t *prev, *next;    //  in mailer->transfers
-    zframe_t *client, *rid;     //  the broker's routing of the caller
+    zframe_t *client, *rid;     //  the front's routing of the caller
     char id[MC_REQUEST_ID_MAX + 1];     //  the request's message id
     char note[MC_REQUEST_ID_MAX + 1];   //  the notification, for logs
     msgpack_sbuffer message;    //  the mail as it goes on the wire
@@ -141,9 +139,9 @@ mailer_message(msgpack_sbuffer *out, const char *from, mc_str_t to, mc_str_t sub
         s_write(out, "\r\n");
 }
 
-// --- the broker ---------------------------------------------------------------------------
+// --- the node's front (over inproc) --------------------------------------------------------
 
-//  A command without fields (HEARTBEAT, DISCONNECT) to the broker.
+//  A command without fields (DISCONNECT) to the front.
 static void
 s_send(mailer_t *self, mc_proto_id_t id)
 {
@@ -159,10 +157,6 @@ s_connect(mailer_t *self)
     zsock_destroy(&self->broker);
     self->broker = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self->broker);
-    mc_plane_client(self->broker);
-    //  a connection libzmq gave up on (a failed handshake) has no peer to queue for: a blocking
-    //  send would hang the mailer, which must see the broker fall silent and connect again
-    zsock_set_sndtimeo(self->broker, 0);
     zsock_connect(self->broker, "%s", self->args.broker);
     mc_proto_msg_t ready;
     mc_proto_msg_init(&ready);
@@ -171,9 +165,6 @@ s_connect(mailer_t *self)
     if (mc_proto_msg_set_node_id(&ready, self->args.node_id))
         mc_error("node id too long for the broker protocol", NULL);
     mc_proto_msg_send(&ready, self->broker);
-    uint64_t now = mc_mono_ms();
-    self->broker_expiry = now + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
-    self->heartbeat_at = now + MC_HEARTBEAT_MS;
 }
 
 //  Sends the reply frame in out to the caller; takes client and rid.
@@ -430,12 +421,11 @@ s_request(mailer_t *self, zframe_t **client, zframe_t **rid, zframe_t *frame)
     msgpack_unpacked_destroy(&u);
 }
 
-//  Handles what came from the broker (rc: what mc_proto_msg_recv said); returns false when the
+//  Handles what came from the front (rc: what mc_proto_msg_recv said); returns false when the
 //  mailer must reconnect.
 static bool
 s_broker(mailer_t *self, mc_proto_msg_t *m, int rc)
 {
-    self->broker_expiry = mc_mono_ms() + MC_HEARTBEAT_MS * MC_HEARTBEAT_LIVENESS;
     if (m->id == MC_PROTO_WORKER_REQUEST) {
         //  mails are asked for by the notifications actor, which runs on a node; nobody else
         bool node = rc == 0 && m->peer_role == MC_PEER_NODE;
@@ -454,7 +444,7 @@ s_broker(mailer_t *self, mc_proto_msg_t *m, int rc)
 
 // --- the loop -----------------------------------------------------------------------------
 
-//  Waits for the pipe, the broker, libcurl's sockets or the next timer; false on $TERM.
+//  Waits for the pipe, the front, libcurl's sockets or the next timer; false on $TERM.
 static bool
 s_wait(mailer_t *self, zsock_t *pipe)
 {
@@ -466,7 +456,7 @@ s_wait(mailer_t *self, zsock_t *pipe)
     for (size_t i = 0; i < self->nsocks; i++)
         items[n++] = (zmq_pollitem_t) { .fd = self->socks[i].fd, .events = self->socks[i].events };
     uint64_t now = mc_mono_ms();
-    int64_t until = (int64_t) self->heartbeat_at;
+    int64_t until = (int64_t) now + 1000;
     if (self->timer_at >= 0 && self->timer_at < until)
         until = self->timer_at;
     long timeout = until > (int64_t) now ? (long) (until - (int64_t) now) : 0;
@@ -528,17 +518,8 @@ mailer_actor(zsock_t *pipe, void *args)
     curl_multi_setopt(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, CONNECTIONS_MAX);
     s_connect(&self);
     mc_info("mailer started", "\"node\":\"%s\",\"smtp\":%s", self.args.node_id, self.url ? "true" : "false");
-    while (s_wait(&self, pipe)) {
-        uint64_t now = mc_mono_ms();
-        if (now >= self.heartbeat_at) {
-            s_send(&self, MC_PROTO_WORKER_HEARTBEAT);
-            self.heartbeat_at = now + MC_HEARTBEAT_MS;
-        }
-        if (now > self.broker_expiry) {
-            mc_warn("broker silent, reconnecting", "\"service\":\"" SERVICE "\"");
-            s_connect(&self);
-        }
-    }
+    while (s_wait(&self, pipe))
+        ;
     s_send(&self, MC_PROTO_WORKER_DISCONNECT);
     //  mails still in flight get no answer: their caller counts the attempt as failed and sends
     //  again, with the same Message-ID

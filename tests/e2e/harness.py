@@ -405,6 +405,43 @@ class Cluster:
         else:
             raise KeyError(name)
 
+    def add_node(self, name, actors, data_dir=None, node_id=None):
+        """Start one more node process called name (its own data dir unless given) that joins
+        this cluster's directory; stop_all stops it with the rest."""
+        data_dir = data_dir or os.path.join(self.tmp, name + "-data")
+        os.makedirs(data_dir, exist_ok=True)
+        p = self.procs.get(name) or Proc(name, self.log_dir)
+        if name not in self.procs:
+            self.procs[name] = p
+            self.order = tuple(self.order) + (name,)
+        p.start([self._bin("mercato-node"), "--broker", self.endpoint, "--data", data_dir,
+                 "--actors", ",".join(actors), "--node-id",
+                 node_id or "%s-%s" % (name, os.path.basename(self.tmp))], self.env)
+        return p
+
+    def broker_call(self, service, payload=b"", key="ops", timeout=5.0):
+        """Asks the broker an mmi.* question with a plane key; returns the answer's envelope."""
+        import zmq
+        ctx = zmq.Context.instance()
+        sock = self.plane_socket(ctx, zmq.DEALER, key)
+        try:
+            sock.connect(self.endpoint)
+            rid = os.urandom(8)
+            sock.send_multipart([b"MCC1", b"\x01", service.encode(), rid, payload])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if sock.poll(int(max(1, (deadline - time.monotonic()) * 1000))):
+                    frames = sock.recv_multipart()
+                    if len(frames) == 5 and frames[3] == rid:
+                        return frames[4]
+            raise HarnessError("the broker did not answer %s" % service)
+        finally:
+            sock.close(0)
+
+    def directory(self):
+        """The broker's shard table (mmi.directory) as a dict."""
+        return json.loads(self.broker_call("mmi.directory"))
+
     def wait_ready(self, timeout=START_TIMEOUT):
         """Wait until GET /readyz is 200 (every service has a live node) and, with the identity
         actor, until the edge serves the JWKS (wait_for_keys; test_identity checks separately
@@ -491,8 +528,8 @@ class Cluster:
             bind = self.endpoint or "ipc://" + os.path.join(self.tmp, "broker.sock")
             if self.broker_bind_extra:
                 bind += "," + self.broker_bind_extra
-            p.start([self._bin("mercato-broker"), "--bind", bind, "--endpoint-file", ep_file],
-                    self.env)
+            p.start([self._bin("mercato-broker"), "--bind", bind, "--endpoint-file", ep_file,
+                     "--data", os.path.join(self.tmp, "broker")], self.env)
             try:
                 ep = wait_for(lambda: self._check_alive(p) and _read_file(ep_file),
                               max(0.1, deadline - time.monotonic()), what="broker endpoint file")

@@ -149,12 +149,13 @@ class TestEdgeAndBrokerCrash(CrashCase):
     def test_broker_kill_and_restart(self):
         made = [self.create() for _ in range(5)]
         self.cluster.kill("broker")
-        # With no broker the edge cannot reach the catalog: it must say so, not hang forever.
+        # The broker is the directory, not the road: with it dead, the edge still reaches the
+        # catalog (by the table it holds), reads and writes alike, and at once.
         t0 = time.monotonic()
         r = self.get(P, timeout=10)
-        self.assertIn(r.status_code, (503, 504), r.text[:300])
-        self.assertProblem(r, r.status_code)
-        self.assertLess(time.monotonic() - t0, 6.0)
+        self.assertEqual(r.status_code, 200, r.text[:300])
+        self.assertLess(time.monotonic() - t0, 2.0)
+        made.append(self.create())
         # Node and edge reconnect to the restarted broker on their own.
         self.cluster.start("broker")
         self.cluster.wait_ready(timeout=15)
