@@ -1,5 +1,6 @@
 #include "mc_page.h"
 
+#include "mc_schema.h"
 #include "mc_store.h"
 #include "mc_util.h"
 
@@ -8,10 +9,66 @@
 #define KEY_MAX 200
 #define FAIL(rc) ((rc) > 0 ? -(rc) : (rc))
 
+void
+mc_page_keys_init(mc_page_keys_t *keys, const msgpack_object *body)
+{
+    bool on = false;
+    mc_map_bool(body, mc_gather_field, &on);
+    *keys = (mc_page_keys_t) { .on = on };
+    msgpack_sbuffer_init(&keys->buf);
+}
+
+void
+mc_page_keys_add(mc_page_keys_t *keys, const void *raw, size_t len)
+{
+    if (!keys->on || len > MC_PAGE_KEY_MAX)
+        return;
+    char enc[MC_PAGE_KEY_MAX * 4 / 3 + 4];
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &keys->buf, msgpack_sbuffer_write);
+    mc_pack_str(&pk, enc, mc_b64url_encode(enc, raw, len));
+    keys->n++;
+}
+
+void
+mc_page_keys_destroy(mc_page_keys_t *keys)
+{
+    msgpack_sbuffer_destroy(&keys->buf);
+}
+
+void
+mc_page_reply_keyed(mc_ctx_t *ctx, const msgpack_sbuffer *items, size_t n, const void *next, size_t nextlen,
+                    const mc_page_keys_t *keys)
+{
+    if (!keys || !keys->on) {
+        mc_reply_page(ctx->pk, ctx->req->id, items, n, next, nextlen);
+        return;
+    }
+    msgpack_packer *pk = ctx->pk;
+    mc_reply_begin(pk, ctx->req->id, 200, NULL);
+    msgpack_pack_map(pk, 3);
+    mc_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, n);
+    if (items->size)
+        msgpack_sbuffer_write(pk->data, items->data, items->size);
+    mc_pack_cstr(pk, "next_cursor");
+    if (next && nextlen <= MC_CURSOR_MAX) {
+        char enc[MC_CURSOR_MAX * 4 / 3 + 4];
+        mc_pack_str(pk, enc, mc_b64url_encode(enc, next, nextlen));
+    }
+    else
+        msgpack_pack_nil(pk);
+    //  a key short of an item (one too long to encode) would shift every key after it
+    mc_pack_cstr(pk, "keys");
+    msgpack_pack_array(pk, keys->n == n ? n : 0);
+    if (keys->n == n && keys->buf.size)
+        msgpack_sbuffer_write(pk->data, keys->buf.data, keys->buf.size);
+}
+
 int
 mc_page_reply(mc_ctx_t *ctx, const mc_page_t *page, mc_page_visit_fn *visit, void *arg)
 {
-    unsigned char key[KEY_MAX], last[KEY_MAX];
+    unsigned char key[KEY_MAX], last[KEY_MAX], seen[KEY_MAX];
     size_t plen = page->prefix.len, klen, lastlen = 0;
     if (plen + 8 > KEY_MAX)
         return MDB_BAD_VALSIZE;
@@ -36,10 +93,14 @@ mc_page_reply(mc_ctx_t *ctx, const mc_page_t *page, mc_page_visit_fn *visit, voi
     MDB_val k = { klen, key }, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-    msgpack_sbuffer items;
+    msgpack_sbuffer items, peek;
     msgpack_sbuffer_init(&items);
-    msgpack_packer ipk;
+    msgpack_sbuffer_init(&peek);
+    msgpack_packer ipk, ppk;
     msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
+    msgpack_packer_init(&ppk, &peek, msgpack_sbuffer_write);
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     size_t n = 0;
     bool more = false;
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
@@ -51,20 +112,33 @@ mc_page_reply(mc_ctx_t *ctx, const mc_page_t *page, mc_page_visit_fn *visit, voi
             break;
         if (created > page->to)
             continue;
+        //  visit reads other records: work on a copy of the key rather than LMDB's page
+        size_t seenlen = k.mv_size - plen;
+        memcpy(seen, kp + plen, seenlen);
+        mc_str_t id = { (const char *) seen + 8, seenlen - 8 };
         if ((int64_t) n == page->limit) {
-            more = true;
-            break;
+            //  a full page: it has a next one only if a further entry belongs on a page
+            msgpack_sbuffer_clear(&peek);
+            if ((more = visit(ctx, id, &ppk, arg)))
+                break;
+            continue;
         }
-        lastlen = k.mv_size - plen;
-        memcpy(last, kp + plen, lastlen);
-        n += visit(ctx, (mc_str_t) { (const char *) last + 8, lastlen - 8 }, &ipk, arg);
+        if (visit(ctx, id, &ipk, arg)) {
+            n++;
+            lastlen = seenlen;
+            memcpy(last, seen, lastlen);
+            mc_page_keys_add(&keys, last, lastlen);
+        }
     }
     mdb_cursor_close(cur);
+    msgpack_sbuffer_destroy(&peek);
     if (rc && rc != MDB_NOTFOUND) {
         msgpack_sbuffer_destroy(&items);
+        mc_page_keys_destroy(&keys);
         return FAIL(rc);
     }
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more && lastlen ? last : NULL, lastlen);
+    mc_page_reply_keyed(ctx, &items, n, more && lastlen ? last : NULL, lastlen, &keys);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return 200;
 }

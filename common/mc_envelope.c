@@ -233,8 +233,8 @@ mc_reply_page(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, siz
     if (items->size)
         msgpack_sbuffer_write(pk->data, items->data, items->size);
     mc_pack_cstr(pk, "next_cursor");
-    if (next && nextlen <= 96) {
-        char enc[132];
+    if (next && nextlen <= MC_CURSOR_MAX) {
+        char enc[MC_CURSOR_MAX * 4 / 3 + 4];
         mc_pack_str(pk, enc, mc_b64url_encode(enc, next, nextlen));
     }
     else

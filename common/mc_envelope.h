@@ -72,6 +72,9 @@ int mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t
 //  exactly one object (the body). etag may be NULL.
 void mc_reply_begin(msgpack_packer *pk, mc_str_t id, int status, const char *etag);
 
+//  A cursor's raw bytes at most (a longer one is not sent: that page reads as the last).
+#define MC_CURSOR_MAX 96
+
 //  Packs a complete 200 page of a list, {items: [...], next_cursor}: items holds n objects
 //  already packed; next (nextlen bytes) is the raw cursor, sent base64url-encoded, or NULL on
 //  the last page.

@@ -50,6 +50,10 @@ typedef enum { MC_KEY_NONE, MC_KEY_PATH, MC_KEY_NEW, MC_KEY_USER, MC_KEY_FIELD }
 typedef enum { MC_FLOW_NONE, MC_FLOW_REGISTER, MC_FLOW_LOGIN, MC_FLOW_PASSWORD, MC_FLOW_REFRESH, MC_FLOW_LOGOUT,
                MC_FLOW_CARD } mc_flow_t;
 
+//  A list route whose service has several shards asks every shard and merges their pages
+//  (edge/edge_gather.h): items in ascending or descending order of their sort keys.
+typedef enum { MC_GATHER_NONE, MC_GATHER_ASC, MC_GATHER_DESC } mc_gather_t;
+
 typedef struct {
     const char *method;     //  "GET"
     const char *path;       //  "/api/v1/products/{id}"
@@ -71,6 +75,9 @@ typedef struct {
     //  listed together (an email, a SKU, a customer's orders) lives on one shard
     mc_keyrule_t shard_by;
     const char *shard_by_field;
+    mc_gather_t gather;     //  a list gathered from every shard, in this order of sort keys
+    const char *gather_sum; //  or NULL: items of one sort key are one item, with this integer summed
+    bool gather_array;      //  the answer is the bare array of items, not a page
 } mc_route_t;
 
 //  How many shards each service has.
@@ -106,6 +113,9 @@ extern const size_t mc_routes_count;
 extern const mc_msgdef_t mc_msgdefs[];
 extern const size_t mc_msgdefs_count;
 extern const char mc_openapi_json[];
+//  The internal body member (boolean) by which the edge asks a shard to add "keys" to its list
+//  reply: each item's sort key, as a cursor (mc_page_keys_t in mc_envelope.h).
+extern const char mc_gather_field[];
 
 //  The definition of service's message type, or NULL.
 const mc_msgdef_t *mc_schema_find(const char *service, mc_str_t type);

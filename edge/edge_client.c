@@ -102,7 +102,7 @@ s_up_shards(mc_dir_t *dir, zmq_msg_t *out)
     size_t len = 0;
     for (int i = 0; i < mc_dir_shards(dir); i++)
         len += strlen(mc_dir_shard_at(dir, i)->name) + 1;
-    zmq_msg_init_size(out, len);
+    zmq_msg_init_size(out, len + 1);     //  sprintf's NUL after the last line
     char *at = zmq_msg_data(out);
     for (int i = 0; i < mc_dir_shards(dir); i++) {
         const mc_dir_shard_t *s = mc_dir_shard_at(dir, i);
@@ -113,7 +113,8 @@ s_up_shards(mc_dir_t *dir, zmq_msg_t *out)
     zmq_msg_t whole;
     zmq_msg_init_size(&whole, (size_t) (at - (char *) zmq_msg_data(out)));
     memcpy(zmq_msg_data(&whole), zmq_msg_data(out), zmq_msg_size(&whole));
-    zmq_msg_close(out);
+    //  zmq_msg_move releases out itself: closing it first leaves it invalid, and sending it
+    //  then aborts in libzmq (msg.cpp check())
     zmq_msg_move(out, &whole);
 }
 

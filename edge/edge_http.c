@@ -4,6 +4,7 @@
 #include "edge_client.h"
 #include "edge_conn.h"
 #include "edge_framing.h"
+#include "edge_gather.h"
 #include "edge_headers.h"
 #include "mc_json.h"
 #include "edge_metrics.h"
@@ -237,6 +238,31 @@ s_answer(edge_req_t *q, zframe_t *frame)
     msgpack_unpacked_destroy(&u);
 }
 
+void
+edge_request_encode(edge_req_t *q, const char *type, mc_str_t body, mc_str_t id, mc_str_t key, msgpack_sbuffer *env)
+{
+    const mc_route_t *route = q->route;
+    const struct mg_request_info *ri = q->ri;
+    const char *tp = s_header1(ri, "traceparent");
+    const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
+    const char *idem = route->idempotent ? s_header1(ri, "Idempotency-Key") : NULL;
+    mc_request_t req = {
+        .id = id,
+        .type = { type, strlen(type) },
+        .key = key,
+        .corr = { q->r->request_id, strlen(q->r->request_id) },
+        .reply = { s_reply_route, strlen(s_reply_route) },
+        .user = { q->who.sub, strlen(q->who.sub) },
+        .role = *q->who.role ? (mc_str_t) { q->who.role, strlen(q->who.role) } : MC_STR("anonymous"),
+        .trace = s_traceparent_ok(tp) ? (mc_str_t) { tp, 55 } : (mc_str_t) { "", 0 },
+        .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) } : (mc_str_t) { "", 0 },
+        .idem = idem ? (mc_str_t) { idem, strlen(idem) } : (mc_str_t) { "", 0 },
+        .deadline = q->received_ms + (uint64_t) q->timeout_ms,
+        .time = q->received_ms,
+    };
+    mc_request_encode(env, &req, body);
+}
+
 //  The request's message id, which a route with "key": "new" makes the new entity's id. With
 //  shard_by, it is drawn again until it falls on the shard of that other key: 1 in N draws does.
 static void
@@ -268,12 +294,8 @@ edge_call_t
 edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **reply)
 {
     const mc_route_t *route = q->route;
-    const struct mg_request_info *ri = q->ri;
     char id[MC_ULID_LEN + 1];
     s_new_id(q, body, id);
-    const char *tp = s_header1(ri, "traceparent");
-    const char *if_match = route->etag ? s_header1(ri, "If-Match") : NULL;
-    const char *idem = route->idempotent ? s_header1(ri, "Idempotency-Key") : NULL;
     mc_str_t key = { "", 0 };
     if (route->key == MC_KEY_PATH)
         key = q->param;
@@ -295,23 +317,9 @@ edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **rep
         msgpack_unpacked_destroy(&u);
         key = (mc_str_t) { field, strlen(field) };
     }
-    mc_request_t req = {
-        .id = { id, MC_ULID_LEN },
-        .type = { type, strlen(type) },
-        .key = key,
-        .corr = { q->r->request_id, strlen(q->r->request_id) },
-        .reply = { s_reply_route, strlen(s_reply_route) },
-        .user = { q->who.sub, strlen(q->who.sub) },
-        .role = *q->who.role ? (mc_str_t) { q->who.role, strlen(q->who.role) } : MC_STR("anonymous"),
-        .trace = s_traceparent_ok(tp) ? (mc_str_t) { tp, 55 } : (mc_str_t) { "", 0 },
-        .if_match = if_match ? (mc_str_t) { if_match, strlen(if_match) } : (mc_str_t) { "", 0 },
-        .idem = idem ? (mc_str_t) { idem, strlen(idem) } : (mc_str_t) { "", 0 },
-        .deadline = q->received_ms + (uint64_t) q->timeout_ms,
-        .time = q->received_ms,
-    };
     msgpack_sbuffer env;
     msgpack_sbuffer_init(&env);
-    mc_request_encode(&env, &req, body);
+    edge_request_encode(q, type, body, (mc_str_t) { id, MC_ULID_LEN }, key, &env);
     char service[96];
     snprintf(service, sizeof service, "%s.%u", route->msg->service,
              mc_shard_of(route->msg->service, key.ptr, key.len));
@@ -346,6 +354,10 @@ edge_request_answer(edge_req_t *q, edge_call_t outcome, zframe_t *reply)
 void
 edge_request_forward(edge_req_t *q, mc_str_t body)
 {
+    if (edge_gather_wanted(q)) {
+        edge_gather_forward(q, body);
+        return;
+    }
     zframe_t *reply = NULL;
     edge_call_t outcome = edge_request_call(q, q->route->msg->type, body, &reply);
     edge_request_answer(q, outcome, reply);

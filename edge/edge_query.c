@@ -78,6 +78,12 @@ edge_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out,
         val[vlen] = 0;
         mc_pack_str(&pk, pairs[i], (size_t) klen);
         const mc_field_t *f = mc_schema_field(def, pairs[i], (size_t) klen);
+        //  the edge sets internal members itself (a gathered list's "gather"): a client never does
+        if (f && f->internal) {
+            mc_errors_add(errs, pairs[i], "is not a known field");
+            msgpack_pack_nil(&pk);
+        }
+        else
         if (f && f->type == MC_FT_INTEGER) {
             char *end;
             errno = 0;

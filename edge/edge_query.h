@@ -10,7 +10,8 @@
 
 //  Packs qs (NULL: none) into out as a msgpack map, each value typed by def's field of that name
 //  (integer, boolean, else string), %XX and '+' decoded. Every value that does not parse as its
-//  type, a malformed escape, or a query past the limits above is reported in errs.
+//  type, an internal member (the edge's own), a malformed escape, or a query past the limits
+//  above is reported in errs.
 void edge_query_to_body(const char *qs, const mc_msgdef_t *def, msgpack_sbuffer *out, mc_errors_t *errs);
 
 #endif

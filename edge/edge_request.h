@@ -23,10 +23,16 @@ typedef struct {
 //  and waits for the answer. The caller destroys *reply.
 edge_call_t edge_request_call(edge_req_t *q, const char *type, mc_str_t body, zframe_t **reply);
 
+//  Encodes the request envelope edge_request_call sends (the caller, trace, deadline, If-Match,
+//  Idempotency-Key of q) for a message of type with body, message id and routing key.
+void edge_request_encode(edge_req_t *q, const char *type, mc_str_t body, mc_str_t id, mc_str_t key,
+                         msgpack_sbuffer *env);
+
 //  Turns a call's outcome into the HTTP answer: the actor's reply, 503 or 504.
 void edge_request_answer(edge_req_t *q, edge_call_t outcome, zframe_t *reply);
 
-//  Sends the route's own message with body and answers with what comes back.
+//  Sends the route's own message with body and answers with what comes back (a gathered list:
+//  from every shard, merged; edge_gather.h).
 void edge_request_forward(edge_req_t *q, mc_str_t body);
 
 //  422 listing errs.

@@ -3,6 +3,7 @@
 #include "catalog_index.h"
 #include "catalog_list.h"
 #include "catalog_sku.h"
+#include "mc_page.h"
 #include "mc_outbox.h"
 #include "mc_util.h"
 
@@ -289,24 +290,31 @@ s_categories(mc_ctx_t *ctx)
     msgpack_packer_init(&pk, &items, msgpack_sbuffer_write);
     size_t n = 0;
     MDB_val k, v;
+    //  a category's key is its lowercase name, the same on every shard: the edge adds up the
+    //  counts of one key when it gathers the list from every shard
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (v.mv_size < 8)
             continue;
         msgpack_pack_map(&pk, 2);
         mc_pack_kv_str(&pk, "name", (const char *) v.mv_data + 8, v.mv_size - 8);
         mc_pack_kv_uint(&pk, "product_count", mc_be64_get(v.mv_data));
+        mc_page_keys_add(&keys, k.mv_data, k.mv_size);
         n++;
     }
     mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND && keys.on)
+        mc_page_reply_keyed(ctx, &items, n, NULL, 0, &keys);
+    else
     if (rc == MDB_NOTFOUND) {
         mc_reply_begin(ctx->pk, ctx->req->id, 200, NULL);
         msgpack_pack_array(ctx->pk, n);
         msgpack_sbuffer_write(ctx->pk->data, items.data, items.size);
-        rc = 200;
     }
-    else
-        rc = LMDB_FAIL(rc);
+    rc = rc == MDB_NOTFOUND ? 200 : LMDB_FAIL(rc);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return rc;
 }
 

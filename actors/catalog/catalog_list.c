@@ -1,6 +1,7 @@
 #include "catalog_list.h"
 
 #include "catalog_index.h"
+#include "mc_page.h"
 #include "mc_util.h"
 
 #include <string.h>
@@ -88,7 +89,20 @@ s_emit(MDB_txn *txn, const catalog_db_t *db, const char *id, size_t idlen, const
     return 0;
 }
 
-//  Cursor: "i" + last id (id order) or "p" + 8-byte price + last id (price order).
+//  Cursor: "i" + last id (id order) or "p" + 8-byte price + last id (price order): the sort key
+//  of the page's last product, which means the same on every shard. Each product's key, when
+//  the edge gathers the list from every shard, is that of a page ending at it.
+static void
+s_key_add(mc_page_keys_t *keys, char order, const void *key, size_t len)
+{
+    unsigned char raw[1 + 8 + MC_ULID_LEN];
+    if (len > sizeof raw - 1)
+        return;
+    raw[0] = (unsigned char) order;
+    memcpy(raw + 1, key, len);
+    mc_page_keys_add(keys, raw, 1 + len);
+}
+
 static int
 s_bad_cursor(mc_ctx_t *ctx)
 {
@@ -123,6 +137,8 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
     unsigned char last[8 + MC_ULID_LEN];
     size_t lastlen = 0;
     bool more = false;
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         s_reads++;
         if (k.mv_size < 8 || k.mv_size > 8 + MC_ULID_LEN)
@@ -141,18 +157,21 @@ s_by_price(mc_ctx_t *ctx, const catalog_db_t *db, const predicate_t *pr, int64_t
             n++;
             memcpy(last, k.mv_data, k.mv_size);
             lastlen = k.mv_size;
+            s_key_add(&keys, 'p', last, lastlen);
         }
     }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND) {
         msgpack_sbuffer_destroy(&items);
+        mc_page_keys_destroy(&keys);
         return LMDB_FAIL(rc);
     }
     unsigned char next[1 + sizeof last];
     next[0] = 'p';
     memcpy(next + 1, last, lastlen);
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? next : NULL, 1 + lastlen);
+    mc_page_reply_keyed(ctx, &items, n, more ? next : NULL, 1 + lastlen, &keys);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return 200;
 }
 
@@ -176,6 +195,8 @@ s_by_id(mc_ctx_t *ctx, const catalog_db_t *db, stream_t *streams, size_t ns, con
     size_t lastlen = 0;
     bool more = false;
     int rc = 0;
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     while (true) {
         char x[MC_ULID_LEN + 1];
         size_t xlen;
@@ -218,6 +239,7 @@ s_by_id(mc_ctx_t *ctx, const catalog_db_t *db, stream_t *streams, size_t ns, con
                 n++;
                 memcpy(last, x, xlen);
                 lastlen = xlen;
+                s_key_add(&keys, 'i', last, lastlen);
             }
         }
         memcpy(target, x, xlen);
@@ -226,13 +248,15 @@ s_by_id(mc_ctx_t *ctx, const catalog_db_t *db, stream_t *streams, size_t ns, con
     }
     if (rc && rc != MDB_NOTFOUND) {
         msgpack_sbuffer_destroy(&items);
+        mc_page_keys_destroy(&keys);
         return LMDB_FAIL(rc);
     }
     unsigned char next[1 + MC_ULID_LEN];
     next[0] = 'i';
     memcpy(next + 1, last, lastlen);
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? next : NULL, 1 + lastlen);
+    mc_page_reply_keyed(ctx, &items, n, more ? next : NULL, 1 + lastlen, &keys);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return 200;
 }
 

@@ -4,6 +4,7 @@
 #include "mc_config.h"
 #include "mc_log.h"
 #include "mc_outbox.h"
+#include "mc_page.h"
 #include "mc_password.h"
 #include "mc_util.h"
 
@@ -440,6 +441,10 @@ s_user_list(mc_ctx_t *ctx)
     size_t n = 0;
     char last[MC_ULID_LEN + 1] = "";
     bool more = false;
+    //  users are in id order and a cursor is the last id: the same question on every shard, and
+    //  each user's key is its id when the edge gathers the list from every shard
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     for (rc = cursor.len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
          rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if ((int64_t) n == limit) {
@@ -452,16 +457,19 @@ s_user_list(mc_ctx_t *ctx)
             identity_user_pack_public(&ipk, &u.data);
             n++;
             snprintf(last, sizeof last, "%.*s", (int) k.mv_size, (char *) k.mv_data);
+            mc_page_keys_add(&keys, last, strlen(last));
         }
         msgpack_unpacked_destroy(&u);
     }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND) {
         msgpack_sbuffer_destroy(&items);
+        mc_page_keys_destroy(&keys);
         return IDENTITY_FAIL(rc);
     }
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? last : NULL, strlen(last));
+    mc_page_reply_keyed(ctx, &items, n, more ? last : NULL, strlen(last), &keys);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return 200;
 }
 

@@ -1,6 +1,7 @@
 #include "inventory_db.h"
 
 #include "mc_outbox.h"
+#include "mc_page.h"
 #include "mc_util.h"
 
 #include <stdio.h>
@@ -386,6 +387,10 @@ s_list(mc_ctx_t *ctx)
     size_t n = 0;
     bool more = false;
     char last[72] = "";
+    //  records are in product id order and a cursor is the last id: the same question on every
+    //  shard, and each record's key is its id when the edge gathers the list from every shard
+    mc_page_keys_t keys;
+    mc_page_keys_init(&keys, ctx->req->body);
     for (rc = alen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if ((int64_t) n == limit) {
@@ -398,16 +403,19 @@ s_list(mc_ctx_t *ctx)
         stock_t st;
         if (inventory_load(ctx->txn, db, (mc_str_t) { last, strlen(last) }, &st) == 0) {
             s_pack_public(&ipk, (mc_str_t) { last, strlen(last) }, &st);
+            mc_page_keys_add(&keys, last, strlen(last));
             n++;
         }
     }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND) {
         msgpack_sbuffer_destroy(&items);
+        mc_page_keys_destroy(&keys);
         return FAIL(rc);
     }
-    mc_reply_page(ctx->pk, ctx->req->id, &items, n, more ? last : NULL, strlen(last));
+    mc_page_reply_keyed(ctx, &items, n, more ? last : NULL, strlen(last), &keys);
     msgpack_sbuffer_destroy(&items);
+    mc_page_keys_destroy(&keys);
     return 200;
 }
 
