@@ -69,19 +69,6 @@ s_feed_host(const child_t *children, size_t count, size_t feed)
     return NULL;
 }
 
-//  "catalog=16,identity=16,...": the shards of every service, as this process sees them.
-static void
-s_shards_text(char *out, size_t size)
-{
-    size_t at = 0;
-    out[0] = 0;
-    for (size_t i = 0; i < mc_services_count && at < size; i++) {
-        int n = snprintf(out + at, size - at, "%s%s=%u", i ? "," : "", mc_services[i].name,
-                         mc_schema_shards(mc_services[i].name));
-        at += n > 0 ? (size_t) n : 0;
-    }
-}
-
 //  The shard counts are fixed when a data directory is made (a key's shard depends on them):
 //  the first start records them in DATA/shards, and a start with other counts refuses. A data
 //  directory from before the record holds one shard of each service.
@@ -89,7 +76,7 @@ static int
 s_shards_check(const char *data)
 {
     char want[1024], had[1024] = "", path[4200];
-    s_shards_text(want, sizeof want);
+    mc_schema_shards_text(want, sizeof want);
     snprintf(path, sizeof path, "%s/shards", data);
     FILE *f = fopen(path, "r");
     if (f) {

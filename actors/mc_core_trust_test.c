@@ -95,6 +95,9 @@ test_orders_internal(void)
 int
 main(void)
 {
+    //  one shard of the catalog, whatever the environment says: a product made here with any id
+    //  must land on this core (a catalog of several shards makes it on its SKU's)
+    setenv("MERCATO_SHARDS", "1", 1);
     MC_TEST_RUN(test_catalog_peers);
     MC_TEST_RUN(test_orders_internal);
     return MC_TEST_DONE();

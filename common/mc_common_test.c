@@ -238,6 +238,37 @@ test_ids_and_codecs(void)
 }
 
 static void
+test_shard_ulid(void)
+{
+    //  a handler's new id lands on the shard asked for, the same one every time, with the seed's
+    //  time part; a seed already there is kept
+    const char *env = getenv("MERCATO_SHARDS");
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s", env ? env : "");
+    setenv("MERCATO_SHARDS", "16", 1);
+    char seed[MC_ULID_LEN + 1], a[MC_ULID_LEN + 1], b[MC_ULID_LEN + 1];
+    for (unsigned want = 0; want < 16; want++) {
+        mc_ulid(seed, 1700000000000ull + want);
+        ASSERT_EQ(mc_shard_ulid(a, (mc_str_t) { seed, MC_ULID_LEN }, "orders", want), 0);
+        ASSERT_EQ(mc_shard_ulid(b, (mc_str_t) { seed, MC_ULID_LEN }, "orders", want), 0);
+        ASSERT_EQ(mc_shard_of("orders", a, MC_ULID_LEN), want);
+        ASSERT_STR(a, b);
+        MC_CHECK(mc_ulid_valid(a, MC_ULID_LEN));
+        MC_CHECK(memcmp(a, seed, 10) == 0);
+        if (mc_shard_of("orders", seed, MC_ULID_LEN) == want)
+            ASSERT_STR(a, seed);
+    }
+    ASSERT_EQ(mc_shard_ulid(a, MC_STR("not-a-ulid"), "orders", 3), -1);
+    ASSERT_STR(a, "not-a-ulid");
+    unsetenv("MERCATO_SHARDS");
+    mc_ulid(seed, 1700000000000ull);
+    ASSERT_EQ(mc_shard_ulid(a, (mc_str_t) { seed, MC_ULID_LEN }, "orders", 0), 0);
+    ASSERT_STR(a, seed);
+    if (env)
+        setenv("MERCATO_SHARDS", saved, 1);
+}
+
+static void
 test_schema_validation(void)
 {
     const mc_msgdef_t *def = mc_schema_find("catalog", MC_STR("product.create"));
@@ -277,5 +308,6 @@ main(void)
     MC_TEST_RUN(test_envelope_bounds);
     MC_TEST_RUN(test_ids_and_codecs);
     MC_TEST_RUN(test_schema_validation);
+    MC_TEST_RUN(test_shard_ulid);
     return MC_TEST_DONE();
 }

@@ -343,6 +343,18 @@ mc_schema_shards(const char *service)
     return 1;
 }
 
+void
+mc_schema_shards_text(char *out, size_t size)
+{
+    size_t at = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < mc_services_count && at < size; i++) {
+        int n = snprintf(out + at, size - at, "%s%s=%u", i ? "," : "", mc_services[i].name,
+                         mc_schema_shards(mc_services[i].name));
+        at += n > 0 ? (size_t) n : 0;
+    }
+}
+
 unsigned
 mc_shard_of(const char *service, const char *key, size_t len)
 {
@@ -359,6 +371,20 @@ mc_shard_of_folded(const char *service, const char *key, size_t len)
     for (size_t i = 0; i < len; i++)
         folded[i] = (char) tolower((unsigned char) key[i]);
     return mc_shard_of(service, folded, len);
+}
+
+int
+mc_shard_ulid(char out[MC_ULID_LEN + 1], mc_str_t seed, const char *service, unsigned want)
+{
+    size_t n = seed.len < MC_ULID_LEN ? seed.len : MC_ULID_LEN;
+    memcpy(out, seed.ptr, n);
+    out[n] = 0;
+    if (!mc_ulid_valid(seed.ptr, seed.len))
+        return -1;
+    //  1 in shards variants lands on want: 2^20 of them leave no shard count unserved
+    for (uint32_t i = 0; i < (1u << 20) && mc_shard_of(service, out, MC_ULID_LEN) != want; i++)
+        mc_ulid_variant(out, i);
+    return 0;
 }
 
 int

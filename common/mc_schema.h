@@ -5,6 +5,7 @@
 
 #include "mc_envelope.h"
 #include "mc_plane.h"
+#include "mc_util.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -94,11 +95,22 @@ extern const size_t mc_services_count;
 //  at most MC_SHARDS_MAX each) or the schema's default (1 when unknown).
 unsigned mc_schema_shards(const char *service);
 
+//  "catalog=16,identity=16,...": every service's shards as this process sees them (the record a
+//  data directory keeps of the counts it was made with).
+void mc_schema_shards_text(char *out, size_t size);
+
 //  The shard of service that key routes to.
 unsigned mc_shard_of(const char *service, const char *key, size_t len);
 //  The same for a key compared without regard to ASCII case (an email, a SKU), as shard_by
 //  routes place new ids.
 unsigned mc_shard_of_folded(const char *service, const char *key, size_t len);
+
+//  An id for a new entity that must live on shard `want` of service, derived from seed (the
+//  message id of the request that makes it) alone: seed itself when it falls there, else its
+//  first variant (mc_ulid_variant) that does. A handler cannot draw random ids (a resend or a
+//  replay must make the same entity), which is why this is not the edge's draw (shard_by).
+//  Returns 0, or -1 with out a copy of seed (cut to MC_ULID_LEN) when seed is not a ULID.
+int mc_shard_ulid(char out[MC_ULID_LEN + 1], mc_str_t seed, const char *service, unsigned want);
 
 extern const mc_route_t mc_routes[];
 extern const size_t mc_routes_count;

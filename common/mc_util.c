@@ -72,6 +72,15 @@ mc_ulid_valid(const char *s, size_t len)
     return 1;
 }
 
+void
+mc_ulid_variant(char id[MC_ULID_LEN + 1], uint32_t n)
+{
+    for (int i = MC_ULID_LEN - 1; i >= MC_ULID_LEN - 4; i--) {
+        id[i] = s_crockford[n & 31];
+        n >>= 5;
+    }
+}
+
 uint32_t
 mc_fnv1a32(const void *data, size_t len)
 {

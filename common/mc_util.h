@@ -18,6 +18,10 @@ void mc_ulid(char out[MC_ULID_LEN + 1], uint64_t ms);
 //  True when s (len bytes) is a syntactically valid ULID.
 int mc_ulid_valid(const char *s, size_t len);
 
+//  The n-th variant of a ULID: id with its last four characters replaced by n (below 2^20) in
+//  base32, so the time part, and so the order of ids, stays the same.
+void mc_ulid_variant(char id[MC_ULID_LEN + 1], uint32_t n);
+
 //  FNV-1a 32-bit: the shard function, shard = mc_fnv1a32(key) % shards.
 uint32_t mc_fnv1a32(const void *data, size_t len);
 

@@ -13,7 +13,8 @@
 #include <librdkafka/rdkafka.h>
 #include <lmdb.h>
 
-#define SOURCES_MAX 64
+//  every shard of every service a node may run (main.c: 8 services x MC_SHARDS_MAX)
+#define SOURCES_MAX 512
 #define BATCH_MAX 2000              //  records read per pass over a source
 #define INFLIGHT_MAX 50000          //  produced but not yet reported, per source
 #define DELIVERED_MAX 65536         //  reports waiting to be turned into deletions
@@ -45,7 +46,8 @@ struct _relay_t {
     char bootstrap[512];            //  the list in use
     rd_kafka_t *rk;                 //  the producer, or NULL while there is no bootstrap
     mc_event_signer_t *signer;      //  signs every record, or NULL: redrive only
-    source_t sources[SOURCES_MAX];  //  one per actor environment
+    source_t *sources[SOURCES_MAX]; //  one per actor environment, allocated as found (each is
+                                    //  half a megabyte: 16 shards of 8 services make 128)
     size_t nsources;
     uint64_t scanned_at, reported_at;   //  mono ms
     uint64_t pruned_at;                 //  mono ms of the last deletion pass
@@ -113,10 +115,10 @@ s_scan(relay_t *self)
                 continue;
             bool known = false;
             for (size_t i = 0; i < self->nsources && !known; i++)
-                known = streq(self->sources[i].dir, dir);
-            if (!known && self->nsources < SOURCES_MAX) {
-                source_t *s = &self->sources[self->nsources++];
-                memset(s, 0, sizeof *s);
+                known = streq(self->sources[i]->dir, dir);
+            source_t *s = !known && self->nsources < SOURCES_MAX ? calloc(1, sizeof *s) : NULL;
+            if (s) {
+                self->sources[self->nsources++] = s;
                 snprintf(s->dir, sizeof s->dir, "%s", dir);
             }
         }
@@ -126,8 +128,8 @@ s_scan(relay_t *self)
     if (services)
         closedir(services);
     for (size_t i = 0; i < self->nsources; i++)
-        if (!self->sources[i].ready)
-            s_source_open(&self->sources[i]);
+        if (!self->sources[i]->ready)
+            s_source_open(self->sources[i]);
 }
 
 static void
@@ -190,8 +192,8 @@ s_producer_stop(relay_t *self)
     rd_kafka_destroy(self->rk);
     self->rk = NULL;
     for (size_t i = 0; i < self->nsources; i++) {
-        self->sources[i].next_seq = 0;
-        self->sources[i].inflight = 0;
+        self->sources[i]->next_seq = 0;
+        self->sources[i]->inflight = 0;
     }
 }
 
@@ -442,7 +444,7 @@ static void
 s_report(relay_t *self)
 {
     for (size_t i = 0; i < self->nsources; i++) {
-        source_t *s = &self->sources[i];
+        source_t *s = self->sources[i];
         if (!s->ready)
             continue;
         s_measure(s);
@@ -479,15 +481,17 @@ relay_destroy(relay_t **self_p)
         rd_kafka_flush(self->rk, 2000);
         rd_kafka_poll(self->rk, 0);
         for (size_t i = 0; i < self->nsources; i++)
-            if (self->sources[i].ready)
-                s_prune(&self->sources[i]);
+            if (self->sources[i]->ready)
+                s_prune(self->sources[i]);
         rd_kafka_purge(self->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(self->rk, 0);
         rd_kafka_destroy(self->rk);
     }
     for (size_t i = 0; i < self->nsources; i++)
-        if (self->sources[i].env)
-            mdb_env_close(self->sources[i].env);
+        if (self->sources[i]->env)
+            mdb_env_close(self->sources[i]->env);
+    for (size_t i = 0; i < self->nsources; i++)
+        free(self->sources[i]);
     mc_event_signer_destroy(&self->signer);
     free(self->brokers);
     free(self->bootstrap_file);
@@ -511,14 +515,14 @@ relay_run(relay_t *self)
         }
         if (self->rk) {
             for (size_t i = 0; i < self->nsources; i++)
-                if (self->sources[i].ready)
-                    s_pump(self, &self->sources[i]);
+                if (self->sources[i]->ready)
+                    s_pump(self, self->sources[i]);
             rd_kafka_poll(self->rk, 5);
             //  deletions share the environment's one writer lock with the actor: batch them
             if (now - self->pruned_at >= 100) {
                 for (size_t i = 0; i < self->nsources; i++)
-                    if (self->sources[i].ready)
-                        s_prune(&self->sources[i]);
+                    if (self->sources[i]->ready)
+                        s_prune(self->sources[i]);
                 self->pruned_at = now;
             }
         }
@@ -540,7 +544,7 @@ relay_redrive(const char *data_dir)
     s_scan(self);
     long moved = 0;
     for (size_t i = 0; i < self->nsources; i++) {
-        source_t *s = &self->sources[i];
+        source_t *s = self->sources[i];
         MDB_txn *txn;
         if (!s->ready || s_txn_begin(s->env, 0, &txn))
             continue;

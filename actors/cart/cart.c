@@ -7,7 +7,8 @@
       idempotency, idempotency_time   Idempotency-Key records (mc_idem)
 
     Putting an item asks the catalog for its name and price; checkout sends order.create (the
-    order id is the checkout's message id, so a resend finds the same order) and empties the
+    order id is derived from the checkout's message id, so a resend finds the same order, and
+    falls on the customer's orders shard, mc_shard_ulid) and empties the
     cart in the transaction that learns the order exists. Replies arrive as cart.step
     messages; cart.tick resends what is unanswered and gives up after a while. */
 #include "cart.h"
@@ -233,17 +234,7 @@ s_cart_get(mc_ctx_t *ctx)
     return rc ? FAIL(rc) : 200;
 }
 
-//  Asks the catalog about the products in body (a packed product.snapshot), tagged.
-static void
-s_ask_catalog(mc_ctx_t *ctx, const char *tag, mc_str_t id, const msgpack_sbuffer *body)
-{
-    char mid[96];
-    snprintf(mid, sizeof mid, "%.*s-c", (int) id.len, id.ptr);
-    mc_send_t send = { .service = "catalog", .shard = 0, .type = "product.snapshot", .id = { mid, strlen(mid) },
-                       .key = id, .user = MC_STR(""), .role = MC_STR("system"), .body = body, .tag = tag };
-    mc_send(ctx, &send);
-}
-
+//  Asks the catalog shard that holds product for its name and price, tagged by the put.
 static void
 s_ask_product(mc_ctx_t *ctx, mc_str_t put_id, mc_str_t product)
 {
@@ -255,9 +246,13 @@ s_ask_product(mc_ctx_t *ctx, mc_str_t put_id, mc_str_t product)
     mc_pack_cstr(&pk, "ids");
     msgpack_pack_array(&pk, 1);
     mc_pack_str(&pk, product.ptr, product.len);
-    char tag[MC_REQUEST_ID_MAX + 1];
+    char tag[MC_REQUEST_ID_MAX + 1], mid[96];
     snprintf(tag, sizeof tag, "%.*s:p", (int) (put_id.len < 40 ? put_id.len : 40), put_id.ptr);
-    s_ask_catalog(ctx, tag, put_id, &sb);
+    snprintf(mid, sizeof mid, "%.*s-c", (int) put_id.len, put_id.ptr);
+    mc_send_t send = { .service = "catalog", .shard = mc_shard_of("catalog", product.ptr, product.len),
+                       .type = "product.snapshot", .id = { mid, strlen(mid) }, .key = product,
+                       .user = MC_STR(""), .role = MC_STR("system"), .body = &sb, .tag = tag };
+    mc_send(ctx, &send);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -335,7 +330,7 @@ s_send_order(mc_ctx_t *ctx, const msgpack_object *co)
     msgpack_sbuffer body = { .size = request.len, .data = (char *) request.ptr, .alloc = 0 };
     char tag[MC_REQUEST_ID_MAX + 1];
     snprintf(tag, sizeof tag, "%.*s:o", (int) (user.len < 40 ? user.len : 40), user.ptr);
-    mc_send_t send = { .service = "orders", .shard = mc_fnv1a32(id.ptr, id.len) % mc_schema_shards("orders"),
+    mc_send_t send = { .service = "orders", .shard = mc_shard_of("orders", id.ptr, id.len),
                        .type = "order.create", .id = id, .key = id, .user = user, .role = role, .body = &body,
                        .tag = tag };
     mc_send(ctx, &send);
@@ -414,11 +409,16 @@ s_checkout(mc_ctx_t *ctx)
     if (has_notes)
         mc_pack_kv_str(&pk, "notes", notes.ptr, notes.len);
     msgpack_unpacked_destroy(&u);
+    //  the order lands on the customer's orders shard, as POST /api/v1/orders places it (the
+    //  route's shard_by): their orders, and the cap on unpaid ones, are all there
+    char order_id[72];
+    if (mc_shard_ulid(order_id, req->id, "orders", mc_shard_of_folded("orders", req->user.ptr, req->user.len)))
+        snprintf(order_id, sizeof order_id, "%.*s", (int) req->id.len, req->id.ptr);
     msgpack_sbuffer co;
     msgpack_sbuffer_init(&co);
     msgpack_packer_init(&pk, &co, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 6);
-    mc_pack_kv_str(&pk, "id", req->id.ptr, req->id.len);
+    mc_pack_kv_cstr(&pk, "id", order_id);
     mc_pack_kv_str(&pk, "user", req->user.ptr, req->user.len);
     mc_pack_kv_str(&pk, "role", req->role.ptr, req->role.len);
     mc_pack_kv_str(&pk, "idem", req->idem.ptr, req->idem.len);

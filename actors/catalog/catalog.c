@@ -2,6 +2,7 @@
 
 #include "catalog_index.h"
 #include "catalog_list.h"
+#include "catalog_sku.h"
 #include "mc_page.h"
 #include "mc_outbox.h"
 #include "mc_util.h"
@@ -19,22 +20,16 @@ s_open(mc_store_t *store, const char *data_dir, void **state)
     if (!db)
         return -1;
     static const char *const names[] = { "products", "sku", "idx_cat", "idx_word", "idx_price", "idx_feat",
-                                         "categories" };
+                                         "categories", "sku_token", "sku_ops", "sku_gone" };
     MDB_dbi *const dbis[] = { &db->products, &db->sku, &db->idx_cat, &db->idx_word, &db->idx_price,
-                              &db->idx_feat, &db->categories };
-    int rc = mc_store_dbis(store, names, dbis, 7);
+                              &db->idx_feat, &db->categories, &db->sku_token, &db->sku_ops, &db->sku_gone };
+    int rc = mc_store_dbis(store, names, dbis, sizeof names / sizeof *names);
     if (rc) {
         free(db);
         return rc;
     }
     *state = db;
     return 0;
-}
-
-static void
-s_etag(char *out, size_t outsz, uint64_t version)
-{
-    snprintf(out, outsz, "\"%" PRIu64 "\"", version);
 }
 
 static int
@@ -44,9 +39,9 @@ s_not_found(mc_ctx_t *ctx)
     return 404;
 }
 
-//  Writes the record (version + product) and replies with it.
+//  Writes the record (version + product); out (may be NULL) receives the product map.
 static int
-s_store_and_reply(mc_ctx_t *ctx, const catalog_product_t *p, uint64_t version, int status)
+s_store(mc_ctx_t *ctx, const catalog_product_t *p, uint64_t version, msgpack_sbuffer *out)
 {
     const catalog_db_t *db = ctx->state;
     msgpack_sbuffer buf;
@@ -59,40 +54,21 @@ s_store_and_reply(mc_ctx_t *ctx, const catalog_product_t *p, uint64_t version, i
     catalog_product_pack(&pk, p);
     MDB_val k = { p->id.len, (void *) p->id.ptr }, v = { buf.size, buf.data };
     int rc = mdb_put(ctx->txn, db->products, &k, &v, 0);
-    if (!rc) {
-        char etag[32];
-        s_etag(etag, sizeof etag, version);
-        mc_reply_begin(ctx->pk, ctx->req->id, status, etag);
-        msgpack_sbuffer_write(ctx->pk->data, buf.data + 8, buf.size - 8);
-    }
+    if (!rc && out)
+        msgpack_sbuffer_write(out, buf.data + 8, buf.size - 8);
     msgpack_sbuffer_destroy(&buf);
-    return rc ? LMDB_FAIL(rc) : status;
+    return rc;
 }
 
-//  409 when another product owns sku (any case).
+//  Replies status with the product map in body and version's ETag.
 static int
-s_sku_taken(mc_ctx_t *ctx, mc_str_t sku, mc_str_t self_id, int *rc)
+s_reply_product(mc_ctx_t *ctx, const msgpack_sbuffer *body, uint64_t version, int status)
 {
-    const catalog_db_t *db = ctx->state;
-    char lower[CATALOG_KEY_MAX];
-    MDB_val k = { catalog_lower(lower, sizeof lower, sku), lower }, v;
-    *rc = mdb_get(ctx->txn, db->sku, &k, &v);
-    if (*rc == MDB_NOTFOUND) {
-        *rc = 0;
-        return 0;
-    }
-    if (*rc)
-        return 0;
-    return !(v.mv_size == self_id.len && memcmp(v.mv_data, self_id.ptr, self_id.len) == 0);
-}
-
-static int
-s_conflict_sku(mc_ctx_t *ctx)
-{
-    mc_errors_t errs = { 0 };
-    mc_errors_add(&errs, "sku", "is already used by another product");
-    mc_reply_error(ctx->pk, ctx->req->id, 409, "duplicate_sku", "a product with this sku already exists", &errs);
-    return 409;
+    char etag[32];
+    catalog_etag(etag, version);
+    mc_reply_begin(ctx->pk, ctx->req->id, status, etag);
+    msgpack_sbuffer_write(ctx->pk->data, body->data, body->size);
+    return status;
 }
 
 //  product.created / product.updated: the product as the API shows it (created also carries
@@ -150,13 +126,29 @@ s_create(mc_ctx_t *ctx)
     char now[32];
     mc_rfc3339(now, sizeof now, ctx->req->time);
     p.created_at = p.updated_at = (mc_str_t) { now, strlen(now) };
-    if (s_sku_taken(ctx, p.sku, id, &rc))
-        return s_conflict_sku(ctx);
+    //  the edge drew the id onto the SKU's home (shard_by), where the SKU's claim is decided
+    if (catalog_sku_home(p.sku) != mc_shard_of("catalog", id.ptr, id.len)) {
+        mc_reply_error_retry(ctx->pk, id, 503, "misrouted", "the product's id is not on its sku's shard; send it again",
+                             1);
+        return 503;
+    }
+    bool taken = false;
+    if ((rc = catalog_sku_claim(ctx->txn, db, p.sku, id, id, &taken)))
+        return LMDB_FAIL(rc);
+    if (taken)
+        return catalog_conflict_sku(ctx);
     int64_t stock = 0;
     mc_map_int(b, "initial_stock", &stock);
-    if (rc || (rc = catalog_index_put(ctx->txn, db, &p)) || (rc = s_event(ctx, "product.created", &p, &stock)))
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    if ((rc = catalog_index_put(ctx->txn, db, &p)) || (rc = s_event(ctx, "product.created", &p, &stock))
+    ||  (rc = s_store(ctx, &p, 1, &out))) {
+        msgpack_sbuffer_destroy(&out);
         return LMDB_FAIL(rc);
-    return s_store_and_reply(ctx, &p, 1, 201);
+    }
+    int status = s_reply_product(ctx, &out, 1, 201);
+    msgpack_sbuffer_destroy(&out);
+    return status;
 }
 
 static int
@@ -172,7 +164,7 @@ s_get(mc_ctx_t *ctx)
     if (rc || v.mv_size <= CATALOG_VERSION_BYTES)
         return LMDB_FAIL(rc ? rc : MDB_CORRUPTED);
     char etag[32];
-    s_etag(etag, sizeof etag, mc_be64_get(v.mv_data));
+    catalog_etag(etag, mc_be64_get(v.mv_data));
     //  the stored map is the public representation: no decode, no re-encode
     mc_reply_begin(ctx->pk, ctx->req->id, 200, etag);
     msgpack_sbuffer_write(ctx->pk->data, (const char *) v.mv_data + CATALOG_VERSION_BYTES,
@@ -197,7 +189,7 @@ s_load_for_write(mc_ctx_t *ctx, msgpack_unpacked *u, catalog_product_t *p, uint6
     if (catalog_product_decode(&v, u, p, version))
         return LMDB_FAIL(MDB_CORRUPTED);
     char etag[32];
-    s_etag(etag, sizeof etag, *version);
+    catalog_etag(etag, *version);
     mc_str_t want = ctx->req->if_match;
     if (want.len && !mc_str_eq(want, "*") && !mc_str_eq(want, etag)) {
         mc_reply_error(ctx->pk, ctx->req->id, 412, "precondition_failed",
@@ -207,46 +199,43 @@ s_load_for_write(mc_ctx_t *ctx, msgpack_unpacked *u, catalog_product_t *p, uint6
     return 0;
 }
 
+int
+catalog_update_store(mc_ctx_t *ctx, const catalog_product_t *old, const catalog_product_t *p, uint64_t version,
+                     msgpack_sbuffer *out)
+{
+    const catalog_db_t *db = ctx->state;
+    int rc;
+    if ((rc = catalog_index_del(ctx->txn, db, old)) || (rc = catalog_index_put(ctx->txn, db, p))
+    ||  (rc = s_event(ctx, "product.updated", p, NULL)))
+        return rc;
+    return s_store(ctx, p, version + 1, out);
+}
+
 static int
 s_update(mc_ctx_t *ctx)
 {
-    const catalog_db_t *db = ctx->state;
-    const msgpack_object *b = ctx->req->body;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     catalog_product_t old;
     uint64_t version;
-    int rc = s_load_for_write(ctx, &u, &old, &version);
-    if (rc) {
+    int status = s_load_for_write(ctx, &u, &old, &version);
+    if (status) {
         msgpack_unpacked_destroy(&u);
-        return rc;
+        return status;
     }
-    //  RFC 7386: a member present replaces, null removes (back to its default), absent keeps
-    catalog_product_t p = old;
-    mc_map_str(b, "sku", &p.sku);
-    mc_map_str(b, "name", &p.name);
-    mc_map_str(b, "category", &p.category);
-    mc_map_int(b, "price_cents", &p.price_cents);
-    mc_map_str(b, "currency", &p.currency);
-    const msgpack_object *o;
-    if ((o = mc_map_get(b, "description")))
-        p.description = o->type == MSGPACK_OBJECT_NIL ? MC_STR("") : mc_obj_str(o);
-    if ((o = mc_map_get(b, "images")))
-        p.images = o->type == MSGPACK_OBJECT_NIL ? NULL : o;
-    if ((o = mc_map_get(b, "featured")))
-        p.featured = o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
     char now[32];
     mc_rfc3339(now, sizeof now, ctx->req->time);
-    p.updated_at = (mc_str_t) { now, strlen(now) };
-    int status;
-    if (s_sku_taken(ctx, p.sku, p.id, &rc))
-        status = s_conflict_sku(ctx);
-    else
-    if (rc || (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = catalog_index_put(ctx->txn, db, &p))
-    ||  (rc = s_event(ctx, "product.updated", &p, NULL)))
-        status = LMDB_FAIL(rc);
-    else
-        status = s_store_and_reply(ctx, &p, version + 1, 200);
+    catalog_product_t p;
+    catalog_product_merge(&old, ctx->req->body, (mc_str_t) { now, strlen(now) }, &p);
+    if (!catalog_sku_same(old.sku, p.sku))
+        status = catalog_sku_change(ctx, &old, &p, version);
+    else {
+        msgpack_sbuffer out;
+        msgpack_sbuffer_init(&out);
+        int rc = catalog_update_store(ctx, &old, &p, version, &out);
+        status = rc ? LMDB_FAIL(rc) : s_reply_product(ctx, &out, version + 1, 200);
+        msgpack_sbuffer_destroy(&out);
+    }
     msgpack_unpacked_destroy(&u);
     return status;
 }
@@ -260,6 +249,8 @@ s_delete(mc_ctx_t *ctx)
     catalog_product_t old;
     uint64_t version;
     int rc = s_load_for_write(ctx, &u, &old, &version);
+    if (rc == 0)
+        rc = catalog_sku_check_idle(ctx, old.id);
     if (rc == 0) {
         //  the event is packed before the delete: LMDB values live until the next write
         msgpack_sbuffer ev;
@@ -269,18 +260,16 @@ s_delete(mc_ctx_t *ctx)
         msgpack_pack_map(&epk, 2);
         mc_pack_kv_str(&epk, "id", old.id.ptr, old.id.len);
         mc_pack_kv_str(&epk, "sku", old.sku.ptr, old.sku.len);
-        char idbuf[64];
+        char idbuf[64], skubuf[CATALOG_KEY_MAX];
         snprintf(idbuf, sizeof idbuf, "%.*s", (int) old.id.len, old.id.ptr);
+        snprintf(skubuf, sizeof skubuf, "%.*s", (int) old.sku.len, old.sku.ptr);
         mc_str_t id = { idbuf, strlen(idbuf) };
         MDB_val k = { id.len, idbuf };
         if ((rc = mc_outbox_append(ctx, "product", id, "product.deleted", (mc_str_t) { ev.data, ev.size }))
         ||  (rc = catalog_index_del(ctx->txn, db, &old)) || (rc = mdb_del(ctx->txn, db->products, &k, NULL)))
             rc = LMDB_FAIL(rc);
-        else {
-            mc_reply_begin(ctx->pk, ctx->req->id, 204, NULL);
-            msgpack_pack_nil(ctx->pk);
-            rc = 204;
-        }
+        else
+            rc = catalog_sku_deleted(ctx, id, (mc_str_t) { skubuf, strlen(skubuf) });
         msgpack_sbuffer_destroy(&ev);
     }
     msgpack_unpacked_destroy(&u);
@@ -382,6 +371,10 @@ static const mc_handler_t s_handlers[] = {
     { "product.delete", true, s_delete },
     { "product.list", false, catalog_list },
     { "category.list", false, s_categories },
+    { "sku.claim", true, catalog_sku_claim_msg },
+    { "sku.release", true, catalog_sku_release_msg },
+    { "catalog.step", true, catalog_sku_step },
+    { "catalog.tick", true, catalog_sku_tick },
 };
 
 const mc_service_t catalog_service = {
@@ -389,4 +382,6 @@ const mc_service_t catalog_service = {
     .open = s_open,
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
+    .step = "catalog.step",
+    .tick = "catalog.tick",
 };

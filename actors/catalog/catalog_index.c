@@ -1,6 +1,8 @@
 #include "catalog_index.h"
 #include "mc_util.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,42 @@ catalog_product_decode(const MDB_val *val, msgpack_unpacked *u, catalog_product_
         return -1;
     p->images = mc_map_get(m, "images");
     return 0;
+}
+
+int
+catalog_product_load(MDB_txn *txn, const catalog_db_t *db, mc_str_t id, msgpack_unpacked *u, catalog_product_t *p,
+                     uint64_t *version)
+{
+    MDB_val k = { id.len, (void *) id.ptr }, v;
+    int rc = id.len ? mdb_get(txn, db->products, &k, &v) : MDB_NOTFOUND;
+    if (rc)
+        return rc;
+    return catalog_product_decode(&v, u, p, version) ? MDB_CORRUPTED : 0;
+}
+
+void
+catalog_product_merge(const catalog_product_t *old, const msgpack_object *b, mc_str_t now, catalog_product_t *p)
+{
+    *p = *old;
+    mc_map_str(b, "sku", &p->sku);
+    mc_map_str(b, "name", &p->name);
+    mc_map_str(b, "category", &p->category);
+    mc_map_int(b, "price_cents", &p->price_cents);
+    mc_map_str(b, "currency", &p->currency);
+    const msgpack_object *o;
+    if ((o = mc_map_get(b, "description")))
+        p->description = o->type == MSGPACK_OBJECT_NIL ? MC_STR("") : mc_obj_str(o);
+    if ((o = mc_map_get(b, "images")))
+        p->images = o->type == MSGPACK_OBJECT_NIL ? NULL : o;
+    if ((o = mc_map_get(b, "featured")))
+        p->featured = o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+    p->updated_at = now;
+}
+
+void
+catalog_etag(char out[32], uint64_t version)
+{
+    snprintf(out, 32, "\"%" PRIu64 "\"", version);
 }
 
 static void
@@ -198,11 +236,6 @@ s_apply(MDB_txn *txn, const catalog_db_t *db, const catalog_product_t *p, bool p
     unsigned char key[CATALOG_KEY_MAX];
     char lower[CATALOG_KEY_MAX];
     int rc;
-
-    MDB_val skuk = { catalog_lower(lower, sizeof lower, p->sku), lower };
-    rc = put ? mdb_put(txn, db->sku, &skuk, &idv, 0) : mdb_del(txn, db->sku, &skuk, NULL);
-    if (rc && rc != MDB_NOTFOUND)
-        return rc;
 
     size_t clen = catalog_lower(lower, 400, p->category);
     MDB_val ck = { s_key(key, lower, clen, p->id), key };

@@ -2,6 +2,7 @@
     transaction, reply), without sockets. */
 #include "catalog.h"
 #include "catalog_list.h"
+#include "catalog_sku.h"
 #include "mc_outbox.h"
 #include "mc_core_test.h"
 #include "mc_test.h"
@@ -418,9 +419,303 @@ test_storage_full(void)
     MC_CHECK(system(cmd) == 0);
 }
 
+/*  Several catalog shards, each its own core, with the runtime's part played by hand: a
+    shard's sends are delivered when the test says so, and their replies come back as
+    catalog.step, so that the test decides the order of everything. */
+#define SHARDS 4
+
+static mc_core_t *s_shards[SHARDS];
+
+//  A request (sku.claim or sku.release) a shard sent, kept to deliver later.
+typedef struct {
+    unsigned from, to;
+    char tag[MC_REQUEST_ID_MAX + 1];
+    msgpack_sbuffer frame;
+} sent_t;
+
+//  The one request the last message of shard `from` sent, copied (a test failure when not one).
+static sent_t
+s_sent(unsigned from)
+{
+    sent_t out = { .from = from };
+    msgpack_sbuffer_init(&out.frame);
+    const mc_fx_t *send = NULL;
+    ASSERT_EQ(mc_core_test_effects(s_shards[from], MC_FX_SEND, NULL, &send), 1);
+    if (send) {
+        snprintf(out.tag, sizeof out.tag, "%s", send->tag);
+        const char *dot = strrchr(send->service, '.');
+        out.to = dot ? (unsigned) atoi(dot + 1) : 0;
+        msgpack_sbuffer_write(&out.frame, send->data.data, send->data.size);
+    }
+    return out;
+}
+
+//  Delivers it to its shard and its reply to the sender as a step; returns the reply's status.
+static int
+s_deliver(sent_t *sent)
+{
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    s_clock++;
+    int status = -1;
+    if (sent->to < SHARDS
+    &&  mc_core_handle(s_shards[sent->to], MC_PEER_NODE, sent->frame.data, sent->frame.size, s_clock, &out) == 0) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        mc_reply_t rep;
+        if (mc_reply_decode(&u, out.data, out.size, &rep) == 0) {
+            status = rep.status;
+            msgpack_sbuffer body;
+            msgpack_sbuffer_init(&body);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 3);
+            mc_pack_kv_cstr(&pk, "tag", sent->tag);
+            mc_pack_kv_int(&pk, "status", rep.status);
+            mc_pack_cstr(&pk, rep.error ? "error" : "body");
+            mc_pack_obj(&pk, rep.error ? rep.error : rep.body ? rep.body : &(msgpack_object) { .type = MSGPACK_OBJECT_NIL });
+            char id[MC_ULID_LEN + 1];
+            mc_ulid(id, ++s_clock);
+            mc_request_t req = { .id = { id, MC_ULID_LEN }, .type = MC_STR("catalog.step"), .key = MC_STR("step"),
+                                 .role = MC_STR("system"), .time = s_clock };
+            result_t r;
+            ASSERT_EQ(mc_core_test_call(s_shards[sent->from], &r, &req, &body, s_clock), 200);
+            s_free(&r);
+            msgpack_sbuffer_destroy(&body);
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    msgpack_sbuffer_destroy(&out);
+    return status;
+}
+
+//  Delivers it again as it was first sent, reply dropped (a resend arriving late); its status.
+static int
+s_deliver_again(const sent_t *sent)
+{
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    int status = -1;
+    if (mc_core_handle(s_shards[sent->to], MC_PEER_NODE, sent->frame.data, sent->frame.size, s_clock, &out) == 0) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        mc_reply_t rep;
+        if (mc_reply_decode(&u, out.data, out.size, &rep) == 0)
+            status = rep.status;
+        msgpack_unpacked_destroy(&u);
+    }
+    msgpack_sbuffer_destroy(&out);
+    return status;
+}
+
+//  The status the caller parked on product's change has been answered with, on shard; -1 when none.
+static int
+s_answered(unsigned shard, const char *product)
+{
+    char key[96];
+    snprintf(key, sizeof key, "sku:%s", product);
+    const mc_fx_t *answer = NULL;
+    return mc_core_test_effects(s_shards[shard], MC_FX_ANSWER, key, &answer) == 1 ? answer->status : -1;
+}
+
+//  Sends type to shard with key, id (NULL: a new one) and body; the reply in r.
+static int
+s_call_on(unsigned shard, result_t *r, const char *type, const char *key, const char *id, const msgpack_sbuffer *body)
+{
+    char fresh[MC_ULID_LEN + 1];
+    mc_ulid(fresh, ++s_clock);
+    mc_request_t req = { .id = id ? (mc_str_t) { id, strlen(id) } : (mc_str_t) { fresh, MC_ULID_LEN },
+                         .type = { type, strlen(type) }, .key = { key, strlen(key) }, .time = s_clock,
+                         .role = MC_STR("admin") };
+    return mc_core_test_call_from(s_shards[shard], MC_PEER_EDGE, r, &req, body, s_clock);
+}
+
+//  A product with sku on its home, as the edge's shard_by places it; its id into id.
+static int
+s_create_on_home(char id[MC_ULID_LEN + 1], const char *sku)
+{
+    unsigned home = catalog_sku_home((mc_str_t) { sku, strlen(sku) });
+    char seed[MC_ULID_LEN + 1];
+    mc_ulid(seed, ++s_clock);
+    mc_shard_ulid(id, (mc_str_t) { seed, MC_ULID_LEN }, "catalog", home);
+    msgpack_sbuffer body = s_product(sku, "Thing", "", "Things", 100, false);
+    result_t r;
+    int status = s_call_on(home, &r, "product.create", id, id, &body);
+    s_free(&r);
+    msgpack_sbuffer_destroy(&body);
+    return status;
+}
+
+//  A SKU, "<prefix>-<n>", whose home is want.
+static void
+s_sku_on(char out[32], const char *prefix, unsigned want)
+{
+    for (unsigned n = 0;; n++) {
+        snprintf(out, 32, "%s-%u", prefix, n);
+        if (catalog_sku_home((mc_str_t) { out, strlen(out) }) == want)
+            return;
+    }
+}
+
+static msgpack_sbuffer
+s_sku_patch(const char *sku)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_kv_cstr(&pk, "sku", sku);
+    return sb;
+}
+
+static void
+s_expect_sku(unsigned shard, const char *id, const char *sku)
+{
+    result_t r;
+    ASSERT_EQ(s_call_on(shard, &r, "product.get", id, NULL, NULL), 200);
+    mc_str_t got = { "", 0 };
+    mc_map_str(r.rep.body, "sku", &got);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", (int) got.len, got.ptr);
+    ASSERT_STR(buf, sku);
+    s_free(&r);
+}
+
+static void
+test_sku_across_shards(void)
+{
+    //  A on shard 0 and B on shard 1 race for N, whose home is 2: the home grants one claim
+    //  and refuses the other, whichever arrives first
+    char a_sku[32], b_sku[32], n_sku[32], m_sku[32], a[MC_ULID_LEN + 1], b[MC_ULID_LEN + 1], c[MC_ULID_LEN + 1];
+    s_sku_on(a_sku, "A", 0);
+    s_sku_on(b_sku, "B", 1);
+    s_sku_on(n_sku, "N", 2);
+    s_sku_on(m_sku, "M", 3);
+    ASSERT_EQ(s_create_on_home(a, a_sku), 201);
+    ASSERT_EQ(s_create_on_home(b, b_sku), 201);
+    msgpack_sbuffer to_n = s_sku_patch(n_sku), to_m = s_sku_patch(m_sku);
+    result_t r;
+    ASSERT_EQ(s_call_on(0, &r, "product.update", a, NULL, &to_n), -1);     //  parked
+    s_free(&r);
+    sent_t claim_a = s_sent(0);
+    ASSERT_EQ(claim_a.to, 2);
+    ASSERT_EQ(s_call_on(1, &r, "product.update", b, NULL, &to_n), -1);
+    s_free(&r);
+    sent_t claim_b = s_sent(1);
+    ASSERT_EQ(s_deliver(&claim_b), 200);
+    ASSERT_EQ(s_answered(1, b), 200);           //  B's old SKU is on B's own shard: freed at once
+    ASSERT_EQ(s_deliver(&claim_a), 409);
+    ASSERT_EQ(s_answered(0, a), 409);
+    s_expect_sku(0, a, a_sku);
+    s_expect_sku(1, b, n_sku);
+    //  N is taken for a creation on its home too; B's old SKU is free
+    ASSERT_EQ(s_create_on_home(c, n_sku), 409);
+    ASSERT_EQ(s_create_on_home(c, b_sku), 201);
+    //  B moves on to M (home 3): the release of N (home 2) is part of the change, and B's
+    //  caller hears once N is free
+    ASSERT_EQ(s_call_on(1, &r, "product.update", b, NULL, &to_m), -1);
+    s_free(&r);
+    sent_t claim_m = s_sent(1);
+    ASSERT_EQ(claim_m.to, 3);
+    //  meanwhile a second change of B's SKU, or its deletion, must wait its turn
+    msgpack_sbuffer to_x = s_sku_patch("X-elsewhere");
+    ASSERT_EQ(s_call_on(1, &r, "product.update", b, NULL, &to_x), 409);
+    mc_str_t code = { "", 0 };
+    mc_map_str(r.rep.error, "code", &code);
+    MC_CHECK(mc_str_eq(code, "sku_change_in_progress"));
+    s_free(&r);
+    msgpack_sbuffer_destroy(&to_x);
+    ASSERT_EQ(s_call_on(1, &r, "product.delete", b, NULL, NULL), 409);
+    s_free(&r);
+    ASSERT_EQ(s_deliver(&claim_m), 200);
+    ASSERT_EQ(s_answered(1, b), -1);            //  committed, N not yet released
+    sent_t release_n = s_sent(1);
+    ASSERT_EQ(release_n.to, 2);
+    s_expect_sku(1, b, m_sku);
+    ASSERT_EQ(s_deliver(&release_n), 200);
+    ASSERT_EQ(s_answered(1, b), 200);
+    //  the first claim of N, resent and arriving only now, cannot take N back for B
+    ASSERT_EQ(s_deliver_again(&claim_b), 410);
+    ASSERT_EQ(s_create_on_home(c, n_sku), 201);
+    //  nor can the release, resent late, free N from its new holder
+    ASSERT_EQ(s_deliver_again(&release_n), 200);
+    ASSERT_EQ(s_create_on_home(c, n_sku), 409);
+    //  deleting B frees M on its home before the DELETE answers
+    ASSERT_EQ(s_call_on(1, &r, "product.delete", b, NULL, NULL), -1);
+    s_free(&r);
+    sent_t release_m = s_sent(1);
+    ASSERT_EQ(s_deliver(&release_m), 200);
+    ASSERT_EQ(s_answered(1, b), 204);
+    ASSERT_EQ(s_create_on_home(c, m_sku), 201);
+    sent_t *all[] = { &claim_a, &claim_b, &claim_m, &release_n, &release_m };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        msgpack_sbuffer_destroy(&all[i]->frame);
+    msgpack_sbuffer_destroy(&to_n);
+    msgpack_sbuffer_destroy(&to_m);
+}
+
+static void
+test_sku_claim_times_out(void)
+{
+    //  a home that never answers: the caller gets 503 after CATALOG_SKU_CLAIM_MS and nothing
+    //  changes; the claim, which may have been granted, is released
+    char a_sku[32], n_sku[32], a[MC_ULID_LEN + 1], c[MC_ULID_LEN + 1];
+    s_sku_on(a_sku, "TA", 0);
+    s_sku_on(n_sku, "TN", 2);
+    ASSERT_EQ(s_create_on_home(a, a_sku), 201);
+    msgpack_sbuffer to_n = s_sku_patch(n_sku);
+    result_t r;
+    ASSERT_EQ(s_call_on(0, &r, "product.update", a, NULL, &to_n), -1);
+    s_free(&r);
+    sent_t claim = s_sent(0);
+    //  granted, but its answer is lost
+    ASSERT_EQ(s_deliver_again(&claim), 200);
+    s_clock += CATALOG_SKU_CLAIM_MS;
+    char id[MC_ULID_LEN + 1];
+    mc_ulid(id, s_clock);
+    mc_request_t tick = { .id = { id, MC_ULID_LEN }, .type = MC_STR("catalog.tick"), .key = MC_STR("tick"),
+                          .role = MC_STR("system"), .time = s_clock };
+    ASSERT_EQ(mc_core_test_call(s_shards[0], &r, &tick, NULL, s_clock), 200);
+    s_free(&r);
+    ASSERT_EQ(s_answered(0, a), 503);
+    sent_t release = s_sent(0);
+    ASSERT_EQ(s_deliver(&release), 200);
+    s_expect_sku(0, a, a_sku);
+    ASSERT_EQ(s_create_on_home(c, n_sku), 201);
+    msgpack_sbuffer_destroy(&claim.frame);
+    msgpack_sbuffer_destroy(&release.frame);
+    msgpack_sbuffer_destroy(&to_n);
+}
+
+//  Runs the tests of several shards, in a directory of their own, with MERCATO_SHARDS set for
+//  them (the rest of this file runs one shard, whatever the environment says).
+static void
+s_run_sharded(void)
+{
+    setenv("MERCATO_SHARDS", "catalog=4", 1);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/mc-catalog-shards-XXXXXX");
+    if (!mkdtemp(dir)) {
+        MC_CHECK(false);
+        return;
+    }
+    for (unsigned i = 0; i < SHARDS; i++)
+        s_shards[i] = mc_core_new(&catalog_service, dir, i, 1u << 30);
+    MC_TEST_RUN(test_sku_across_shards);
+    MC_TEST_RUN(test_sku_claim_times_out);
+    for (unsigned i = 0; i < SHARDS; i++)
+        mc_core_destroy(&s_shards[i]);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    MC_CHECK(system(cmd) == 0);
+    setenv("MERCATO_SHARDS", "1", 1);
+}
+
 int
 main(void)
 {
+    setenv("MERCATO_SHARDS", "1", 1);
     char dir[64];
     s_core = mc_core_test_open(&catalog_service, dir, 1u << 30);
     if (!s_core)
@@ -431,6 +726,7 @@ main(void)
     MC_TEST_RUN(test_events);
     MC_TEST_RUN(test_sequence_rises_after_the_relay_empties_the_outbox);
     MC_TEST_RUN(test_storage_full);
+    s_run_sharded();
     if (mc_core_test_close(&s_core, dir))
         return 1;
     return MC_TEST_DONE();

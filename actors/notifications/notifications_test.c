@@ -550,7 +550,7 @@ s_nobody(msgpack_packer *pk)
 static void
 test_low_stock_asks_every_identity_shard(void)
 {
-    setenv("MERCATO_SHARDS", "identity=3", 1);
+    setenv("MERCATO_SHARDS", "1,identity=3", 1);
     s_clock += 1000;
     s_event("01EVENT00000000000000000017-0", "inventory.low_stock", "01PRODUCT00000000000000001", s_low_stock, false);
     size_t before = s_count("admin", "01ADMIN0000000000000000000");
@@ -601,7 +601,7 @@ test_low_stock_asks_every_identity_shard(void)
     s_tick();
     ASSERT_EQ(s_sends("", NULL), 0);
     ASSERT_EQ(s_count("admin", "01ADMIN0000000000000000000"), before + 2);
-    setenv("MERCATO_SHARDS", "identity=1", 1);
+    setenv("MERCATO_SHARDS", "1", 1);
 }
 
 static void
@@ -855,8 +855,8 @@ test_wanted_events(void)
 int
 main(void)
 {
-    //  one identity shard unless a test says otherwise, whatever the environment running them
-    setenv("MERCATO_SHARDS", "identity=1", 1);
+    //  one shard of everything unless a test says otherwise, whatever the environment says
+    setenv("MERCATO_SHARDS", "1", 1);
     setenv("MERCATO_SMTP_RETRY_MS", "1000", 1);
     setenv("MERCATO_SMTP_ATTEMPTS", "4", 1);
     char dir[64];

@@ -1,7 +1,7 @@
 /*  The reservation saga, owned by the order actor and durable in its environment.
 
-    order.create records a saga and, once that commits, asks in parallel: the catalog for the
-    products' names and prices, identity for the shipping address, and every inventory shard
+    order.create records a saga and, once that commits, asks in parallel: each catalog shard
+    holding one of the products for their names and prices, identity for the shipping address, and every inventory shard
     holding a line to reserve its lines (all or none within the shard). Each reply comes back as
     an order.step message. When every shard has reserved and the snapshots are in, the order is
     created (pending_payment) in the same transaction that ends the saga. When anything fails
@@ -165,6 +165,89 @@ s_send_stock(mc_ctx_t *ctx, const saga_t *s, char kind, unsigned shard, const or
     msgpack_sbuffer_destroy(&sb);
 }
 
+/*  The snapshot comes from every catalog shard that holds one of the lines' products. Until
+    the last has answered (h.catalog 0), BLOB_CATALOG holds one [shard, items] per answer; then
+    their items become one array (h.catalog 1), as a saga that asked one shard always had. */
+
+//  Which catalog shards hold the lines' products (need), and which have answered (got).
+static void
+s_catalog_shards(const saga_t *s, const order_line_t *lines, size_t n, bool need[SHARDS_MAX], bool got[SHARDS_MAX])
+{
+    memset(need, 0, SHARDS_MAX * sizeof *need);
+    memset(got, 0, SHARDS_MAX * sizeof *got);
+    for (size_t i = 0; i < n; i++) {
+        unsigned shard = mc_shard_of("catalog", lines[i].product.ptr, lines[i].product.len);
+        if (shard < SHARDS_MAX)
+            need[shard] = true;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    const msgpack_sbuffer *b = &s->blob[BLOB_CATALOG];
+    while (!s->h.catalog && msgpack_unpack_next(&u, b->data, b->size, &off) == MSGPACK_UNPACK_SUCCESS)
+        if (u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 2
+        &&  u.data.via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+        &&  u.data.via.array.ptr[0].via.u64 < SHARDS_MAX)
+            got[u.data.via.array.ptr[0].via.u64] = true;
+    msgpack_unpacked_destroy(&u);
+}
+
+//  Catalog shard `shard` answered with items: kept, and once every shard needed has answered,
+//  merged. Returns whether the saga changed.
+static bool
+s_catalog_answer(saga_t *s, unsigned shard, const msgpack_object *items)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    order_line_t lines[ORDER_LINES_MAX];
+    size_t n;
+    bool need[SHARDS_MAX], got[SHARDS_MAX];
+    if (s_request(s, &u, lines, &n) || shard >= SHARDS_MAX) {
+        msgpack_unpacked_destroy(&u);
+        return false;
+    }
+    s_catalog_shards(s, lines, n, need, got);
+    msgpack_unpacked_destroy(&u);
+    if (!need[shard] || got[shard])
+        return false;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s->blob[BLOB_CATALOG], msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, shard);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY)
+        msgpack_pack_object(&pk, *items);
+    else
+        msgpack_pack_array(&pk, 0);
+    got[shard] = true;
+    bool all = true;
+    for (unsigned i = 0; i < SHARDS_MAX; i++)
+        all &= !need[i] || got[i];
+    if (!all)
+        return true;
+    //  every answer in: one array of their items
+    size_t count = 0, off = 0;
+    const msgpack_sbuffer *b = &s->blob[BLOB_CATALOG];
+    while (msgpack_unpack_next(&u, b->data, b->size, &off) == MSGPACK_UNPACK_SUCCESS)
+        if (u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 2
+        &&  u.data.via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY)
+            count += u.data.via.array.ptr[1].via.array.size;
+    msgpack_sbuffer merged;
+    msgpack_sbuffer_init(&merged);
+    msgpack_packer_init(&pk, &merged, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, count);
+    off = 0;
+    while (msgpack_unpack_next(&u, b->data, b->size, &off) == MSGPACK_UNPACK_SUCCESS)
+        if (u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 2
+        &&  u.data.via.array.ptr[1].type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < u.data.via.array.ptr[1].via.array.size; i++)
+                msgpack_pack_object(&pk, u.data.via.array.ptr[1].via.array.ptr[i]);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&s->blob[BLOB_CATALOG]);
+    s->blob[BLOB_CATALOG] = merged;
+    s->h.catalog = 1;
+    return true;
+}
+
 //  (Re)sends every request of the saga still unanswered.
 static int
 s_send_pending(mc_ctx_t *ctx, saga_t *s)
@@ -182,13 +265,22 @@ s_send_pending(mc_ctx_t *ctx, saga_t *s)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (s->h.phase == 'r' && !s->h.catalog) {
+    bool need[SHARDS_MAX], got[SHARDS_MAX];
+    s_catalog_shards(s, lines, n, need, got);
+    for (unsigned shard = 0; s->h.phase == 'r' && !s->h.catalog && shard < SHARDS_MAX; shard++) {
+        if (!need[shard] || got[shard])
+            continue;
+        size_t count = 0;
+        for (size_t i = 0; i < n; i++)
+            count += mc_shard_of("catalog", lines[i].product.ptr, lines[i].product.len) == shard;
+        msgpack_sbuffer_clear(&sb);
         msgpack_pack_map(&pk, 1);
         mc_pack_cstr(&pk, "ids");
-        msgpack_pack_array(&pk, n);
+        msgpack_pack_array(&pk, count);
         for (size_t i = 0; i < n; i++)
-            mc_pack_str(&pk, lines[i].product.ptr, lines[i].product.len);
-        s_send(ctx, s, "catalog", 0, "product.snapshot", 'c', &sb);
+            if (mc_shard_of("catalog", lines[i].product.ptr, lines[i].product.len) == shard)
+                mc_pack_str(&pk, lines[i].product.ptr, lines[i].product.len);
+        s_send(ctx, s, "catalog", shard, "product.snapshot", 'c', &sb);
     }
     mc_str_t address_id;
     if (s->h.phase == 'r' && s->h.address == 0 && mc_map_str(&u.data, "shipping_address_id", &address_id) == 0) {
@@ -549,16 +641,8 @@ orders_step(mc_ctx_t *ctx)
             const msgpack_object *body = mc_map_get(ctx->req->body, "body");
             const msgpack_object *error = mc_map_get(ctx->req->body, "error");
             if (rc == 0 && shard < SHARDS_MAX) {
-                if (kind == 'c' && status == 200 && s.h.phase == 'r' && !s.h.catalog && body) {
-                    msgpack_packer pk;
-                    msgpack_packer_init(&pk, &s.blob[BLOB_CATALOG], msgpack_sbuffer_write);
-                    const msgpack_object *items = mc_map_get(body, "items");
-                    if (items)
-                        msgpack_pack_object(&pk, *items);
-                    else
-                        msgpack_pack_array(&pk, 0);
-                    s.h.catalog = changed = true;
-                }
+                if (kind == 'c' && status == 200 && s.h.phase == 'r' && !s.h.catalog && body)
+                    changed = s_catalog_answer(&s, shard, mc_map_get(body, "items"));
                 else
                 if (kind == 'a' && s.h.phase == 'r' && s.h.address == 0 && (status == 200 || status == 404)) {
                     s.h.address = status == 200 ? 1 : 3;

@@ -3,6 +3,7 @@
     resends and timeouts driven by order.tick, the state machine, expiry, and determinism (the
     same messages give the same order on a fresh core). */
 #include "orders.h"
+#include "orders_db.h"
 #include "mc_core_test.h"
 #include "mc_test.h"
 #include "mc_util.h"
@@ -460,7 +461,76 @@ test_lines_in_two_shards(void)
     s_reply(tag, 200, NULL, false);
     ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, bad, &answer), 1);
     ASSERT_EQ(answer->status, 409);
-    unsetenv("MERCATO_SHARDS");
+    setenv("MERCATO_SHARDS", "1", 1);
+}
+
+//  Catalog shard `shard` answers order's snapshot with product (priced price), or with nothing.
+static void
+s_catalog_shard_reply(const char *order, unsigned shard, const char *product, int64_t price)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mc_pack_cstr(&pk, "items");
+    msgpack_pack_array(&pk, product ? 1 : 0);
+    if (product) {
+        msgpack_pack_map(&pk, 5);
+        mc_pack_kv_cstr(&pk, "id", product);
+        mc_pack_kv_cstr(&pk, "sku", product);
+        mc_pack_kv_cstr(&pk, "name", product);
+        mc_pack_kv_int(&pk, "price_cents", price);
+        mc_pack_kv_cstr(&pk, "currency", "EUR");
+    }
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s:c%u", order, shard);
+    s_reply(tag, 200, &b, false);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void
+test_snapshot_from_each_catalog_shard(void)
+{
+    //  P1 lives in catalog shard 0 and P2 in shard 1: each is asked for its own product, the
+    //  order waits for both, and a product no shard has fails it as unknown
+    setenv("MERCATO_SHARDS", "catalog=2", 1);
+    const char *ok = "01ORDER0000000000000000021", *bad = "01ORDER0000000000000000022";
+    result_t r;
+    ASSERT_EQ(s_create(ok, NULL, 2, 1, &r), -1);
+    s_free(&r);
+    const mc_fx_t *send = NULL;
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000021:c0", &send), 1);
+    MC_CHECK(send && strcmp(send->service, "catalog.0") == 0);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000021:c1", &send), 1);
+    MC_CHECK(send && strcmp(send->service, "catalog.1") == 0);
+    s_stock_reply(ok, 'r', 200, NULL);
+    s_catalog_shard_reply(ok, 1, "P2", 250);
+    s_catalog_shard_reply(ok, 1, "P2", 999);       //  a resend's answer changes nothing
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, NULL, NULL), 0);
+    //  only the shard that has not answered is asked again
+    s_clock += RESEND_MS;
+    s_tick();
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000021:c0", NULL), 1);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_SEND, "01ORDER0000000000000000021:c1", NULL), 0);
+    s_catalog_shard_reply(ok, 0, "P1", 1000);
+    const mc_fx_t *answer = NULL;
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, ok, &answer), 1);
+    ASSERT_EQ(answer->status, 201);
+    ASSERT_EQ(s_get(ok, &r), 200);
+    int64_t total = 0;
+    mc_map_int(r.rep.body, "total_cents", &total);
+    ASSERT_EQ(total, 2250);
+    s_free(&r);
+    ASSERT_EQ(s_create(bad, NULL, 1, 1, &r), -1);
+    s_free(&r);
+    s_stock_reply(bad, 'r', 200, NULL);
+    s_catalog_shard_reply(bad, 0, "P1", 1000);
+    s_catalog_shard_reply(bad, 1, NULL, 0);
+    s_stock_reply(bad, 'y', 200, NULL);
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_ANSWER, bad, &answer), 1);
+    ASSERT_EQ(answer->status, 422);
+    setenv("MERCATO_SHARDS", "1", 1);
 }
 
 static void
@@ -657,6 +727,9 @@ test_pending_index_is_rebuilt_for_older_data(void)
 int
 main(void)
 {
+    //  one shard of everything, whatever the environment says: the tests of several shards set
+    //  their own
+    setenv("MERCATO_SHARDS", "1", 1);
     setenv("MERCATO_RESERVATION_TTL_S", "900", 1);
     //  the tests below place more orders for one customer than the default cap allows; the cap
     //  has a test of its own, on a fresh core
@@ -673,6 +746,7 @@ main(void)
     MC_TEST_RUN(test_unpaid_orders_expire);
     MC_TEST_RUN(test_payment_and_shipping_move_the_order);
     MC_TEST_RUN(test_lines_in_two_shards);
+    MC_TEST_RUN(test_snapshot_from_each_catalog_shard);
     MC_TEST_RUN(test_steps_and_ticks_are_the_runtimes_own);
     MC_TEST_RUN(test_replay_gives_the_same_order);
     MC_TEST_RUN(test_pending_orders_are_capped);

@@ -124,13 +124,12 @@ orders_event(mc_ctx_t *ctx, const char *type, const order_t *o)
 size_t
 orders_lines(const msgpack_object *items, order_line_t *lines)
 {
-    unsigned shards = mc_schema_shards("inventory");
     size_t n = 0;
     for (uint32_t i = 0; items && i < items->via.array.size && n < ORDER_LINES_MAX; i++) {
         const msgpack_object *it = &items->via.array.ptr[i];
         if (mc_map_str(it, "product_id", &lines[n].product) || mc_map_int(it, "quantity", &lines[n].quantity))
             continue;
-        lines[n].shard = mc_fnv1a32(lines[n].product.ptr, lines[n].product.len) % shards;
+        lines[n].shard = mc_shard_of("inventory", lines[n].product.ptr, lines[n].product.len);
         n++;
     }
     return n;

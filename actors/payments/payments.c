@@ -76,7 +76,7 @@ payments_send_step(mc_ctx_t *ctx, const msgpack_object *pending)
     char mid[64], tag[MC_REQUEST_ID_MAX + 1];
     snprintf(mid, sizeof mid, "%.*s-%c", (int) id.len, id.ptr, capture ? 'c' : 'q');
     snprintf(tag, sizeof tag, "%.*s:%c", (int) id.len, id.ptr, capture ? 'c' : 'q');
-    mc_send_t send = { .service = "orders", .shard = mc_fnv1a32(order.ptr, order.len) % mc_schema_shards("orders"),
+    mc_send_t send = { .service = "orders", .shard = mc_shard_of("orders", order.ptr, order.len),
                        .type = capture ? "order.pay" : "order.get", .id = { mid, strlen(mid) }, .key = order,
                        .user = user, .role = role, .body = &body, .tag = tag };
     mc_send(ctx, &send);
@@ -171,8 +171,10 @@ s_create(mc_ctx_t *ctx)
     }
     mc_str_t order = { "", 0 };
     mc_map_str(req->body, "order_id", &order);
+    //  the payment lives with its order's payments, where GET /api/v1/payments/{id} routes its id
     char pid[48];
-    snprintf(pid, sizeof pid, "%.*s", (int) req->id.len, req->id.ptr);
+    if (mc_shard_ulid(pid, req->id, "payments", mc_shard_of("payments", order.ptr, order.len)))
+        snprintf(pid, sizeof pid, "%.*s", (int) req->id.len, req->id.ptr);
     msgpack_sbuffer fp;
     msgpack_sbuffer_init(&fp);
     s_fingerprint(req, &card, &fp);
@@ -384,7 +386,7 @@ s_list(mc_ctx_t *ctx)
         msgpack_packer epk;
         msgpack_packer_init(&epk, &empty, msgpack_sbuffer_write);
         msgpack_pack_map(&epk, 0);
-        mc_send_t send = { .service = "orders", .shard = mc_fnv1a32(req->key.ptr, req->key.len) % mc_schema_shards("orders"),
+        mc_send_t send = { .service = "orders", .shard = mc_shard_of("orders", req->key.ptr, req->key.len),
                            .type = "order.get", .id = { mid, strlen(mid) }, .key = req->key, .user = req->user,
                            .role = req->role, .body = &empty, .tag = tag };
         mc_send(ctx, &send);

@@ -211,6 +211,27 @@ test_card_secrets_are_refused(void)
 }
 
 static void
+test_payment_lives_with_its_order(void)
+{
+    //  payment.create reaches the payments shard of its order: the payment's id is made to
+    //  fall there too, so that GET /api/v1/payments/{id} routed by the id finds it
+    setenv("MERCATO_SHARDS", "payments=16", 1);
+    const char *order = "01ZRDER0000000000000000077";
+    unsigned want = mc_shard_of("payments", order, strlen(order));
+    result_t r;
+    ASSERT_EQ(s_pay("01PAY000000000000000000077", order, "4242424242424242", 12, 2030, NULL, &r), -1);
+    s_free(&r);
+    const mc_fx_t *park = NULL;
+    ASSERT_EQ(mc_core_test_effects(s_core, MC_FX_PARK, NULL, &park), 1);
+    if (park) {
+        ASSERT_EQ(mc_shard_of("payments", park->key, strlen(park->key)), want);
+        MC_CHECK(mc_ulid_valid(park->key, strlen(park->key)));
+        MC_CHECK(strncmp(park->key, "01PAY00000", 10) == 0);   //  the message id's time
+    }
+    setenv("MERCATO_SHARDS", "1", 1);
+}
+
+static void
 test_capture_in_two_steps(void)
 {
     const char *pid = "01PAY00000000000000000001", *order = "01ORDER0000000000000000001";
@@ -437,6 +458,9 @@ test_wanted_events(void)
 int
 main(void)
 {
+    //  one shard of everything, whatever the environment says: the tests of several shards set
+    //  their own
+    setenv("MERCATO_SHARDS", "1", 1);
     s_core = mc_core_test_open(&payments_service, s_dir, 1u << 26);
     if (!s_core)
         return 1;
@@ -445,6 +469,7 @@ main(void)
     MC_TEST_RUN(test_declines_are_recorded);
     MC_TEST_RUN(test_orders_that_cannot_be_paid);
     MC_TEST_RUN(test_cancelled_orders_are_refunded);
+    MC_TEST_RUN(test_payment_lives_with_its_order);
     mc_core_destroy(&s_core);
     MC_TEST_RUN(test_no_card_data_at_rest);
     MC_TEST_RUN(test_wanted_events);

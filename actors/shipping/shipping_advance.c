@@ -129,7 +129,7 @@ s_ask_order(mc_ctx_t *ctx, mc_str_t order_id, const move_t *mv)
     char id[72], tag[MC_REQUEST_ID_MAX + 1];
     snprintf(id, sizeof id, "%.*s-s%c", (int) order_id.len, order_id.ptr, s_moves[m].kind);
     snprintf(tag, sizeof tag, "%.*s:%c", (int) order_id.len, order_id.ptr, s_moves[m].kind);
-    mc_send_t send = { .service = "orders", .shard = mc_fnv1a32(order_id.ptr, order_id.len) % mc_schema_shards("orders"),
+    mc_send_t send = { .service = "orders", .shard = mc_shard_of("orders", order_id.ptr, order_id.len),
                        .type = "order.advance", .id = { id, strlen(id) }, .key = order_id, .user = MC_STR(""),
                        .role = MC_STR("system"), .body = &sb, .tag = tag };
     mc_request_t req;

@@ -4,11 +4,15 @@ One cluster serves the whole class; every test isolates itself with unique skus,
 search words, so tests may run in any order and alone.
 """
 
+import json
 import os
 import re
 import sys
+import threading
 import unittest
 import uuid
+
+import requests
 from urllib.parse import urljoin, urlencode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +30,39 @@ def uniq(prefix="e2e"):
 def word():
     """A search word no other product contains (letters only)."""
     return "zq" + "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
+
+
+def shards(service):
+    """The shard count the cluster runs service with, read from MERCATO_SHARDS as the processes
+    read it ("16", "16,catalog=4"), 1 when unset."""
+    every = 1
+    for part in os.environ.get("MERCATO_SHARDS", "").split(","):
+        name, _, value = part.rpartition("=")
+        if value.isdigit() and name in ("", service):
+            if name == service:
+                return int(value)
+            every = int(value)
+    return every
+
+
+def home(sku):
+    """The catalog shard that decides who has sku: FNV-1a of its lowercase form."""
+    h = 2166136261
+    for b in sku.lower().encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % shards("catalog")
+
+
+def sku_at(avoid=(), want=None):
+    """A fresh sku whose home is want, or is none of avoid (when there are shards enough)."""
+    n = shards("catalog")
+    for _ in range(10000):
+        sku = uniq("SKU")
+        if want is not None and home(sku) == want:
+            return sku
+        if want is None and (home(sku) not in avoid or len(set(avoid)) >= n):
+            return sku
+    raise AssertionError("no sku found on the shard asked for")
 
 
 class CatalogCase(ClusterTestCase):
@@ -455,6 +492,77 @@ class TestCategories(CatalogCase):
         self.assertEqual(self.counts().get(a, 0), 0)
         self.assertStatus(self.delete(self.P + "/" + pb["id"]), 204)
         self.assertEqual(self.counts().get(b), 1)
+
+
+class TestSkuAcrossShards(CatalogCase):
+    """A product lives on its id's shard and a SKU's claim on the SKU's home shard: a change of
+    SKU claims the new one there before it commits and frees the old one before it answers."""
+
+    def sku_of(self, pid):
+        r = self.get(self.P + "/" + pid)
+        self.assertStatus(r, 200)
+        return r.json()["sku"]
+
+    def test_concurrent_patches_to_one_new_sku_one_wins(self):
+        headers = {"Content-Type": "application/merge-patch+json", **self.cluster.admin_headers()}
+        for round_ in range(8):
+            with self.subTest(round=round_):
+                a = self.create(sku=sku_at())
+                b = self.create(sku=sku_at(avoid=(home(a["sku"]),)))
+                new = sku_at(avoid=(home(a["sku"]), home(b["sku"])))
+                if shards("catalog") > 2:
+                    # the two products, and the sku they race for, on three different shards
+                    self.assertEqual(len({home(a["sku"]), home(b["sku"]), home(new)}), 3)
+                barrier, out = threading.Barrier(2), {}
+
+                def patch(p):
+                    barrier.wait()
+                    out[p["id"]] = requests.patch(self.url(self.P + "/" + p["id"]), headers=headers,
+                                                  data=json.dumps({"sku": new}), timeout=10)
+                threads = [threading.Thread(target=patch, args=(p,)) for p in (a, b)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                statuses = sorted(r.status_code for r in out.values())
+                self.assertEqual(statuses, [200, 409], {k: r.text for k, r in out.items()})
+                winner = a if out[a["id"]].status_code == 200 else b
+                loser = b if winner is a else a
+                self.assertEqual(self.sku_of(winner["id"]), new)
+                self.assertEqual(self.sku_of(loser["id"]), loser["sku"])
+                # the sku is the winner's, whichever shard asks
+                self.assertProblem(self.post_json(self.P, self.product(sku=new)), 409)
+                self.assertProblem(self.patch_json(self.P + "/" + loser["id"], {"sku": new.lower()}), 409)
+
+    def test_old_sku_is_free_once_the_patch_has_answered(self):
+        s0 = sku_at()
+        p = self.create(sku=s0)
+        here = home(s0)                                   # p lives on s0's home
+        s1 = sku_at(avoid=(here,))
+        r = self.patch_json(self.P + "/" + p["id"], {"sku": s1})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json()["sku"], s1)
+        self.assertEqual(self.create(sku=s0)["sku"], s0)  # freed on p's own shard
+        self.assertProblem(self.post_json(self.P, self.product(sku=s1)), 409)
+        # from s1 to s2: s1's claim is on another shard, freed there before the answer
+        s2 = sku_at(avoid=(here, home(s1)))
+        self.assertStatus(self.patch_json(self.P + "/" + p["id"], {"sku": s2}), 200)
+        self.assertEqual(self.create(sku=s1.upper())["sku"], s1.upper())
+        self.assertProblem(self.post_json(self.P, self.product(sku=s2)), 409)
+        # and back to the first: taken by now
+        self.assertProblem(self.patch_json(self.P + "/" + p["id"], {"sku": s0}), 409)
+        self.assertEqual(self.sku_of(p["id"]), s2)
+        # deleting p frees s2, wherever its claim lives
+        self.assertStatus(self.delete(self.P + "/" + p["id"]), 204)
+        self.assertEqual(self.create(sku=s2)["sku"], s2)
+
+    def test_changing_only_the_case_of_a_sku_keeps_it(self):
+        s0 = sku_at()
+        p = self.create(sku=s0)
+        r = self.patch_json(self.P + "/" + p["id"], {"sku": s0.upper()})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json()["sku"], s0.upper())
+        self.assertProblem(self.post_json(self.P, self.product(sku=s0)), 409)
 
 
 if __name__ == "__main__":

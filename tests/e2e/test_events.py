@@ -209,17 +209,22 @@ class EventLog:
 
 
 def outbox_entries(data_dir, env):
-    """Entries in the "outbox" database of an actor environment (mdb_stat), or None."""
-    path = os.path.join(data_dir, env, "0")
-    out = subprocess.run([MDB_STAT, "-s", "outbox", path], capture_output=True, text=True,
-                         timeout=10)
-    if out.returncode != 0:
-        raise AssertionError("mdb_stat -s outbox %s failed (%d): %s %s" % (
-            path, out.returncode, out.stdout, out.stderr))
-    m = re.search(r"Entries:\s*(\d+)", out.stdout)
-    if not m:
-        raise AssertionError("no Entries in mdb_stat output: %s" % out.stdout)
-    return int(m.group(1))
+    """Entries in the "outbox" databases of a service's environments, every shard's (mdb_stat)."""
+    root = os.path.join(data_dir, env)
+    shards = sorted(d for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else ["0"]
+    total = 0
+    for shard in shards:
+        path = os.path.join(root, shard)
+        out = subprocess.run([MDB_STAT, "-s", "outbox", path], capture_output=True, text=True,
+                             timeout=10)
+        if out.returncode != 0:
+            raise AssertionError("mdb_stat -s outbox %s failed (%d): %s %s" % (
+                path, out.returncode, out.stdout, out.stderr))
+        m = re.search(r"Entries:\s*(\d+)", out.stdout)
+        if not m:
+            raise AssertionError("no Entries in mdb_stat output: %s" % out.stdout)
+        total += int(m.group(1))
+    return total
 
 
 def parse_time(s):
