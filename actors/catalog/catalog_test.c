@@ -693,7 +693,7 @@ test_sku_claim_times_out(void)
 static void
 s_run_sharded(void)
 {
-    setenv("MERCATO_SHARDS", "catalog=4", 1);
+    setenv("MERCATO_SHARDS", "1,catalog=4", 1);
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/mc-catalog-shards-XXXXXX");
     if (!mkdtemp(dir)) {

@@ -628,7 +628,7 @@ s_token_kid(result_t *r, char *kid, size_t size)
 static void
 test_shards(void)
 {
-    setenv("MERCATO_SHARDS", "identity=4", 1);
+    setenv("MERCATO_SHARDS", "1,identity=4", 1);
     char dir[64] = "/tmp/mc-identity-shards-XXXXXX";
     MC_CHECK(mkdtemp(dir) != NULL);
     mc_core_t *shards[4], *single = s_core;
@@ -687,14 +687,14 @@ test_shards(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     MC_CHECK(system(cmd) == 0);
     s_core = single;
-    setenv("MERCATO_SHARDS", "identity=1", 1);
+    setenv("MERCATO_SHARDS", "1,identity=1", 1);
 }
 
 int
 main(void)
 {
     //  one identity shard unless a test says otherwise, whatever the environment running them
-    setenv("MERCATO_SHARDS", "identity=1", 1);
+    setenv("MERCATO_SHARDS", "1,identity=1", 1);
     setenv("MERCATO_ADMIN_EMAIL", "boss@example.com", 1);
     setenv("MERCATO_ADMIN_PASSWORD", "boss-password-1", 1);
     char dir[64];

@@ -419,7 +419,7 @@ test_lines_in_two_shards(void)
 {
     //  P1 lives in inventory shard 0 and P2 in shard 1: each shard reserves its own lines, and
     //  one shard's shortage releases the other's reservation before the caller hears
-    setenv("MERCATO_SHARDS", "inventory=2", 1);
+    setenv("MERCATO_SHARDS", "1,inventory=2", 1);
     const char *ok = "01ORDER0000000000000000011", *bad = "01ORDER0000000000000000012";
     result_t r;
     ASSERT_EQ(s_create(ok, NULL, 1, 1, &r), -1);
@@ -494,7 +494,7 @@ test_snapshot_from_each_catalog_shard(void)
 {
     //  P1 lives in catalog shard 0 and P2 in shard 1: each is asked for its own product, the
     //  order waits for both, and a product no shard has fails it as unknown
-    setenv("MERCATO_SHARDS", "catalog=2", 1);
+    setenv("MERCATO_SHARDS", "1,catalog=2", 1);
     const char *ok = "01ORDER0000000000000000021", *bad = "01ORDER0000000000000000022";
     result_t r;
     ASSERT_EQ(s_create(ok, NULL, 2, 1, &r), -1);

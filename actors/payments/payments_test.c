@@ -215,7 +215,7 @@ test_payment_lives_with_its_order(void)
 {
     //  payment.create reaches the payments shard of its order: the payment's id is made to
     //  fall there too, so that GET /api/v1/payments/{id} routed by the id finds it
-    setenv("MERCATO_SHARDS", "payments=16", 1);
+    setenv("MERCATO_SHARDS", "1,payments=16", 1);
     const char *order = "01ZRDER0000000000000000077";
     unsigned want = mc_shard_of("payments", order, strlen(order));
     result_t r;

@@ -225,7 +225,8 @@ class NodeFrames(unittest.TestCase):
     node's client, on its front's endpoint, and sends it whatever it likes."""
 
     def setUp(self):
-        self.cluster = Cluster(actors=("catalog",))
+        # one catalog shard: catalog.1 is then no shard of this node (nor of anyone)
+        self.cluster = Cluster(actors=("catalog",), env={"MERCATO_SHARDS": "1"})
         self.addCleanup(self.cluster.cleanup)
         self.ctx = zmq.Context()
         self.addCleanup(self.ctx.destroy, 0)
@@ -306,7 +307,7 @@ class NodeFrames(unittest.TestCase):
             rep = self._request(envelope("product.list", {"limit": 1}), rid=b"r%d" % i)
             self.assertIsNotNone(rep, "request %d unanswered" % i)
             self.assertEqual(msgpack.unpackb(rep[4])["status"], 200)
-        # catalog.1 is not this node's (one shard): a READY did not make it so
+        # catalog.1 is no shard at all here: a READY did not make it this node's
         self.sock.send_multipart([b"MCC1", b"\x01", b"catalog.1", b"c1",
                                   envelope("product.list", {"limit": 1})])
         rep = self._recv(self.sock, 2.0)
