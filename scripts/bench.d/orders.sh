@@ -15,7 +15,9 @@ orders_mercato() {
     # Reservations must not expire during the run (an expiry would release stock and write in the
     # middle of it); 64 customers place thousands of orders each and never pay: lift the
     # unpaid-order cap (CONTRACT 9).
+    shards_for "$label"
     mercato_start "$bin" "$dir" kafka MERCATO_RESERVATION_TTL_S=86400 MERCATO_MAX_PENDING_ORDERS=100000
+    shards_restore
 
     # Products (stock records arrive through outbox -> relay -> Kafka -> inventory) and customers.
     log "orders ($label build): creating $ORDER_PRODUCTS products and $CUSTOMERS customers"

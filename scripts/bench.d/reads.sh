@@ -11,7 +11,8 @@ reads_start() {
     DATA="$TMP/reads-$label"
     IDS="$TMP/ids-$label.txt"
     mkdir -p "$DATA"
-    log "seeding $PRODUCTS products into $DATA ($label build)"
+    shards_for "$label"
+    log "seeding $PRODUCTS products into $DATA ($label build, MERCATO_SHARDS=${MERCATO_SHARDS:-default})"
     "$bin/catalog-seed" "$DATA" "$PRODUCTS" 50 "$IDS" >"$TMP/seed-$label.log" 2>&1 \
         || { tail -n 5 "$TMP/seed-$label.log" >&2; die "catalog-seed ($label build)"; }
     if [[ ! -s "$IDS" ]]; then
@@ -24,6 +25,7 @@ reads_start() {
     fi
     [[ "$(wc -l <"$IDS")" -eq "$PRODUCTS" ]] || die "$(wc -l <"$IDS") product ids in $IDS, expected $PRODUCTS ($label build)"
     mercato_start "$bin" "$DATA" nokafka
+    shards_restore
     # A few random seeded ids must be found where the GET looks: a seed into the wrong shards
     # would otherwise be timed as fast 404s.
     local id

@@ -9,6 +9,17 @@
 
 MC_ACTORS=catalog,identity,inventory,orders,cart,payments,shipping,notifications
 
+# shards_for LABEL / shards_restore: the baseline build runs with BENCH_BASELINE_SHARDS when set
+# (a build from before sharded data directories runs one shard of each service: "1"); every
+# other run with the caller's MERCATO_SHARDS.
+shards_for() {
+    SAVED_SHARDS="${MERCATO_SHARDS-__unset__}"
+    if [[ "$1" == base && -n "${BENCH_BASELINE_SHARDS:-}" ]]; then export MERCATO_SHARDS="$BENCH_BASELINE_SHARDS"; fi
+}
+shards_restore() {
+    if [[ "$SAVED_SHARDS" == __unset__ ]]; then unset MERCATO_SHARDS; else export MERCATO_SHARDS="$SAVED_SHARDS"; fi
+}
+
 # mercato_start BIN DIR KAFKA [NODE_ENV...]: starts the system from BIN with its state in DIR:
 #   kafka-dev (KAFKA=kafka), broker, node with every actor, edge; then, after readiness, the relay
 #   (KAFKA=kafka only: without a Kafka it has nowhere to publish). NODE_ENV are NAME=VALUE
