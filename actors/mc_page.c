@@ -45,19 +45,7 @@ mc_page_reply_keyed(mc_ctx_t *ctx, const msgpack_sbuffer *items, size_t n, const
         return;
     }
     msgpack_packer *pk = ctx->pk;
-    mc_reply_begin(pk, ctx->req->id, 200, NULL);
-    msgpack_pack_map(pk, 3);
-    mc_pack_cstr(pk, "items");
-    msgpack_pack_array(pk, n);
-    if (items->size)
-        msgpack_sbuffer_write(pk->data, items->data, items->size);
-    mc_pack_cstr(pk, "next_cursor");
-    if (next && nextlen <= MC_CURSOR_MAX) {
-        char enc[MC_CURSOR_MAX * 4 / 3 + 4];
-        mc_pack_str(pk, enc, mc_b64url_encode(enc, next, nextlen));
-    }
-    else
-        msgpack_pack_nil(pk);
+    mc_reply_page_more(pk, ctx->req->id, items, n, next, nextlen, 1);
     //  a key short of an item (one too long to encode) would shift every key after it
     mc_pack_cstr(pk, "keys");
     msgpack_pack_array(pk, keys->n == n ? n : 0);

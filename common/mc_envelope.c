@@ -226,8 +226,15 @@ void
 mc_reply_page(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n, const void *next,
               size_t nextlen)
 {
+    mc_reply_page_more(pk, id, items, n, next, nextlen, 0);
+}
+
+void
+mc_reply_page_more(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n, const void *next,
+                   size_t nextlen, size_t more)
+{
     mc_reply_begin(pk, id, 200, NULL);
-    msgpack_pack_map(pk, 2);
+    msgpack_pack_map(pk, 2 + more);
     mc_pack_cstr(pk, "items");
     msgpack_pack_array(pk, n);
     if (items->size)

@@ -80,6 +80,9 @@ void mc_reply_begin(msgpack_packer *pk, mc_str_t id, int status, const char *eta
 //  the last page.
 void mc_reply_page(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n,
                    const void *next, size_t nextlen);
+//  The same with room for more members after next_cursor, which the caller packs (key, value).
+void mc_reply_page_more(msgpack_packer *pk, mc_str_t id, const msgpack_sbuffer *items, size_t n,
+                        const void *next, size_t nextlen, size_t more);
 
 //  One validation complaint.
 typedef struct {

@@ -197,6 +197,25 @@ def strong_password():
     return "Pw-" + uuid.uuid4().hex[:16] + "-x9!"
 
 
+def log_records(cluster, proc, msg):
+    """The JSON log lines of process proc (a name in cluster.procs) whose msg is msg."""
+    out = []
+    try:
+        with open(cluster.procs[proc].out_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return out
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("msg") == msg:
+                out.append(rec)
+    return out
+
+
 class Cluster:
     """broker + one node (catalog and identity actors) + edge, in a fresh temp dir; with
     kafka=True also mercato-kafka-dev and mercato-relay."""

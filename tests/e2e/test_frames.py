@@ -3,7 +3,6 @@ directory: MCD1, and MCC1 for mmi.*) and to a node's front (MCC1 requests, and M
 its own actors may send, over inproc). Both must keep serving, answer what can be answered, and
 count the rest."""
 
-import json
 import random
 import time
 import unittest
@@ -13,7 +12,7 @@ import msgpack
 import requests
 import zmq
 
-from harness import Cluster, HarnessError, wait_for
+from harness import Cluster, HarnessError, log_records, wait_for
 
 BOMB = b"\xdd\x0f\xff\xff\xff"      # array32 claiming 268M elements: msgpack-c would allocate ~8.6 GB
 
@@ -54,25 +53,6 @@ def plane_socket(cluster, ctx, kind, key, server_key=None):
     if server_key is not None and key is not None:
         sock.curve_serverkey = server_key
     return sock
-
-
-def log_records(cluster, proc, msg):
-    """The JSON log lines of process proc whose msg is msg."""
-    out = []
-    try:
-        with open(cluster.procs[proc].out_path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return out
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("msg") == msg:
-                out.append(rec)
-    return out
 
 
 class Client:

@@ -59,7 +59,7 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DEFAULT_ACTORS, Cluster, HarnessError, wait_for  # noqa: E402
+from harness import DEFAULT_ACTORS, Cluster, HarnessError, log_records, wait_for  # noqa: E402
 from identity_support import (claims_for, fetch_jwks, make_rs256, new_rsa_key,  # noqa: E402
                               public_jwk)
 from test_frames import node_front  # noqa: E402
@@ -188,25 +188,6 @@ def worker_requests(frames_list):
     """REQUESTs handed to a worker (MCW2 0x02) or sent to a node (MCC1 0x01) among what a peer
     received."""
     return [f for f in frames_list if f[:2] in ([b"MCW2", b"\x02"], [b"MCC1", b"\x01"])]
-
-
-def log_records(cluster, proc, msg):
-    out = []
-    try:
-        with open(cluster.procs[proc].out_path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return out
-    for line in data.decode("utf-8", "replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("msg") == msg:
-            out.append(rec)
-    return out
 
 
 # --- the listening sockets of processes, from /proc -------------------------------------------
