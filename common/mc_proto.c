@@ -17,7 +17,11 @@ mc_proto_socket_setup(zsock_t *sock)
 void
 mc_proto_msg_reset(mc_proto_msg_t *self)
 {
-    zframe_destroy(&self->envelope);
+    //  every frame field the model has (at most one per command, but any command's)
+    for (int i = 0; i < MC_PROTO_COMMANDS; i++)
+        for (int f = 0; f < mc_proto_commands[i].nfields; f++)
+            if (mc_proto_commands[i].fields[f]->kind == MC_PROTO_FRAME)
+                zframe_destroy((zframe_t **) ((char *) self + mc_proto_commands[i].fields[f]->offset));
     mc_proto_msg_init(self);
 }
 
