@@ -304,6 +304,15 @@ main(int argc, char **argv)
     for (size_t i = 0; i < nconsumers; i++)
         zactor_destroy(&consumers[i]);
     zactor_destroy(&mailer);
+    //  every actor is told at once and closes its environment in parallel: one after the other,
+    //  a hundred shards took longer than a supervisor waits (zactor_destroy then finds each done).
+    //  One that has already stopped (it saw the signal too) has no peer to take the message: do
+    //  not wait for one.
+    for (size_t i = 0; i < count; i++)
+        if (children[i].actor) {
+            zsock_set_sndtimeo(zactor_sock(children[i].actor), 0);
+            zstr_send(children[i].actor, "$TERM");
+        }
     for (size_t i = 0; i < count; i++)
         zactor_destroy(&children[i].actor);
     zactor_destroy(&front);
