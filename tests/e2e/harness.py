@@ -37,6 +37,7 @@ The broker binds a unix socket in the temp dir (cluster.endpoint); Cluster(broke
 listening socket; find its port from /proc or ss). Default: the unix socket only.
 """
 
+import faulthandler
 import json
 import os
 import re
@@ -53,6 +54,8 @@ import uuid
 import requests
 
 BIN_DIR = os.environ.get("MERCATO_BIN") or "/work/main/build/bin"
+# a test file that hangs shows where before ctest's 600 s kill takes its output with it
+faulthandler.dump_traceback_later(float(os.environ.get("MERCATO_E2E_STACKS_AFTER", "540")))
 START_TIMEOUT = float(os.environ.get("MERCATO_E2E_START_TIMEOUT", "20"))
 TERM_GRACE = 5.0
 API = "/api/v1"
@@ -373,6 +376,8 @@ class Cluster:
             self.make_keys()
         sock = ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        # a send with no pipe to queue on (a refused handshake drops it) fails, not hangs the test
+        sock.setsockopt(zmq.SNDTIMEO, 10000)
         if server:
             pub, sec = zmq.auth.load_certificate(os.path.join(self.keys_dir, "broker.cert_secret"))
             sock.curve_publickey, sock.curve_secretkey, sock.curve_server = pub, sec, True

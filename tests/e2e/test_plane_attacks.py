@@ -126,15 +126,31 @@ class Peer:
         """"ok" or "failed": how the first CURVE handshake ended."""
         deadline = time.monotonic() + timeout
         while self.outcome is None and time.monotonic() < deadline:
-            if self.monitor.poll(int(max(1, (deadline - time.monotonic()) * 1000))):
-                ev = recv_monitor_message(self.monitor)["event"]
-                self.outcome = "ok" if ev == zmq.EVENT_HANDSHAKE_SUCCEEDED else "failed"
+            self._outcome_within(max(1, (deadline - time.monotonic()) * 1000))
         if self.outcome is None:
             raise HarnessError("no handshake outcome for key %r" % (self.key,))
         return self.outcome
 
+    def _outcome_within(self, ms):
+        if self.outcome is None and self.monitor.poll(int(ms)):
+            ev = recv_monitor_message(self.monitor)["event"]
+            self.outcome = "ok" if ev == zmq.EVENT_HANDSHAKE_SUCCEEDED else "failed"
+
     def send(self, *frames):
-        self.sock.send_multipart(list(frames))
+        """True once queued; False when the handshake was refused first: libzmq then drops the
+        DEALER's only pipe, and a blocking send would wait forever (an outsider's frames that
+        cannot leave are frames the plane never hears, which is what the tests want)."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                self.sock.send_multipart(list(frames), zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                self._outcome_within(10)
+                if self.outcome == "failed":
+                    return False
+                if time.monotonic() >= deadline:
+                    raise HarnessError("cannot send as key %r: no connection" % (self.key,))
 
     def request(self, service, payload):
         self.seq += 1
