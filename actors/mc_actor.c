@@ -1,6 +1,7 @@
 #include "mc_actor.h"
 
 #include "mc_log.h"
+#include "mc_reads.h"
 #include "mc_util.h"
 #include "mc_wait.h"
 
@@ -398,6 +399,10 @@ mc_actor(zsock_t *pipe, void *args)
         free(self.waiters);
         return;
     }
+    //  before READY: the front finds the view as soon as it knows the worker
+    mc_core_t *view = self.args.service->shared_reads ? mc_core_view_new(self.core) : NULL;
+    if (view)
+        mc_reads_publish(self.service, view);
     s_connect(&self);
     self.client = zsock_new(ZMQ_DEALER);
     mc_proto_socket_setup(self.client);
@@ -408,10 +413,16 @@ mc_actor(zsock_t *pipe, void *args)
         if (!s_serve(&self, pipe, &terminated) && !terminated)
             s_connect(&self);
     s_send(&self, MC_PROTO_WORKER_DISCONNECT);
-    mc_core_stats_t st = mc_core_stats(self.core);
-    mc_info("actor stopped", "\"service\":\"%s\",\"handled\":%" PRIu64 ",\"failed\":%" PRIu64
-            ",\"malformed\":%" PRIu64 ",\"expired\":%" PRIu64,
-            self.service, st.handled, st.failed, st.malformed + self.malformed, st.expired);
+    mc_core_stats_t st = mc_core_stats(self.core), front = { 0 };
+    if (view) {
+        mc_reads_withdraw(self.service, view);
+        front = mc_core_stats(view);
+        mc_core_destroy(&view);
+    }
+    mc_info("actor stopped", "\"service\":\"%s\",\"handled\":%" PRIu64 ",\"read_by_front\":%" PRIu64
+            ",\"failed\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"expired\":%" PRIu64,
+            self.service, st.handled, front.handled, st.failed + front.failed, st.malformed + self.malformed,
+            st.expired + front.expired);
     while (self.nwaiters)
         s_waiter_drop(&self, 0);
     free(self.waiters);

@@ -112,6 +112,9 @@ typedef struct {
                                 //  (both accepted only from the runtime: role "system")
     bool (*wants_event)(mc_str_t type);     //  the Kafka event types its consumer delivers (the
                                 //  others are skipped before they cost a message), or NULL: all
+    bool shared_reads;          //  its read handlers touch only their transaction and the
+                                //  state's database handles: the node's front may run them
+                                //  (mc_reads.h), sparing the actor's thread two hand-offs
 } mc_service_t;
 
 #define MC_TICK_MS 200
@@ -144,6 +147,20 @@ int mc_core_handle(mc_core_t *self, mc_peer_t peer, const void *frame, size_t le
                    msgpack_sbuffer *out);
 
 const mc_service_t *mc_core_service(mc_core_t *self);
+
+//  A view of owner for another thread: it runs the service's read handlers (write = false) on
+//  the owner's store and state, with its own effects and counters. The service must keep
+//  nothing in its state that a read changes (mc_service_t.shared_reads). Destroy it before
+//  its owner, and read only while the owner's store is pinned (mc_store_pin).
+mc_core_t *mc_core_view_new(mc_core_t *owner);
+mc_store_t *mc_core_store(mc_core_t *self);
+
+//  On a view: handles frame when it is a read that needs nothing but the store (no park, no
+//  request to another service) and packs its reply into out: 0. 1 when the owner must handle
+//  it instead (a write, the runtime's own message, something that does not decode, a read that
+//  parks or asks elsewhere); nothing it did then matters, as a read changes nothing.
+int mc_core_read(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, uint64_t now_ms,
+                 msgpack_sbuffer *out);
 
 //  The environment and its outbox, for the relay's tests and tools.
 MDB_env *mc_core_env(mc_core_t *self);

@@ -14,6 +14,7 @@ struct _mc_core_t {
     mc_core_stats_t stats;          //  counters
     mc_fx_t **fx;                   //  the current batch's effects
     size_t nfx, capfx;
+    mc_core_t *owner;               //  a view (mc_core_view_new): the core whose store it reads
 };
 
 mc_core_t *
@@ -35,12 +36,36 @@ mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, s
     return self;
 }
 
+mc_core_t *
+mc_core_view_new(mc_core_t *owner)
+{
+    mc_core_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->service = owner->service;
+    self->store = owner->store;
+    self->state = owner->state;
+    self->outbox = owner->outbox;
+    self->outbox_seq = owner->outbox_seq;
+    self->owner = owner;
+    return self;
+}
+
+mc_store_t *
+mc_core_store(mc_core_t *self)
+{
+    return self->store;
+}
+
 void
 mc_core_destroy(mc_core_t **self_p)
 {
     mc_core_t *self = *self_p;
     if (!self)
         return;
+    if (self->owner)
+        self->state = NULL, self->store = NULL;     //  the owner's, which it closes itself
+    else
     if (self->state && self->service->close)
         self->service->close(&self->state);
     else
@@ -258,7 +283,7 @@ s_run(mc_core_t *self, group_t *g, const mc_handler_t *h, const mc_request_t *re
     if (g->txn)
         txn = g->txn;
     else {
-        rc = mc_store_read(self->store, &txn);
+        rc = self->owner ? mc_store_read_shared(self->store, &txn) : mc_store_read(self->store, &txn);
         reading = true;
     }
     if (rc)
@@ -268,7 +293,10 @@ s_run(mc_core_t *self, group_t *g, const mc_handler_t *h, const mc_request_t *re
                      .index = index };
     int status = h->fn(&ctx);
     if (reading) {
-        mc_store_read_end(self->store, txn);
+        if (self->owner)
+            mc_store_read_shared_end(self->store, txn);
+        else
+            mc_store_read_end(self->store, txn);
         return status;
     }
     if (!h->write)
@@ -454,4 +482,30 @@ mc_core_handle(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, u
             return 0;
         }
     return -1;
+}
+
+int
+mc_core_read(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, uint64_t now_ms, msgpack_sbuffer *out)
+{
+    if (!self->owner)
+        return 1;
+    //  only a read the service's handlers mark as one; what does not even decode is the owner's
+    //  to count and answer
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_request_t req;
+    const mc_handler_t *h = mc_request_decode(&u, frame, len, &req) ? NULL : s_find(self->service, req.type);
+    bool own = h && ((self->service->step && mc_str_eq(req.type, self->service->step))
+                     || (self->service->tick && mc_str_eq(req.type, self->service->tick)));
+    msgpack_unpacked_destroy(&u);
+    if (!h || h->write || own)
+        return 1;
+    mc_in_t in = { frame, len, peer };
+    mc_core_batch(self, &in, 1, now_ms);
+    //  a read that parks or asks another service needs the owner's runtime: it runs again
+    //  there, which a read may (it changed nothing)
+    if (self->nfx != 1 || self->fx[0]->kind != MC_FX_REPLY)
+        return 1;
+    msgpack_sbuffer_write(out, self->fx[0]->data.data, self->fx[0]->data.size);
+    return 0;
 }

@@ -4,6 +4,7 @@
 #include "mc_nodes.h"
 #include "mc_plane.h"
 #include "mc_proto.h"
+#include "mc_reads.h"
 #include "mc_util.h"
 #include "mc_wait.h"
 
@@ -27,7 +28,7 @@ typedef struct {
     zhashx_t *workers;          //  service -> zframe_t routing id on local
     bool changed;               //  what we run changed since the last announcement
     uint64_t announce_at;
-    uint64_t served, moved, unavailable, refused, malformed, forwarded;
+    uint64_t served, read_here, moved, unavailable, refused, malformed, forwarded;
     uint64_t refused_window, refused_lines;     //  the log's budget of refusals: this second's
 } front_t;
 
@@ -86,6 +87,29 @@ s_deliver(front_t *self, zframe_t *worker, char from, const void *to, size_t to_
     self->served++;
 }
 
+//  A read of a shard whose actor published a view (mc_reads.h) runs here, on this thread, and
+//  is answered to (sock, to): true. False when the actor must have it.
+static bool
+s_read_here(front_t *self, zsock_t *sock, const void *to, size_t to_size, mc_proto_msg_t *req, mc_peer_t role)
+{
+    mc_core_t *view = req->envelope ? mc_reads_acquire(req->service) : NULL;
+    if (!view)
+        return false;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    int rc = mc_core_read(view, role, zframe_data(req->envelope), zframe_size(req->envelope), mc_now_ms(), &out);
+    mc_reads_release(view);
+    if (rc == 0) {
+        zframe_t *env = zframe_new(out.data, out.size);
+        s_answer(sock, to, to_size, MC_PROTO_CLIENT_REPLY, req->service, req->request_id, req->request_id_size, &env,
+                 NULL);
+        zframe_destroy(&env);
+        self->read_here++;
+    }
+    msgpack_sbuffer_destroy(&out);
+    return rc == 0;
+}
+
 //  The local worker of service when this node is the one to serve it: it runs it, and the
 //  directory does not give it to another node. Else NULL, with *owner (when the directory
 //  names one) the node that should.
@@ -123,8 +147,10 @@ s_external(front_t *self, mc_proto_msg_t *m, const mc_peer_info_t *peer)
     const mc_dir_node_t *owner = NULL;
     uint64_t epoch = 0;
     zframe_t *worker = strncmp(m->service, "mailer.", 7) == 0 ? NULL : s_ours(self, m->service, &owner, &epoch);
-    if (worker)
-        s_deliver(self, worker, FROM_EXTERNAL, m->routing_id, m->routing_id_size, m, peer);
+    if (worker) {
+        if (!s_read_here(self, self->ext, m->routing_id, m->routing_id_size, m, peer->role))
+            s_deliver(self, worker, FROM_EXTERNAL, m->routing_id, m->routing_id_size, m, peer);
+    }
     else
     if (owner) {
         char text[MC_PROTO_OWNER_MAX + 1];
@@ -149,6 +175,8 @@ s_local_request(front_t *self, mc_proto_msg_t *m)
     uint64_t epoch = 0;
     bool local_only = strncmp(m->service, "mailer.", 7) == 0;
     zframe_t *worker = local_only ? zhashx_lookup(self->workers, m->service) : s_ours(self, m->service, &owner, &epoch);
+    if (worker && !local_only && s_read_here(self, self->local, m->routing_id, m->routing_id_size, m, MC_PEER_NODE))
+        return;
     if (worker) {
         mc_peer_info_t self_peer = { .role = MC_PEER_NODE };
         snprintf(self_peer.name, sizeof self_peer.name, "%s", self->args.key_name);
@@ -338,9 +366,9 @@ mc_front(zsock_t *pipe, void *args)
         mc_nodes_handle(self.nodes);
         s_announce(&self);
     }
-    mc_info("front stopped", "\"node\":\"%s\",\"served\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"moved\":%" PRIu64
+    mc_info("front stopped", "\"node\":\"%s\",\"served\":%" PRIu64 ",\"read_here\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"moved\":%" PRIu64
             ",\"unavailable\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"malformed\":%" PRIu64,
-            self.args.node_id, self.served, self.forwarded, self.moved, self.unavailable, self.refused, self.malformed);
+            self.args.node_id, self.served, self.read_here, self.forwarded, self.moved, self.unavailable, self.refused, self.malformed);
     mc_nodes_destroy(&self.nodes);
     zhashx_destroy(&self.workers);
     zsock_destroy(&self.ext);

@@ -5,12 +5,16 @@
 #include "mc_config.h"
 #include "mc_log.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct _mc_store_t {
     MDB_env *env;           //  the environment
     MDB_txn *reader;        //  a reset read transaction kept for renewal, or NULL
+    MDB_txn *shared;        //  the same for pinned readers of other threads (taken by exchange)
+    pthread_rwlock_t pins;  //  read-locked by each pin; the owner write-locks it to resize
     size_t map_size;        //  current map size
     size_t map_max;         //  growth stops here
     char *dir;              //  where it lives, for logs
@@ -23,6 +27,7 @@ mc_store_new(const char *dir, size_t map_max)
     if (!self)
         return NULL;
     self->dir = strdup(dir);
+    pthread_rwlock_init(&self->pins, NULL);
     //  start small and grow by doubling: 64 MiB, or an eighth of a small maximum
     self->map_max = map_max > (1u << 20) ? map_max : (1u << 20);
     self->map_size = self->map_max >= (512u << 20) ? (64u << 20) : (self->map_max / 8) & ~(size_t) 4095;
@@ -62,8 +67,11 @@ mc_store_destroy(mc_store_t **self_p)
         return;
     if (self->reader)
         mdb_txn_abort(self->reader);
+    if (self->shared)
+        mdb_txn_abort(self->shared);
     if (self->env)
         mdb_env_close(self->env);
+    pthread_rwlock_destroy(&self->pins);
     free(self->dir);
     free(self);
     *self_p = NULL;
@@ -130,18 +138,67 @@ mc_store_read_end(mc_store_t *self, MDB_txn *txn)
     }
 }
 
+void
+mc_store_pin(mc_store_t *self)
+{
+    pthread_rwlock_rdlock(&self->pins);
+}
+
+void
+mc_store_unpin(mc_store_t *self)
+{
+    pthread_rwlock_unlock(&self->pins);
+}
+
+int
+mc_store_read_shared(mc_store_t *self, MDB_txn **txn)
+{
+    //  MDB_NOTLS lets a reset transaction be renewed by whichever thread takes it next
+    *txn = __atomic_exchange_n(&self->shared, NULL, __ATOMIC_ACQ_REL);
+    if (*txn) {
+        int rc = mdb_txn_renew(*txn);
+        if (rc == 0)
+            return 0;
+        mdb_txn_abort(*txn);
+    }
+    return mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+}
+
+void
+mc_store_read_shared_end(mc_store_t *self, MDB_txn *txn)
+{
+    mdb_txn_reset(txn);
+    MDB_txn *none = NULL;
+    if (!__atomic_compare_exchange_n(&self->shared, &none, txn, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        mdb_txn_abort(txn);
+}
+
+void
+mc_store_exclusive(mc_store_t *self)
+{
+    pthread_rwlock_wrlock(&self->pins);
+    pthread_rwlock_unlock(&self->pins);
+}
+
 int
 mc_store_grow(mc_store_t *self)
 {
     if (self->map_size >= self->map_max)
         return MDB_MAP_FULL;
+    //  LMDB resizes only with no transaction open in the process: pinned readers finish first
+    pthread_rwlock_wrlock(&self->pins);
     //  a reset reader still holds the old mapping; let it go before resizing
     if (self->reader) {
         mdb_txn_abort(self->reader);
         self->reader = NULL;
     }
+    if (self->shared) {
+        mdb_txn_abort(self->shared);
+        self->shared = NULL;
+    }
     size_t next = self->map_size * 2 < self->map_max ? self->map_size * 2 : self->map_max;
     int rc = mdb_env_set_mapsize(self->env, next);
+    pthread_rwlock_unlock(&self->pins);
     if (rc == 0) {
         mc_info("store grown", "\"dir\":\"%s\",\"map_bytes\":%zu", self->dir, next);
         self->map_size = next;

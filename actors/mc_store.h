@@ -35,6 +35,18 @@ int mc_store_begin(mc_store_t *self, MDB_txn **txn);
 int mc_store_read(mc_store_t *self, MDB_txn **txn);
 void mc_store_read_end(mc_store_t *self, MDB_txn *txn);
 
+/*  Reads from a thread other than the owner's (the node's front serving a shared read,
+    mc_reads.h). A pin keeps the environment open and its map where it is: mc_store_grow and
+    mc_store_exclusive wait for every pin to go. Inside a pin, mc_store_read_shared gives a read
+    transaction from a slot of its own (the owner's reset reader is the owner's alone). */
+void mc_store_pin(mc_store_t *self);
+void mc_store_unpin(mc_store_t *self);
+int mc_store_read_shared(mc_store_t *self, MDB_txn **txn);
+void mc_store_read_shared_end(mc_store_t *self, MDB_txn *txn);
+
+//  Waits until no other thread holds a pin (the owner calls it before it closes the store).
+void mc_store_exclusive(mc_store_t *self);
+
 //  Records key in dbi, once: 0 the first time, MDB_KEYEXIST when it was there already (a Kafka
 //  event redelivered), or another LMDB error.
 int mc_store_once(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len);
@@ -45,7 +57,7 @@ size_t mc_store_time_key(unsigned char *out, const void *prefix, size_t prefix_l
                          const void *id, size_t id_len);
 
 //  Doubles the map size, up to map_max. 0, or MDB_MAP_FULL when already at the maximum.
-//  Only call with no transaction open in this environment.
+//  Only call with no transaction of the owner's open; it waits for pinned readers.
 int mc_store_grow(mc_store_t *self);
 
 #endif

@@ -384,4 +384,5 @@ const mc_service_t catalog_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "catalog.step",
     .tick = "catalog.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
 };
