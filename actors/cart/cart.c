@@ -646,4 +646,5 @@ const mc_service_t cart_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "cart.step",
     .tick = "cart.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
 };

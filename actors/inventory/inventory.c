@@ -445,4 +445,5 @@ const mc_service_t inventory_service = {
     .handlers = s_handlers,
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .wants_event = s_wants_event,
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
 };

@@ -158,5 +158,6 @@ const mc_service_t notifications_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "notification.step",
     .tick = "notification.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
     .wants_event = s_wants_event,
 };

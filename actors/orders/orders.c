@@ -426,4 +426,5 @@ const mc_service_t orders_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "order.step",
     .tick = "order.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
 };

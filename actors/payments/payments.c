@@ -421,5 +421,6 @@ const mc_service_t payments_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "payment.step",
     .tick = "payment.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
     .wants_event = s_wants_event,
 };

@@ -216,5 +216,6 @@ const mc_service_t shipping_service = {
     .nhandlers = sizeof s_handlers / sizeof *s_handlers,
     .step = "shipment.step",
     .tick = "shipment.tick",
+    .shared_reads = true,       //  reads use only their transaction and the dbi handles
     .wants_event = s_wants_event,
 };
