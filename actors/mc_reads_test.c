@@ -39,27 +39,33 @@ s_body(const char *name)
     return sb;
 }
 
-//  What a message does on core (the owner): its reply's status, and body's name into name.
+//  The status of the reply frame in out (-1 when it does not decode) and its body's field into
+//  value (when not NULL).
+static int
+s_reply(const msgpack_sbuffer *out, const char *field, char *value, size_t size)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    mc_reply_t rep;
+    int status = mc_reply_decode(&u, out->data, out->size, &rep) ? -1 : rep.status;
+    mc_str_t v = { "", 0 };
+    if (status >= 0 && rep.body)
+        mc_map_str(rep.body, field, &v);
+    if (value)
+        snprintf(value, size, "%.*s", (int) v.len, v.ptr);
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+//  What a message does on core (the owner): its reply's status, with the new id into id.
 static int
 s_owner(mc_core_t *core, const char *type, const char *key, const msgpack_sbuffer *body, char *id, size_t idsz)
 {
     msgpack_sbuffer env, out;
     s_envelope(&env, type, key, body);
     msgpack_sbuffer_init(&out);
-    int status = -1;
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    mc_reply_t rep;
-    if (mc_core_handle(core, MC_PEER_EDGE, env.data, env.size, s_clock, &out) == 0
-    &&  mc_reply_decode(&u, out.data, out.size, &rep) == 0) {
-        status = rep.status;
-        mc_str_t v = { "", 0 };
-        if (id && rep.body)
-            mc_map_str(rep.body, "id", &v);
-        if (id)
-            snprintf(id, idsz, "%.*s", (int) v.len, v.ptr);
-    }
-    msgpack_unpacked_destroy(&u);
+    int status = mc_core_handle(core, MC_PEER_EDGE, env.data, env.size, s_clock, &out) ? -1
+               : s_reply(&out, "id", id, idsz);
     msgpack_sbuffer_destroy(&env);
     msgpack_sbuffer_destroy(&out);
     return status;
@@ -72,20 +78,8 @@ s_view(mc_core_t *view, const char *type, const char *key, const msgpack_sbuffer
     msgpack_sbuffer env, out;
     s_envelope(&env, type, key, body);
     msgpack_sbuffer_init(&out);
-    int status = -1;
-    if (mc_core_read(view, MC_PEER_EDGE, env.data, env.size, s_clock, &out) == 0) {
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        mc_reply_t rep;
-        MC_CHECK(mc_reply_decode(&u, out.data, out.size, &rep) == 0);
-        status = rep.status;
-        mc_str_t v = { "", 0 };
-        if (rep.body)
-            mc_map_str(rep.body, "name", &v);
-        if (name)
-            snprintf(name, namesz, "%.*s", (int) v.len, v.ptr);
-        msgpack_unpacked_destroy(&u);
-    }
+    int status = mc_core_read(view, MC_PEER_EDGE, env.data, env.size, s_clock, &out) ? -1
+               : s_reply(&out, "name", name, namesz);
     msgpack_sbuffer_destroy(&env);
     msgpack_sbuffer_destroy(&out);
     return status;

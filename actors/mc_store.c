@@ -113,18 +113,25 @@ mc_store_begin(mc_store_t *self, MDB_txn **txn)
     return mdb_txn_begin(self->env, NULL, 0, txn);
 }
 
+//  kept renewed, or (none kept, or it cannot be) a new read transaction.
+static int
+s_renew(mc_store_t *self, MDB_txn *kept, MDB_txn **txn)
+{
+    if (kept && mdb_txn_renew(kept) == 0) {
+        *txn = kept;
+        return 0;
+    }
+    if (kept)
+        mdb_txn_abort(kept);
+    return mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+}
+
 int
 mc_store_read(mc_store_t *self, MDB_txn **txn)
 {
-    if (self->reader) {
-        *txn = self->reader;
-        self->reader = NULL;
-        int rc = mdb_txn_renew(*txn);
-        if (rc == 0)
-            return 0;
-        mdb_txn_abort(*txn);
-    }
-    return mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    MDB_txn *kept = self->reader;
+    self->reader = NULL;
+    return s_renew(self, kept, txn);
 }
 
 void
@@ -154,14 +161,7 @@ int
 mc_store_read_shared(mc_store_t *self, MDB_txn **txn)
 {
     //  MDB_NOTLS lets a reset transaction be renewed by whichever thread takes it next
-    *txn = __atomic_exchange_n(&self->shared, NULL, __ATOMIC_ACQ_REL);
-    if (*txn) {
-        int rc = mdb_txn_renew(*txn);
-        if (rc == 0)
-            return 0;
-        mdb_txn_abort(*txn);
-    }
-    return mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    return s_renew(self, __atomic_exchange_n(&self->shared, NULL, __ATOMIC_ACQ_REL), txn);
 }
 
 void
