@@ -34,6 +34,17 @@ s_exit_thread(const struct mg_context *ctx, int thread_type, void *user_ptr)
     edge_client_thread_exit();
 }
 
+//  Authentication is ours (bearer tokens, edge_auth.c). Without a handler of its own civetweb
+//  looks for a .htpasswd where each request's path would be on disk: a failed stat of
+//  "/.htpasswd" per request, and a file put there would have put Basic auth before the API.
+static int
+s_no_basic_auth(struct mg_connection *conn, void *arg)
+{
+    (void) conn;
+    (void) arg;
+    return 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -137,6 +148,7 @@ main(int argc, char **argv)
         return 1;
     }
     mg_set_request_handler(ctx, "/", edge_http_handle, NULL);
+    mg_set_auth_handler(ctx, "/", s_no_basic_auth, NULL);
     struct mg_server_port ports[4];
     int nports = mg_get_server_ports(ctx, 4, ports);
     int bound = nports > 0 ? ports[0].port : atoi(port);
