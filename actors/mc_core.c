@@ -440,7 +440,8 @@ mc_core_batch(mc_core_t *self, const mc_in_t *in, size_t n, uint64_t now_ms)
 {
     self->nfx = 0;
     size_t i = 0;
-    int grown = 0;
+    //  a view never grows the map: it reads under a pin, and growth waits for every pin
+    int grown = self->owner ? 8 : 0;
     while (i < n) {
         //  a group runs until it ends or a message finds the map full; a full map grows and the
         //  messages whose writes did not commit run again
