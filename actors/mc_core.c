@@ -15,6 +15,7 @@ struct _mc_core_t {
     mc_fx_t **fx;                   //  the current batch's effects
     size_t nfx, capfx;
     mc_core_t *owner;               //  a view (mc_core_view_new): the core whose store it reads
+    bool declined;                  //  a view's last message is the owner's to handle
 };
 
 mc_core_t *
@@ -358,6 +359,17 @@ s_handle(mc_core_t *self, group_t *g, const mc_in_t *in, size_t index, uint64_t 
     int rc = mc_request_decode(&u, in->frame, in->len, &req);
     if (req.id.ptr)
         s_copy(reply->id, sizeof reply->id, req.id);
+    const mc_handler_t *h = rc ? NULL : s_find(self->service, req.type);
+    bool own = !rc && ((self->service->step && mc_str_eq(req.type, self->service->step))
+                       || (self->service->tick && mc_str_eq(req.type, self->service->tick)));
+    if (self->owner && (!h || h->write || own)) {
+        //  a view runs reads only; the rest, what does not decode included, the owner counts
+        //  and answers
+        self->declined = true;
+        reply->kind = MC_FX_NONE;
+        msgpack_unpacked_destroy(&u);
+        return 0;
+    }
     if (rc) {
         self->stats.malformed++;
         if (rc == MC_ESHAPE && req.id.len)
@@ -374,12 +386,9 @@ s_handle(mc_core_t *self, group_t *g, const mc_in_t *in, size_t index, uint64_t 
         msgpack_unpacked_destroy(&u);
         return 0;
     }
-    const mc_handler_t *h = s_find(self->service, req.type);
     const mc_msgdef_t *def = h ? mc_schema_find(self->service->name, req.type) : NULL;
     mc_errors_t errs = { 0 };
     int status = 0;
-    bool own = (self->service->step && mc_str_eq(req.type, self->service->step))
-               || (self->service->tick && mc_str_eq(req.type, self->service->tick));
     const char *why = NULL;
     int refused = 0;
     if (!h || !def) {
@@ -490,22 +499,12 @@ mc_core_read(mc_core_t *self, mc_peer_t peer, const void *frame, size_t len, uin
 {
     if (!self->owner)
         return 1;
-    //  only a read the service's handlers mark as one; what does not even decode is the owner's
-    //  to count and answer
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    mc_request_t req;
-    const mc_handler_t *h = mc_request_decode(&u, frame, len, &req) ? NULL : s_find(self->service, req.type);
-    bool own = h && ((self->service->step && mc_str_eq(req.type, self->service->step))
-                     || (self->service->tick && mc_str_eq(req.type, self->service->tick)));
-    msgpack_unpacked_destroy(&u);
-    if (!h || h->write || own)
-        return 1;
+    self->declined = false;
     mc_in_t in = { frame, len, peer };
     mc_core_batch(self, &in, 1, now_ms);
     //  a read that parks or asks another service needs the owner's runtime: it runs again
     //  there, which a read may (it changed nothing)
-    if (self->nfx != 1 || self->fx[0]->kind != MC_FX_REPLY)
+    if (self->declined || self->nfx != 1 || self->fx[0]->kind != MC_FX_REPLY)
         return 1;
     msgpack_sbuffer_write(out, self->fx[0]->data.data, self->fx[0]->data.size);
     return 0;
