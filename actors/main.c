@@ -2,11 +2,10 @@
 
     usage: mercato-node [--broker ENDPOINT] [--data DIR] [--actors catalog,...] [--node-id ID]
                         [--keys DIR] [--key NAME]
-    Each actor is a thread with its shard's databases in its service's LMDB environment,
-    DIR/<service>/ (mc_store.h). An actor that stops on its own is restarted, one for one, with
-    a doubling backoff. Every connection to the broker proves the plane key NAME (default
-    "node") from the key folder (mc_plane.h; default $MERCATO_KEYS_DIR or DIR/plane); without it
-    the node does not start. */
+    Each actor is a thread with its own LMDB environment under DIR/<service>/<shard>/. An actor
+    that stops on its own is restarted, one for one, with a doubling backoff. Every connection
+    to the broker proves the plane key NAME (default "node") from the key folder (mc_plane.h;
+    default $MERCATO_KEYS_DIR or DIR/plane); without it the node does not start. */
 #include "mc_actor.h"
 #include "mc_consumer.h"
 #include "mc_front.h"
@@ -71,23 +70,11 @@ s_feed_host(const child_t *children, size_t count, size_t feed)
 }
 
 //  The shard counts are fixed when a data directory is made (a key's shard depends on them):
-//  the first start records them in DATA/shards, and a start with other counts refuses. So does
-//  a data directory with an environment per shard (DATA/<service>/<shard>/, before mc_store.h
-//  put a service's shards in one): its data is not where this build looks.
+//  the first start records them in DATA/shards, and a start with other counts refuses. A data
+//  directory from before the record holds one shard of each service.
 static int
 s_shards_check(const char *data)
 {
-    for (size_t i = 0; i < mc_services_count; i++) {
-        char old[4200];
-        snprintf(old, sizeof old, "%s/%s/0/data.mdb", data, mc_services[i].name);
-        if (access(old, F_OK) == 0) {
-            mc_error("the data directory keeps an environment per shard, not starting", "\"data\":\"%s\"", data);
-            fprintf(stderr, "mercato-node: %s is from a build that kept one LMDB environment per shard "
-                    "(%s); this one keeps a service's shards in %s/%s/data.mdb: start from a new data "
-                    "directory\n", data, old, data, mc_services[i].name);
-            return -1;
-        }
-    }
     char want[1024], had[1024] = "", path[4200];
     mc_schema_shards_text(want, sizeof want);
     snprintf(path, sizeof path, "%s/shards", data);
@@ -99,11 +86,21 @@ s_shards_check(const char *data)
         had[strcspn(had, "\n")] = 0;
     }
     else {
-        if (mc_config_mkdirs(data) || mc_config_write_file(path, want)) {
+        for (size_t i = 0; i < mc_services_count && !*had; i++) {
+            char old[4200];
+            snprintf(old, sizeof old, "%s/%s/0", data, mc_services[i].name);
+            if (access(old, F_OK) == 0) {
+                size_t at = 0;
+                for (size_t j = 0; j < mc_services_count; j++)
+                    at += (size_t) snprintf(had + at, sizeof had - at, "%s%s=1", j ? "," : "", mc_services[j].name);
+            }
+        }
+        if (!*had && (mc_config_mkdirs(data) || mc_config_write_file(path, want))) {
             mc_error("cannot record the shard counts", "\"path\":\"%s\"", path);
             return -1;
         }
-        return 0;
+        if (!*had)
+            return 0;
     }
     if (strcmp(had, want) != 0) {
         mc_error("shard counts differ from the data directory's, not starting",

@@ -122,7 +122,7 @@ typedef struct {
 //  The part of an actor that needs no socket: decode, validate, run, commit, encode.
 typedef struct _mc_core_t mc_core_t;
 
-//  Opens the service's shard: its databases in the environment data_dir/<service>/ (mc_store.h).
+//  Opens the service's shard in data_dir/<service>/<shard>/.
 mc_core_t *mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, size_t map_max);
 void mc_core_destroy(mc_core_t **self_p);
 

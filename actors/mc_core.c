@@ -1,7 +1,6 @@
 #include "mc_actor.h"
 
 #include "mc_log.h"
-#include "mc_schema.h"
 
 #include <string.h>
 #include <stdio.h>
@@ -27,21 +26,12 @@ mc_core_new(const mc_service_t *service, const char *data_dir, unsigned shard, s
         return NULL;
     self->service = service;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", data_dir, service->name);
-    self->store = mc_store_new(dir, shard, mc_schema_shards(service->name), map_max);
-    if (!self->store) {
-        mc_core_destroy(&self);
-        return NULL;
-    }
-    //  the other shards' groups wait while this one opens its databases and starts
-    mc_store_lock(self->store);
-    int rc = mc_store_dbi(self->store, "outbox", MDB_CREATE, &self->outbox)
-          || mc_store_dbi(self->store, "outbox_seq", MDB_CREATE, &self->outbox_seq)
-          || service->open(self->store, data_dir, &self->state);
-    mc_store_unlock(self->store);
-    if (rc) {
-        mc_error("service open failed", "\"service\":\"%s\",\"dir\":\"%s\",\"shard\":%u", service->name, dir,
-                 shard);
+    snprintf(dir, sizeof dir, "%s/%s/%u", data_dir, service->name, shard);
+    self->store = mc_store_new(dir, map_max);
+    if (!self->store || mc_store_dbi(self->store, "outbox", MDB_CREATE, &self->outbox)
+    ||  mc_store_dbi(self->store, "outbox_seq", MDB_CREATE, &self->outbox_seq)
+    ||  service->open(self->store, data_dir, &self->state)) {
+        mc_error("service open failed", "\"service\":\"%s\",\"dir\":\"%s\"", service->name, dir);
         mc_core_destroy(&self);
     }
     return self;
@@ -238,9 +228,10 @@ s_find(const mc_service_t *service, mc_str_t type)
     return NULL;
 }
 
-//  The group's open write transaction: one for every shard whose messages it holds.
+//  The batch's open write transaction, and where its effects start.
 typedef struct {
     MDB_txn *txn;               //  parent of every message's nested transaction, or NULL
+    size_t first;               //  effects from here on depend on it committing
 } group_t;
 
 //  Commits the group; 0 or the LMDB error, with the group's effects left as they are.
@@ -257,11 +248,11 @@ s_group_commit(group_t *g)
 //  The group failed to commit: every caller in it gets a 500 and nothing else it asked for
 //  happens.
 static void
-s_group_failed(mc_core_t *self, size_t first, int rc)
+s_group_failed(mc_core_t *self, const group_t *g, int rc)
 {
     mc_error("group commit failed", "\"service\":\"%s\",\"error\":\"%s\"", self->service->name,
              mdb_strerror(rc));
-    for (size_t i = first; i < self->nfx; i++) {
+    for (size_t i = g->first; i < self->nfx; i++) {
         mc_fx_t *fx = self->fx[i];
         if (fx->kind == MC_FX_REPLY || fx->kind == MC_FX_PARK) {
             fx->kind = MC_FX_REPLY;
@@ -453,82 +444,40 @@ s_handle(mc_core_t *self, group_t *g, const mc_in_t *in, size_t index, uint64_t 
     return 0;
 }
 
-//  One shard's messages in a group (mc_store_combine's work).
-typedef struct {
-    mc_core_t *core;
-    const mc_in_t *in;
-    size_t n;
-    uint64_t now_ms;
-    size_t first;               //  its effects from here on depend on the open group committing
-    mc_core_stats_t before;     //  its counters when that group began
-} job_t;
-
-/*  Runs the jobs of every shard queued on the environment as groups: one, unless a message
-    finds the map full; then the group commits what it has, the map grows and the rest run in
-    the next. A group whose commit finds the map full runs again, whole, after growing. */
-static void
-s_run_jobs(job_t **jobs, size_t njobs)
-{
-    for (size_t k = 0; k < njobs; k++)
-        jobs[k]->core->nfx = 0;
-    //  a view never grows the map: it reads under a pin, and growth waits for every pin
-    int grown = jobs[0]->core->owner ? 8 : 0;
-    size_t j = 0, i = 0;
-    while (j < njobs) {
-        group_t g = { NULL };
-        size_t j0 = j, i0 = i;
-        for (size_t k = j; k < njobs; k++)
-            jobs[k]->first = jobs[k]->core->nfx, jobs[k]->before = jobs[k]->core->stats;
-        bool full = false;
-        while (j < njobs && !full) {
-            job_t *b = jobs[j];
-            for (; i < b->n && !full; i++)
-                if (s_handle(b->core, &g, &b->in[i], i, b->now_ms, grown == 8) == MDB_MAP_FULL) {
-                    full = true;
-                    i--;
-                }
-            if (!full)
-                j++, i = 0;
-        }
-        size_t last = j < njobs ? j : njobs - 1;     //  the jobs this group touched: j0 to last
-        int rc = s_group_commit(&g);
-        if (rc == MDB_MAP_FULL && grown < 8) {
-            for (size_t k = j0; k <= last; k++)
-                jobs[k]->core->nfx = jobs[k]->first, jobs[k]->core->stats = jobs[k]->before;
-            j = j0, i = i0;
-        }
-        else
-        if (rc)
-            for (size_t k = j0; k <= last; k++)
-                s_group_failed(jobs[k]->core, jobs[k]->first, rc);
-        if ((rc == MDB_MAP_FULL || full) && grown < 8) {
-            grown++;
-            if (mc_store_grow(jobs[0]->core->store))
-                grown = 8;      //  at the ceiling: what still does not fit gets its 507
-        }
-    }
-}
-
-static void
-s_run_works(mc_store_work_t **works, size_t n)
-{
-    job_t *jobs[256];
-    for (size_t k = 0; k < n; k++)
-        jobs[k] = works[k]->arg;
-    s_run_jobs(jobs, n);
-}
-
 void
 mc_core_batch(mc_core_t *self, const mc_in_t *in, size_t n, uint64_t now_ms)
 {
-    job_t job = { .core = self, .in = in, .n = n, .now_ms = now_ms }, *one = &job;
-    if (self->owner) {
-        //  a view only reads, on its own thread, under a pin
-        s_run_jobs(&one, 1);
-        return;
+    self->nfx = 0;
+    size_t i = 0;
+    //  a view never grows the map: it reads under a pin, and growth waits for every pin
+    int grown = self->owner ? 8 : 0;
+    while (i < n) {
+        //  a group runs until it ends or a message finds the map full; a full map grows and the
+        //  messages whose writes did not commit run again
+        group_t g = { NULL, self->nfx };
+        size_t from = i;
+        bool full = false;
+        mc_core_stats_t before = self->stats;
+        for (; i < n && !full; i++)
+            if (s_handle(self, &g, &in[i], i, now_ms, grown == 8) == MDB_MAP_FULL) {
+                full = true;
+                i--;
+            }
+        int rc = s_group_commit(&g);
+        if (rc == MDB_MAP_FULL && grown < 8) {
+            self->nfx = g.first;
+            self->stats = before;
+            i = from;
+        }
+        else
+        if (rc)
+            s_group_failed(self, &g, rc);
+        if ((rc == MDB_MAP_FULL || full) && grown < 8) {
+            grown++;
+            if (mc_store_grow(self->store))
+                grown = 8;      //  at the ceiling: what still does not fit gets its 507
+        }
     }
-    mc_store_work_t work = { .arg = &job };
-    mc_store_combine(self->store, &work, s_run_works);
 }
 
 int

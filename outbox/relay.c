@@ -6,8 +6,6 @@
 #include "mc_log.h"
 #include "mc_msgpack.h"
 #include "mc_outbox.h"
-#include "mc_schema.h"
-#include "mc_store.h"
 #include "mc_util.h"
 
 #include <czmq.h>
@@ -17,16 +15,13 @@
 
 //  every shard of every service a node may run (main.c: 8 services x MC_SHARDS_MAX)
 #define SOURCES_MAX 512
-//  service environments (mc_store.h: one per service, its shards' databases inside)
-#define ENVS_MAX 32
 #define BATCH_MAX 2000              //  records read per pass over a source
 #define INFLIGHT_MAX 50000          //  produced but not yet reported, per source
 #define DELIVERED_MAX 65536         //  reports waiting to be turned into deletions
 
 typedef struct {
-    char dir[4096 + 600];           //  the environment's directory and the shard: "<dir>/<shard>"
-    MDB_env *env;                   //  its service's environment (the relay's envs own it)
-    unsigned shard;                 //  whose databases: "<shard>/outbox", "<shard>/outbox_dead"
+    char dir[4096 + 600];           //  the environment's directory
+    MDB_env *env;                   //  opened alongside the actor (LMDB allows many processes)
     MDB_dbi outbox, dead;           //  pending events, and those given up on
     bool ready;                     //  outbox exists and is open
     uint64_t next_seq;              //  the next sequence to produce (0: from the first record)
@@ -51,14 +46,9 @@ struct _relay_t {
     char bootstrap[512];            //  the list in use
     rd_kafka_t *rk;                 //  the producer, or NULL while there is no bootstrap
     mc_event_signer_t *signer;      //  signs every record, or NULL: redrive only
-    source_t *sources[SOURCES_MAX]; //  one per shard's outbox, allocated as found (each is half
-                                    //  a megabyte: 16 shards of 8 services make 128)
+    source_t *sources[SOURCES_MAX]; //  one per actor environment, allocated as found (each is
+                                    //  half a megabyte: 16 shards of 8 services make 128)
     size_t nsources;
-    struct {
-        char dir[4096 + 264];
-        MDB_env *env;               //  opened alongside the actors (LMDB allows many processes)
-    } envs[ENVS_MAX];               //  LMDB allows an environment open once per process
-    size_t nenvs;
     uint64_t scanned_at, reported_at;   //  mono ms
     uint64_t pruned_at;                 //  mono ms of the last deletion pass
     uint64_t delivered, retried, dead;  //  counters
@@ -79,14 +69,20 @@ s_txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn)
 static void
 s_source_open(source_t *s)
 {
+    if (!s->env) {
+        if (mdb_env_create(&s->env) || mdb_env_set_maxdbs(s->env, 32) || mdb_env_set_maxreaders(s->env, 126)
+        ||  mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)) {
+            if (s->env)
+                mdb_env_close(s->env);
+            s->env = NULL;
+            return;
+        }
+    }
     MDB_txn *txn;
     if (s_txn_begin(s->env, 0, &txn))
         return;
     //  the actor creates the outbox; the dead-letter database is ours
-    char outbox[64], dead[64];
-    mc_store_dbi_name(s->shard, "outbox", outbox, sizeof outbox);
-    mc_store_dbi_name(s->shard, "outbox_dead", dead, sizeof dead);
-    if (mdb_dbi_open(txn, outbox, 0, &s->outbox) || mdb_dbi_open(txn, dead, MDB_CREATE, &s->dead)) {
+    if (mdb_dbi_open(txn, "outbox", 0, &s->outbox) || mdb_dbi_open(txn, "outbox_dead", MDB_CREATE, &s->dead)) {
         mdb_txn_abort(txn);
         return;
     }
@@ -96,65 +92,7 @@ s_source_open(source_t *s)
     }
 }
 
-//  The environment in dir, opened once; NULL when it cannot be (yet).
-static MDB_env *
-s_env(relay_t *self, const char *dir)
-{
-    for (size_t i = 0; i < self->nenvs; i++)
-        if (streq(self->envs[i].dir, dir))
-            return self->envs[i].env;
-    MDB_env *env = NULL;
-    if (self->nenvs == ENVS_MAX || mdb_env_create(&env) || mdb_env_set_maxdbs(env, 24 * MC_SHARDS_MAX + 8)
-    ||  mdb_env_set_maxreaders(env, 126 + 4 * MC_SHARDS_MAX) || mdb_env_open(env, dir, MDB_NOTLS, 0600)) {
-        if (env)
-            mdb_env_close(env);
-        return NULL;
-    }
-    snprintf(self->envs[self->nenvs].dir, sizeof self->envs[self->nenvs].dir, "%s", dir);
-    self->envs[self->nenvs++].env = env;
-    return env;
-}
-
-//  A source for every "<shard>/outbox" database of env not seen yet.
-static void
-s_scan_env(relay_t *self, const char *dir, MDB_env *env)
-{
-    MDB_txn *txn;
-    MDB_dbi main;
-    MDB_cursor *cur;
-    if (s_txn_begin(env, MDB_RDONLY, &txn))
-        return;
-    if (mdb_dbi_open(txn, NULL, 0, &main) || mdb_cursor_open(txn, main, &cur)) {
-        mdb_txn_abort(txn);
-        return;
-    }
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        char name[64];
-        unsigned shard;
-        int end = 0;
-        if (k.mv_size >= sizeof name)
-            continue;
-        memcpy(name, k.mv_data, k.mv_size);
-        name[k.mv_size] = 0;
-        if (sscanf(name, "%u/outbox%n", &shard, &end) != 1 || name[end] || shard >= MC_SHARDS_MAX)
-            continue;
-        bool known = false;
-        for (size_t i = 0; i < self->nsources && !known; i++)
-            known = self->sources[i]->env == env && self->sources[i]->shard == shard;
-        source_t *s = !known && self->nsources < SOURCES_MAX ? calloc(1, sizeof *s) : NULL;
-        if (s) {
-            self->sources[self->nsources++] = s;
-            snprintf(s->dir, sizeof s->dir, "%s/%u", dir, shard);
-            s->env = env;
-            s->shard = shard;
-        }
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-}
-
-//  Finds the shards' outboxes in the <data>/<service>/data.mdb environments.
+//  Finds <data>/<service>/<shard>/data.mdb environments not seen yet.
 static void
 s_scan(relay_t *self)
 {
@@ -163,12 +101,29 @@ s_scan(relay_t *self)
     while (services && (svc = readdir(services))) {
         if (svc->d_name[0] == '.' || streq(svc->d_name, "keys") || streq(svc->d_name, "plane"))
             continue;
-        char dir[4096 + 264], mdb[sizeof dir + 16];
-        snprintf(dir, sizeof dir, "%s/%s", self->data_dir, svc->d_name);
-        snprintf(mdb, sizeof mdb, "%s/data.mdb", dir);
-        MDB_env *env = access(mdb, F_OK) == 0 ? s_env(self, dir) : NULL;
-        if (env)
-            s_scan_env(self, dir, env);
+        char path[4096 + 264];
+        snprintf(path, sizeof path, "%s/%s", self->data_dir, svc->d_name);
+        DIR *shards = opendir(path);
+        struct dirent *sh;
+        while (shards && (sh = readdir(shards))) {
+            if (sh->d_name[0] == '.')
+                continue;
+            char dir[sizeof path + 264], mdb[sizeof dir + 16];
+            snprintf(dir, sizeof dir, "%s/%s", path, sh->d_name);
+            snprintf(mdb, sizeof mdb, "%s/data.mdb", dir);
+            if (access(mdb, F_OK))
+                continue;
+            bool known = false;
+            for (size_t i = 0; i < self->nsources && !known; i++)
+                known = streq(self->sources[i]->dir, dir);
+            source_t *s = !known && self->nsources < SOURCES_MAX ? calloc(1, sizeof *s) : NULL;
+            if (s) {
+                self->sources[self->nsources++] = s;
+                snprintf(s->dir, sizeof s->dir, "%s", dir);
+            }
+        }
+        if (shards)
+            closedir(shards);
     }
     if (services)
         closedir(services);
@@ -533,9 +488,10 @@ relay_destroy(relay_t **self_p)
         rd_kafka_destroy(self->rk);
     }
     for (size_t i = 0; i < self->nsources; i++)
+        if (self->sources[i]->env)
+            mdb_env_close(self->sources[i]->env);
+    for (size_t i = 0; i < self->nsources; i++)
         free(self->sources[i]);
-    for (size_t i = 0; i < self->nenvs; i++)
-        mdb_env_close(self->envs[i].env);
     mc_event_signer_destroy(&self->signer);
     free(self->brokers);
     free(self->bootstrap_file);
@@ -599,9 +555,7 @@ relay_redrive(const char *data_dir)
         mdb_cursor_open(txn, s->outbox, &out);
         //  new numbers past every one ever used, as the actors' own appends do
         uint64_t seq = mdb_cursor_get(out, &last, &v, MDB_LAST) == 0 ? mc_outbox_seq(&last) : 0;
-        char seqname[64];
-        mc_store_dbi_name(s->shard, "outbox_seq", seqname, sizeof seqname);
-        bool have_seq = mdb_dbi_open(txn, seqname, MDB_CREATE, &seqdb) == 0;
+        bool have_seq = mdb_dbi_open(txn, "outbox_seq", MDB_CREATE, &seqdb) == 0;
         if (have_seq && mdb_get(txn, seqdb, &sk, &v) == 0 && v.mv_size == 8 && mc_outbox_seq(&v) > seq)
             seq = mc_outbox_seq(&v);
         int rc;

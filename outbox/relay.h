@@ -1,7 +1,7 @@
 /*  relay: publishes every actor's outbox to Kafka, in order, at least once.
 
-    It finds the LMDB environments under the data directory (<service>/) and every shard's
-    outbox in them ("<shard>/outbox", mc_store.h), reads each outbox in sequence order and produces every event with an idempotent producer: topic
+    It finds the LMDB environments under the data directory (<service>/<shard>/), reads each
+    outbox in sequence order and produces every event with an idempotent producer: topic
     "<aggregate>.events", key the aggregate id, value the event data as JSON, CloudEvents 1.0
     binary-mode headers, and the relay's signature over all of them (mc_event_sign.h: headers
     mercato_sig and mercato_kid). A record is deleted only after its delivery report says Kafka

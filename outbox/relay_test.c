@@ -7,7 +7,6 @@
 #include "mc_test.h"
 #include "mc_util.h"
 #include "relay.h"
-#include "mc_store.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -49,23 +48,21 @@ s_create(mc_core_t *core, const char *sku, uint64_t t)
     return rc;
 }
 
-//  Entries in a named database of the catalog's shard 0; *first gets its first key's number.
+//  Entries in a named database of the catalog environment; *first gets its first key's number.
 static long
 s_entries_first(const char *name, uint64_t *first)
 {
     char dir[128];
-    snprintf(dir, sizeof dir, "%s/catalog", s_dir);
-    char full[64];
-    mc_store_dbi_name(0, name, full, sizeof full);
+    snprintf(dir, sizeof dir, "%s/catalog/0", s_dir);
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
     MDB_stat st;
     long n = -1;
-    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 64) || mdb_env_open(env, dir, MDB_NOTLS, 0600))
+    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) || mdb_env_open(env, dir, MDB_NOTLS, 0600))
         return -1;
     if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_dbi_open(txn, full, 0, &dbi) == 0 && mdb_stat(txn, dbi, &st) == 0)
+        if (mdb_dbi_open(txn, name, 0, &dbi) == 0 && mdb_stat(txn, dbi, &st) == 0)
             n = (long) st.ms_entries;
         MDB_cursor *cur;
         MDB_val k, v;
@@ -191,7 +188,7 @@ test_poison_is_dead_lettered_and_redriven(void)
     MDB_txn *txn;
     ASSERT_EQ(mdb_txn_begin(mc_core_env(core), NULL, 0, &txn), 0);
     MDB_dbi seqdb;
-    ASSERT_EQ(mdb_dbi_open(txn, "0/outbox_seq", 0, &seqdb), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "outbox_seq", 0, &seqdb), 0);
     unsigned char key[8];
     mc_outbox_key(key, 2);
     MDB_val k = { 8, key }, v = { 5, "\xc1junk" }, sk = { 4, "last" };

@@ -22,27 +22,28 @@
 static const char *s_words[] = { "red", "blue", "green", "cotton", "leather", "classic", "sport",
                                  "shoe", "hat", "shirt", "bag", "watch", "lamp", "chair", "mug" };
 
-//  One shard being filled. Every shard is in the catalog's one environment, so one bulk
-//  transaction at a time fills them all.
+//  One shard being filled.
 typedef struct {
-    mc_store_t *store;          //  its databases
+    mc_store_t *store;          //  its environment
     void *state;                //  the service's handles
     MDB_dbi outbox, outbox_seq; //  where its events go
+    MDB_txn *txn;               //  the open bulk transaction, or NULL
+    long pending;               //  products in it
 } shard_t;
 
 static int
 s_open(shard_t *sh, const char *data, unsigned shard)
 {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/catalog", data);
-    sh->store = mc_store_new(dir, shard, mc_schema_shards("catalog"), (size_t) 64 << 30);
+    snprintf(dir, sizeof dir, "%s/catalog/%u", data, shard);
+    sh->store = mc_store_new(dir, (size_t) 64 << 30);
     if (!sh->store || catalog_service.open(sh->store, data, &sh->state))
         return -1;
     if (mc_store_dbi(sh->store, "outbox", MDB_CREATE, &sh->outbox)
     ||  mc_store_dbi(sh->store, "outbox_seq", MDB_CREATE, &sh->outbox_seq))
         return -1;
     //  a bulk transaction cannot grow the map half way: make room for it first
-    for (int i = 0; i < 5 && shard == 0; i++)
+    for (int i = 0; i < 5; i++)
         mc_store_grow(sh->store);
     return 0;
 }
@@ -84,12 +85,11 @@ main(int argc, char **argv)
     msgpack_sbuffer_init(&env);
     msgpack_sbuffer_init(&out);
     uint64_t t0 = mc_now_ms();
-    MDB_txn *txn = NULL;        //  the open bulk transaction
     for (long i = 0; i < n; i++) {
         char sku[32], name[96], desc[160], cat[32];
         snprintf(sku, sizeof sku, "SEED-%ld", i);
         shard_t *s = &sh[catalog_sku_home((mc_str_t) { sku, strlen(sku) })];
-        if (!txn && mc_store_begin(s->store, &txn))
+        if (!s->txn && mc_store_begin(s->store, &s->txn))
             return 1;
         msgpack_sbuffer_clear(&body);
         msgpack_packer pk;
@@ -119,7 +119,7 @@ main(int argc, char **argv)
         msgpack_sbuffer_clear(&out);
         msgpack_packer rp;
         msgpack_packer_init(&rp, &out, msgpack_sbuffer_write);
-        mc_ctx_t ctx = { .req = &decoded, .txn = txn, .state = s->state, .pk = &rp, .outbox = s->outbox,
+        mc_ctx_t ctx = { .req = &decoded, .txn = s->txn, .state = s->state, .pk = &rp, .outbox = s->outbox,
                          .outbox_seq = s->outbox_seq, .service = "catalog" };
         int status = create->fn(&ctx);
         msgpack_unpacked_destroy(&u);
@@ -129,15 +129,15 @@ main(int argc, char **argv)
         }
         if (ids && status == 201)
             fprintf(ids, "%s\n", id);
-        if ((i + 1) % 10000 == 0) {
-            if (mdb_txn_commit(txn))
+        if (++s->pending % 10000 == 0) {
+            if (mdb_txn_commit(s->txn))
                 return 1;
-            txn = NULL;
+            s->txn = NULL;
         }
     }
-    if (txn && mdb_txn_commit(txn))
-        return 1;
     for (unsigned i = 0; i < shards; i++) {
+        if (sh[i].txn && mdb_txn_commit(sh[i].txn))
+            return 1;
         free(sh[i].state);
         mc_store_destroy(&sh[i].store);
     }

@@ -106,6 +106,25 @@ s_create_user(mc_ctx_t *ctx, MDB_txn *txn, const identity_db_t *db, mc_str_t id,
     return s_user_put(txn, db, id, email, name, role, ts, ts, hash, 1);
 }
 
+//  Which shard store holds: the name of its directory, data_dir/identity/<shard>/ (open is
+//  not told). -1 when the path says something else.
+static long
+s_store_shard(mc_store_t *store)
+{
+    const char *path = NULL;
+    if (mdb_env_get_path(mc_store_env(store), &path) || !path)
+        return -1;
+    size_t n = strlen(path);
+    while (n && path[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start && path[start - 1] >= '0' && path[start - 1] <= '9')
+        start--;
+    if (start == n || n - start > 2)
+        return -1;
+    return strtol(path + start, NULL, 10);
+}
+
 //  MERCATO_ADMIN_EMAIL / MERCATO_ADMIN_PASSWORD: an admin, unless that email already has a user.
 //  Like every user it lives on the shard of its email, with an id that falls there too: only
 //  that shard makes it.
@@ -116,8 +135,9 @@ s_bootstrap_admin(mc_store_t *store, identity_db_t *db)
     const char *password = mc_config_env("MERCATO_ADMIN_PASSWORD", NULL);
     if (!email || !password)
         return;
+    long shard = s_store_shard(store);
     unsigned home = mc_shard_of_folded("identity", email, strlen(email));
-    if (mc_schema_shards("identity") > 1 && mc_store_shard(store) != home)
+    if (mc_schema_shards("identity") > 1 && shard != (long) home)
         return;
     if (strlen(password) < 8 || strlen(password) > 128) {
         mc_error("MERCATO_ADMIN_PASSWORD must have 8 to 128 characters; no admin created", NULL);

@@ -339,11 +339,9 @@ s_entries(const char *name)
     MDB_txn *txn;
     MDB_dbi dbi;
     MDB_stat st = { 0 };
-    char full[64];
-    mc_store_dbi_name(0, name, full, sizeof full);
     if (mdb_txn_begin(mc_core_env(s_core), NULL, MDB_RDONLY, &txn))
         return SIZE_MAX;
-    if (mdb_dbi_open(txn, full, 0, &dbi) || mdb_stat(txn, dbi, &st))
+    if (mdb_dbi_open(txn, name, 0, &dbi) || mdb_stat(txn, dbi, &st))
         st.ms_entries = SIZE_MAX;
     mdb_txn_abort(txn);
     return st.ms_entries;
@@ -437,8 +435,8 @@ test_pruning(void)
     MDB_txn *txn;
     MDB_dbi expiry, family_exp;
     ASSERT_EQ(mdb_txn_begin(mc_core_env(s_core), NULL, 0, &txn), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "0/expiry", 0, &expiry), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "0/family_exp", 0, &family_exp), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "expiry", 0, &expiry), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "family_exp", 0, &family_exp), 0);
     ASSERT_EQ(mdb_drop(txn, expiry, 0), 0);
     ASSERT_EQ(mdb_drop(txn, family_exp, 0), 0);
     ASSERT_EQ(mdb_txn_commit(txn), 0);

@@ -581,7 +581,7 @@ s_pending_entries(const char *user)
     size_t n = 0, ulen = strlen(user);
     if (mdb_txn_begin(mc_core_env(s_core), NULL, MDB_RDONLY, &txn))
         return SIZE_MAX;
-    if (mdb_dbi_open(txn, "0/pending", 0, &dbi) == 0 && mdb_cursor_open(txn, dbi, &cur) == 0) {
+    if (mdb_dbi_open(txn, "pending", 0, &dbi) == 0 && mdb_cursor_open(txn, dbi, &cur) == 0) {
         MDB_val k, v;
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
             n += k.mv_size > ulen && memcmp(k.mv_data, user, ulen) == 0 && ((char *) k.mv_data)[ulen] == 0;
@@ -712,7 +712,7 @@ test_pending_index_is_rebuilt_for_older_data(void)
     MDB_txn *txn;
     MDB_dbi dbi;
     ASSERT_EQ(mdb_txn_begin(mc_core_env(s_core), NULL, 0, &txn), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "0/pending", 0, &dbi), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "pending", 0, &dbi), 0);
     ASSERT_EQ(mdb_drop(txn, dbi, 0), 0);
     ASSERT_EQ(mdb_txn_commit(txn), 0);
     ASSERT_EQ(s_pending_entries(s_user), 0);

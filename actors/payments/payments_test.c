@@ -430,7 +430,7 @@ static void
 test_no_card_data_at_rest(void)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/payments/data.mdb", s_dir);
+    snprintf(path, sizeof path, "%s/payments/0/data.mdb", s_dir);
     FILE *f = fopen(path, "rb");
     MC_CHECK(f != NULL);
     if (!f)

@@ -93,17 +93,10 @@ LUA
     # catalog shards' outboxes; time the relay emptying them into the development Kafka.
     outbox_entries() {
         local d n=0 e
-        if [[ -e "$DATA/catalog/data.mdb" ]]; then
-            # one environment, a "<shard>/outbox" database per shard (actors/mc_store.h)
-            n="$(mdb_stat -a "$DATA/catalog" | awk '/^Status of / { o = ($3 ~ /^[0-9]+\/outbox$/) }
-                                                     o && /Entries/ { n += $2 } END { print n + 0 }')"
-        else
-            # a baseline build from before: an environment per shard
-            for d in "$DATA"/catalog/*/; do
-                e="$(mdb_stat -s outbox "$d" | awk '/Entries/ {print $2}')"
-                n=$((n + ${e:-0}))
-            done
-        fi
+        for d in "$DATA"/catalog/*/; do
+            e="$(mdb_stat -s outbox "$d" | awk '/Entries/ {print $2}')"
+            n=$((n + ${e:-0}))
+        done
         printf '%d' "$n"
     }
     # outside the data dir: the node's consumers must not connect during the read runs
