@@ -4,7 +4,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config python3 \
         libczmq-dev libzmq3-dev libmsgpack-dev liblmdb-dev libcivetweb-dev libjansson-dev \
-        libargon2-dev libjwt-dev libssl-dev librdkafka-dev libcurl4-openssl-dev \
+        libargon2-dev libjwt-dev libssl-dev libsodium-dev librdkafka-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +14,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release && cmake --build /build -j"$
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libczmq4 libzmq5 libmsgpackc2 liblmdb0 libcivetweb1 libjansson4 libargon2-1 libjwt0 \
-        libssl3 librdkafka1 libcurl4 curl procps \
+        libssl3 libsodium23 librdkafka1 libcurl4 curl procps \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/mercato mercato \
     && mkdir -p /var/lib/mercato && chown mercato /var/lib/mercato

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +23,19 @@
 const char *const mc_event_signed_headers[MC_EVENT_H_COUNT] = { MC_EVENT_SIGNED_HEADERS(MC_EVENT_H_NAME) };
 #undef MC_EVENT_H_NAME
 
+//  OpenSSL reads the PEM files and names the keys; libsodium signs and verifies with the raw
+//  keys. Ed25519 signatures are deterministic, so the bytes are the same either way, and
+//  libsodium's take 30 us to sign and 92 us to verify where OpenSSL's EVP calls (a context per
+//  record) took 76 and 169 (this machine, 600-byte input): signing was two thirds of the
+//  relay's CPU.
 typedef struct {
-    EVP_PKEY *pkey;
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
     char kid[MC_EVENT_KID_LEN + 1];
 } event_key_t;
 
 struct _mc_event_signer_t {
     event_key_t key;
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];   //  the seed and the public key, libsodium's form
 };
 
 struct _mc_event_verifier_t {
@@ -202,13 +209,19 @@ mc_event_signer_new(const char *dir, char *err, size_t errsz)
     if (!pkey)
         return NULL;
     mc_event_signer_t *self = calloc(1, sizeof *self);
-    if (!self || s_kid(pkey, self->key.kid)) {
+    unsigned char seed[crypto_sign_SEEDBYTES];
+    size_t len = sizeof seed;
+    if (!self || sodium_init() < 0 || s_kid(pkey, self->key.kid)
+    ||  EVP_PKEY_get_raw_private_key(pkey, seed, &len) != 1 || len != sizeof seed
+    ||  crypto_sign_seed_keypair(self->key.pk, self->sk, seed) != 0) {
         snprintf(err, errsz, "cannot use %s", path);
+        sodium_memzero(seed, sizeof seed);
         EVP_PKEY_free(pkey);
         free(self);
         return NULL;
     }
-    self->key.pkey = pkey;
+    sodium_memzero(seed, sizeof seed);
+    EVP_PKEY_free(pkey);
     return self;
 }
 
@@ -218,7 +231,7 @@ mc_event_signer_destroy(mc_event_signer_t **self_p)
     mc_event_signer_t *self = *self_p;
     if (!self)
         return;
-    EVP_PKEY_free(self->key.pkey);
+    sodium_memzero(self->sk, sizeof self->sk);
     free(self);
     *self_p = NULL;
 }
@@ -234,14 +247,10 @@ mc_event_signer_sign(mc_event_signer_t *self, const mc_event_record_t *rec, char
 {
     size_t len;
     unsigned char *tbs = s_input(rec, self->key.kid, &len);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char raw[RAW_SIG];
-    size_t rawlen = sizeof raw;
-    int rc = tbs && ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, self->key.pkey) == 1
-          && EVP_DigestSign(ctx, raw, &rawlen, tbs, len) == 1 && rawlen == RAW_SIG ? 0 : -1;
+    int rc = tbs && crypto_sign_detached(raw, NULL, tbs, len, self->sk) == 0 ? 0 : -1;
     if (rc == 0)
-        mc_b64url_encode(sig, raw, rawlen);
-    EVP_MD_CTX_free(ctx);
+        mc_b64url_encode(sig, raw, sizeof raw);
     free(tbs);
     return rc;
 }
@@ -251,7 +260,7 @@ mc_event_verifier_new(const char *dir, char *err, size_t errsz)
 {
     mc_event_verifier_t *self = calloc(1, sizeof *self);
     DIR *d = opendir(dir);
-    if (!self || !d) {
+    if (!self || !d || sodium_init() < 0) {
         snprintf(err, errsz, "cannot open the key folder %s: %s", dir, strerror(errno));
         free(self);
         if (d)
@@ -267,18 +276,21 @@ mc_event_verifier_new(const char *dir, char *err, size_t errsz)
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         EVP_PKEY *pkey = s_read_pem(path, false, err, errsz);
-        event_key_t k = { pkey, "" };
-        if (!pkey || s_kid(pkey, k.kid)) {
+        event_key_t k = { .kid = "" };
+        size_t len = sizeof k.pk;
+        if (!pkey || s_kid(pkey, k.kid) || EVP_PKEY_get_raw_public_key(pkey, k.pk, &len) != 1
+        ||  len != sizeof k.pk) {
+            if (pkey)
+                snprintf(err, errsz, "cannot use %s", path);
             EVP_PKEY_free(pkey);
             failed = true;
             break;
         }
+        EVP_PKEY_free(pkey);
         bool known = false;
         for (size_t i = 0; i < self->nkeys && !known; i++)
             known = strcmp(self->keys[i].kid, k.kid) == 0;
-        if (known || self->nkeys == MC_EVENT_KEYS_MAX)
-            EVP_PKEY_free(pkey);
-        else
+        if (!known && self->nkeys < MC_EVENT_KEYS_MAX)
             self->keys[self->nkeys++] = k;
     }
     closedir(d);
@@ -297,8 +309,6 @@ mc_event_verifier_destroy(mc_event_verifier_t **self_p)
     mc_event_verifier_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->nkeys; i++)
-        EVP_PKEY_free(self->keys[i].pkey);
     free(self);
     *self_p = NULL;
 }
@@ -325,10 +335,7 @@ mc_event_verifier_check(mc_event_verifier_t *self, const mc_event_record_t *rec,
         return MC_EVENT_BAD_SIGNATURE;
     size_t len;
     unsigned char *tbs = s_input(rec, key->kid, &len);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = tbs && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key->pkey) == 1
-           && EVP_DigestVerify(ctx, raw, RAW_SIG, tbs, len) == 1;
-    EVP_MD_CTX_free(ctx);
+    bool ok = tbs && crypto_sign_verify_detached(raw, tbs, len, key->pk) == 0;
     free(tbs);
     return ok ? MC_EVENT_VALID : MC_EVENT_BAD_SIGNATURE;
 }
