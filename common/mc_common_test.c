@@ -208,6 +208,52 @@ test_envelope_bounds(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+//  The id is read in place from what the encoders make, and nothing else passes for one.
+static void
+test_envelope_id(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    mc_request_t req = { .id = MC_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV"), .type = MC_STR("product.get"),
+                         .key = MC_STR("k1"), .corr = MC_STR(""), .role = MC_STR("anonymous"),
+                         .user = MC_STR(""), .trace = MC_STR(""), .time = 42 };
+    mc_request_encode(&sb, &req, (mc_str_t) { "", 0 });
+    mc_str_t id = { 0 };
+    ASSERT_EQ(mc_envelope_id(sb.data, sb.size, &id), 0);
+    MC_CHECK(mc_str_eq(id, "01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    msgpack_sbuffer_clear(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    mc_reply_begin(&pk, MC_STR("01BX5ZZKBKACTAV9WEVGEMMVRZ"), 200, NULL);
+    msgpack_pack_nil(&pk);
+    ASSERT_EQ(mc_envelope_id(sb.data, sb.size, &id), 0);
+    MC_CHECK(mc_str_eq(id, "01BX5ZZKBKACTAV9WEVGEMMVRZ"));
+    //  cut anywhere inside the id, or before it: not an id
+    for (size_t n = 0; n < 8 + 26; n++)
+        ASSERT_EQ(mc_envelope_id(sb.data, n, &id), -1);
+    //  the id first, or "v" not a small integer: decode it instead
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "id", "X");
+    mc_pack_kv_uint(&pk, "v", 1);
+    ASSERT_EQ(mc_envelope_id(sb.data, sb.size, &id), -1);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_cstr(&pk, "v", "1");
+    mc_pack_kv_cstr(&pk, "id", "X");
+    ASSERT_EQ(mc_envelope_id(sb.data, sb.size, &id), -1);
+    //  an id longer than any the envelope allows
+    char longid[MC_ENV_ID_MAX + 2];
+    memset(longid, 'i', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 2);
+    mc_pack_kv_uint(&pk, "v", 1);
+    mc_pack_kv_cstr(&pk, "id", longid);
+    ASSERT_EQ(mc_envelope_id(sb.data, sb.size, &id), -1);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 test_ids_and_codecs(void)
 {
@@ -306,6 +352,7 @@ main(void)
     MC_TEST_RUN(test_msgpack_guard);
     MC_TEST_RUN(test_envelope_roundtrip);
     MC_TEST_RUN(test_envelope_bounds);
+    MC_TEST_RUN(test_envelope_id);
     MC_TEST_RUN(test_ids_and_codecs);
     MC_TEST_RUN(test_schema_validation);
     MC_TEST_RUN(test_shard_ulid);

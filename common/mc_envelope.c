@@ -111,6 +111,30 @@ mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_r
 }
 
 int
+mc_envelope_id(const void *buf, size_t len, mc_str_t *id)
+{
+    //  fixmap or map16, "v", a positive fixint, "id", then a fixstr or str8
+    const unsigned char *p = buf;
+    size_t at = (len && (p[0] & 0xf0) == 0x80) ? 1 : (len >= 3 && p[0] == 0xde) ? 3 : 0;
+    if (!at || len < at + 7 || memcmp(p + at, "\xa1v", 2) != 0 || p[at + 2] > 0x7f
+    ||  memcmp(p + at + 3, "\xa2id", 3) != 0)
+        return -1;
+    at += 6;
+    size_t n, head;
+    if ((p[at] & 0xe0) == 0xa0)
+        n = p[at] & 0x1f, head = 1;
+    else
+    if (p[at] == 0xd9 && at + 1 < len)
+        n = p[at + 1], head = 2;
+    else
+        return -1;
+    if (n > len - at - head || n > MC_ENV_ID_MAX)
+        return -1;
+    *id = (mc_str_t) { (const char *) p + at + head, n };
+    return 0;
+}
+
+int
 mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *rep)
 {
     memset(rep, 0, sizeof *rep);

@@ -64,6 +64,12 @@ int mc_request_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reque
 //  Encodes a request; body_raw is an already-packed msgpack map (empty = {}).
 void mc_request_encode(msgpack_sbuffer *out, const mc_request_t *req, mc_str_t body_raw);
 
+//  The message id of a request or reply frame as the encoders here lay it out (a map whose first
+//  entries are "v" and "id"), read without decoding the rest: 0 with *id pointing into buf, or
+//  -1 when the frame does not start that way (decode it to know more). For matching a reply to
+//  its request where the whole frame is decoded later anyway.
+int mc_envelope_id(const void *buf, size_t len, mc_str_t *id);
+
 //  Decodes a reply frame; same return codes as mc_request_decode (id and etag are bounded by
 //  MC_ENV_ID_MAX and MC_ENV_ETAG_MAX).
 int mc_reply_decode(msgpack_unpacked *u, const void *buf, size_t len, mc_reply_t *rep);

@@ -291,20 +291,25 @@ edge_client_thread_exit(void)
 
 //  True when the reply envelope in p answers the request envelope (same message id): the broker
 //  only passes on a reply from the worker the request went to, and this checks that worker
-//  answered this request and not another.
+//  answered this request and not another. The ids are read where the encoders put them, so a
+//  list page is not decoded twice (here and by its caller); a frame laid out otherwise is
+//  decoded whole.
 static bool
 s_answers(const void *request, size_t len, zmq_msg_t *p)
 {
-    msgpack_unpacked a, b;
-    msgpack_unpacked_init(&a);
-    msgpack_unpacked_init(&b);
+    mc_str_t a, b;
+    if (mc_envelope_id(request, len, &a) == 0 && mc_envelope_id(zmq_msg_data(p), zmq_msg_size(p), &b) == 0)
+        return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
+    msgpack_unpacked ua, ub;
+    msgpack_unpacked_init(&ua);
+    msgpack_unpacked_init(&ub);
     mc_request_t req;
     mc_reply_t rep;
-    bool ok = mc_request_decode(&a, request, len, &req) == 0
-           && mc_reply_decode(&b, zmq_msg_data(p), zmq_msg_size(p), &rep) == 0
+    bool ok = mc_request_decode(&ua, request, len, &req) == 0
+           && mc_reply_decode(&ub, zmq_msg_data(p), zmq_msg_size(p), &rep) == 0
            && rep.id.len == req.id.len && memcmp(rep.id.ptr, req.id.ptr, req.id.len) == 0;
-    msgpack_unpacked_destroy(&a);
-    msgpack_unpacked_destroy(&b);
+    msgpack_unpacked_destroy(&ua);
+    msgpack_unpacked_destroy(&ub);
     return ok;
 }
 
