@@ -33,6 +33,11 @@ static size_t s_count;
 static char *s_jwks;                    //  the JWK Set as JSON
 static pthread_mutex_t s_refresh_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t s_refreshed_at;         //  mono ms of the last attempt
+//  the refresher has a socket of its own: it ends before the client and ZeroMQ's context do
+static pthread_t s_refresher_thread;
+static pthread_mutex_t s_stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_stop_cond;
+static bool s_stopping;
 
 static EVP_PKEY *
 s_rsa_from_jwk(mc_str_t n64, mc_str_t e64)
@@ -207,24 +212,47 @@ s_refresh_throttled(uint64_t min_gap_ms)
 static void *
 s_refresher(void *arg)
 {
-    while (true) {
+    pthread_mutex_lock(&s_stop_lock);
+    while (!s_stopping) {
+        pthread_mutex_unlock(&s_stop_lock);
         pthread_rwlock_rdlock(&s_lock);
         bool empty = s_count == 0;
         pthread_rwlock_unlock(&s_lock);
         //  until the identity service has answered once, ask often
         s_refresh_throttled(empty ? 200 : 10000);
-        struct timespec ts = { 0, 200 * 1000000L };
-        nanosleep(&ts, NULL);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 200 * 1000000L;
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_mutex_lock(&s_stop_lock);
+        while (!s_stopping && pthread_cond_timedwait(&s_stop_cond, &s_stop_lock, &until) == 0)
+            ;
     }
+    pthread_mutex_unlock(&s_stop_lock);
+    edge_client_thread_exit();
     return NULL;
 }
 
 void
 edge_auth_init(void)
 {
-    pthread_t t;
-    pthread_create(&t, NULL, s_refresher, NULL);
-    pthread_detach(t);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s_stop_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_create(&s_refresher_thread, NULL, s_refresher, NULL);
+}
+
+void
+edge_auth_stop(void)
+{
+    pthread_mutex_lock(&s_stop_lock);
+    s_stopping = true;
+    pthread_cond_signal(&s_stop_cond);
+    pthread_mutex_unlock(&s_stop_lock);
+    pthread_join(s_refresher_thread, NULL);
 }
 
 void

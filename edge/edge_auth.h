@@ -19,6 +19,9 @@ typedef struct {
 //  Starts the key refresher.
 void edge_auth_init(void);
 
+//  Ends the refresher (before edge_client_stop: it calls through the client).
+void edge_auth_stop(void);
+
 //  Verifies an Authorization header value. 0 with *who filled; -1 with *why set to a short
 //  reason (never echoing the token); -2 when no signing key is known yet (identity unreachable
 //  since start), which is the service's fault, not the token's.

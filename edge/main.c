@@ -168,6 +168,7 @@ main(int argc, char **argv)
     edge_conn_stop();
     mg_stop(ctx);
     mg_exit_library();
+    edge_auth_stop();
     edge_client_stop();
     mc_plane_shutdown();
     return 0;

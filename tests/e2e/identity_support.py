@@ -238,8 +238,9 @@ class IdentityCase(ClusterTestCase):
 
     def restart_gracefully(self, name):
         """SIGTERM (the node says goodbye to the broker), start again, wait for readiness."""
-        code = self.cluster.procs[name].stop()
-        self.assertEqual(code, 0, "%s exit code on SIGTERM" % name)
+        p = self.cluster.procs[name]
+        code = p.stop()
+        self.assertEqual(code, 0, "%s exit code on SIGTERM\n%s" % (name, p.tails()))
         self.cluster.start(name)
         self.cluster.wait_ready()
 

@@ -431,5 +431,25 @@ class TestOps(EdgeCase):
         self.assertEqual(external, [], "docs load assets from elsewhere (no CDN allowed)")
 
 
+class TestShutdown(EdgeCase):
+    def test_sigterm_while_the_key_refresher_waits_exits_cleanly(self):
+        # Without the identity service the edge has no keys and its refresher asks every 200 ms.
+        # The edge must end that thread, and close its socket, before the client and ZeroMQ's
+        # context go: czmq closed a socket left open from under the thread still using it (an
+        # abort in the sanitizer build), and says so on stderr ("dangling ... socket").
+        self.cluster.kill("node")
+        edge = self.cluster.procs["edge"]
+        edge.stop()
+        for _ in range(3):
+            self.cluster.start("edge")
+            time.sleep(0.3)     # a refresh or two: the thread has its socket
+            self.assertEqual(edge.stop(), 0, "edge exit code on SIGTERM\n" + edge.tails())
+            with open(edge.err_path, errors="replace") as f:
+                self.assertNotIn("dangling", f.read(), edge.tails())
+        self.cluster.start("node")
+        self.cluster.start("edge")
+        self.cluster.wait_ready()
+
+
 if __name__ == "__main__":
     unittest.main()
