@@ -1,5 +1,7 @@
 #include "mc_front.h"
 
+#include "mc_envelope.h"
+#include "mc_gather.h"
 #include "mc_log.h"
 #include "mc_nodes.h"
 #include "mc_plane.h"
@@ -28,7 +30,7 @@ typedef struct {
     zhashx_t *workers;          //  service -> zframe_t routing id on local
     bool changed;               //  what we run changed since the last announcement
     uint64_t announce_at;
-    uint64_t served, read_here, moved, unavailable, refused, malformed, forwarded;
+    uint64_t served, read_here, gathered, moved, unavailable, refused, malformed, forwarded;
     uint64_t refused_window, refused_lines;     //  the log's budget of refusals: this second's
 } front_t;
 
@@ -125,6 +127,117 @@ s_ours(front_t *self, const char *service, const mc_dir_node_t **owner, uint64_t
     return worker;
 }
 
+//  The pages of shards read here (n of them, replies in outs), merged into the one reply a
+//  shard holding all their items would give, into out: the first refusal in shard order
+//  instead when one refused (every shard judges a bad cursor or filter alike).
+static void
+s_gather_merge(const char *service, const void *frame, size_t len, msgpack_sbuffer *outs, unsigned n,
+               msgpack_sbuffer *out)
+{
+    msgpack_unpacked ur, u[MC_SHARDS_MAX];
+    msgpack_object bodies[MC_SHARDS_MAX];
+    mc_reply_t rep;
+    mc_request_t req;
+    unsigned decoded = 0;
+    int refused = -1;
+    msgpack_unpacked_init(&ur);
+    bool ok = mc_request_decode(&ur, frame, len, &req) == 0;
+    for (; ok && decoded < n; decoded++) {
+        msgpack_unpacked_init(&u[decoded]);
+        if (mc_reply_decode(&u[decoded], outs[decoded].data, outs[decoded].size, &rep) || rep.status != 200
+        ||  !rep.body) {
+            refused = (int) decoded++;
+            break;
+        }
+        bodies[decoded] = *rep.body;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    mc_gather_spec_t spec;
+    const char *why = "no route gathers this message";
+    if (!ok)
+        mc_reply_error(&pk, (mc_str_t) { "", 0 }, 400, "bad_request", "the request is not an envelope", NULL);
+    else
+    if (refused >= 0)
+        msgpack_sbuffer_write(out, outs[refused].data, outs[refused].size);
+    else {
+        mc_reply_begin(&pk, req.id, 200, NULL);
+        if (mc_gather_node_spec(service, req.type, req.body, &spec) || mc_gather_merge(&spec, bodies, n, &pk, &why)) {
+            msgpack_sbuffer_clear(out);
+            mc_reply_error(&pk, req.id, 500, "internal", why, NULL);
+        }
+    }
+    for (unsigned i = 0; i < decoded; i++)
+        msgpack_unpacked_destroy(&u[i]);
+    msgpack_unpacked_destroy(&ur);
+}
+
+//  A list asked of several shards at once ("catalog.*ffff", mc_gather.h), when this node owns
+//  each of them and may read each in place: every shard's page is read here and the merged
+//  page answered to (sock, to): true. False otherwise, with *owner the node that owns a shard
+//  the directory gives elsewhere (or NULL): the asker then asks shard by shard.
+static bool
+s_gather_here(front_t *self, zsock_t *sock, const void *to, size_t to_size, mc_proto_msg_t *req, mc_peer_t role,
+              const mc_dir_node_t **owner, uint64_t *epoch)
+{
+    char service[MC_DIR_SERVICE_MAX + 1], name[MC_DIR_SERVICE_MAX + 24];
+    uint64_t mask;
+    *owner = NULL;
+    if (!req->envelope || !mc_gather_parse(req->service, service, &mask))
+        return false;
+    mc_core_t *views[MC_SHARDS_MAX];
+    unsigned n = 0;
+    bool ok = true;
+    for (unsigned i = 0; ok && i < MC_SHARDS_MAX; i++) {
+        if (!(mask >> i & 1))
+            continue;
+        snprintf(name, sizeof name, "%s.%u", service, i);
+        views[n] = s_ours(self, name, owner, epoch) ? mc_reads_acquire(name) : NULL;
+        ok = views[n] != NULL;
+        n += ok;
+    }
+    msgpack_sbuffer outs[MC_SHARDS_MAX];
+    uint64_t now = mc_now_ms();
+    for (unsigned i = 0; i < n; i++) {
+        msgpack_sbuffer_init(&outs[i]);
+        ok = ok && mc_core_read(views[i], role, zframe_data(req->envelope), zframe_size(req->envelope), now,
+                                &outs[i]) == 0;
+        mc_reads_release(views[i]);
+    }
+    if (ok) {
+        msgpack_sbuffer merged;
+        msgpack_sbuffer_init(&merged);
+        s_gather_merge(service, zframe_data(req->envelope), zframe_size(req->envelope), outs, n, &merged);
+        zframe_t *env = zframe_new(merged.data, merged.size);
+        s_answer(sock, to, to_size, MC_PROTO_CLIENT_REPLY, req->service, req->request_id, req->request_id_size, &env,
+                 NULL);
+        zframe_destroy(&env);
+        msgpack_sbuffer_destroy(&merged);
+        self->gathered++;
+    }
+    for (unsigned i = 0; i < n; i++)
+        msgpack_sbuffer_destroy(&outs[i]);
+    return ok;
+}
+
+//  Answers a gathered list this node cannot serve whole: MOVED when the directory gives one of
+//  its shards to another node, else UNAVAILABLE; either way the asker falls back to one
+//  request per shard.
+static void
+s_gather_refuse(front_t *self, zsock_t *sock, const void *to, size_t to_size, mc_proto_msg_t *m,
+                const mc_dir_node_t *owner, uint64_t epoch)
+{
+    char text[MC_PROTO_OWNER_MAX + 1];
+    if (owner)
+        snprintf(text, sizeof text, "%s %" PRIu64, owner->id, epoch);
+    s_answer(sock, to, to_size, owner ? MC_PROTO_CLIENT_MOVED : MC_PROTO_CLIENT_UNAVAILABLE, m->service, m->request_id,
+             m->request_id_size, NULL, owner ? text : "not gathered on this node");
+    if (owner)
+        self->moved++;
+    else
+        self->unavailable++;
+}
+
 static void
 s_external(front_t *self, mc_proto_msg_t *m, const mc_peer_info_t *peer)
 {
@@ -146,6 +259,11 @@ s_external(front_t *self, mc_proto_msg_t *m, const mc_peer_info_t *peer)
     }
     const mc_dir_node_t *owner = NULL;
     uint64_t epoch = 0;
+    if (strstr(m->service, ".*")) {
+        if (!s_gather_here(self, self->ext, m->routing_id, m->routing_id_size, m, peer->role, &owner, &epoch))
+            s_gather_refuse(self, self->ext, m->routing_id, m->routing_id_size, m, owner, epoch);
+        return;
+    }
     zframe_t *worker = strncmp(m->service, "mailer.", 7) == 0 ? NULL : s_ours(self, m->service, &owner, &epoch);
     if (worker) {
         if (!s_read_here(self, self->ext, m->routing_id, m->routing_id_size, m, peer->role))
@@ -366,9 +484,9 @@ mc_front(zsock_t *pipe, void *args)
         mc_nodes_handle(self.nodes);
         s_announce(&self);
     }
-    mc_info("front stopped", "\"node\":\"%s\",\"served\":%" PRIu64 ",\"read_here\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"moved\":%" PRIu64
+    mc_info("front stopped", "\"node\":\"%s\",\"served\":%" PRIu64 ",\"read_here\":%" PRIu64 ",\"gathered\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"moved\":%" PRIu64
             ",\"unavailable\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"malformed\":%" PRIu64,
-            self.args.node_id, self.served, self.read_here, self.forwarded, self.moved, self.unavailable, self.refused, self.malformed);
+            self.args.node_id, self.served, self.read_here, self.gathered, self.forwarded, self.moved, self.unavailable, self.refused, self.malformed);
     mc_nodes_destroy(&self.nodes);
     zhashx_destroy(&self.workers);
     zsock_destroy(&self.ext);

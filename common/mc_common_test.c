@@ -274,6 +274,16 @@ test_ids_and_codecs(void)
         MC_CHECK(memcmp(in, dec, len) == 0);
     }
     ASSERT_EQ(mc_b64url_decode(dec, sizeof dec, "a$", 2), -1);
+    //  every byte value: exactly the 64 of the alphabet decode, each to its place in it
+    const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (int c = 0; c < 256; c++) {
+        char two[2] = { (char) c, 'A' };
+        const char *at = c ? strchr(alphabet, c) : NULL;
+        long got = mc_b64url_decode(dec, sizeof dec, two, 2);
+        ASSERT_EQ(got, at ? 1 : -1);
+        if (at)
+            ASSERT_EQ(dec[0], (unsigned char) ((at - alphabet) << 2));
+    }
     ASSERT_EQ(mc_utf8_len("h\xc3\xa9llo", 6), 5);
     ASSERT_EQ(mc_utf8_len("\xc3", 1), -1);          //  truncated sequence
     ASSERT_EQ(mc_utf8_len("\xc0\xaf", 2), -1);      //  overlong

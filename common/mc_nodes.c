@@ -1,5 +1,6 @@
 #include "mc_nodes.h"
 
+#include "mc_gather.h"
 #include "mc_log.h"
 #include "mc_plane.h"
 #include "mc_proto.h"
@@ -210,7 +211,8 @@ static bool
 s_try(mc_nodes_t *self, flight_t *f)
 {
     uint64_t now = mc_mono_ms();
-    const mc_dir_node_t *owner = self->dir ? mc_dir_owner(self->dir, f->service, NULL) : NULL;
+    char route[MC_DIR_SERVICE_MAX + 1];
+    const mc_dir_node_t *owner = self->dir ? mc_dir_owner(self->dir, mc_gather_route(f->service, route), NULL) : NULL;
     bool expired = now >= f->first_ms + WAIT_MS;
     if (self->dir && (!owner || !owner->up || (self->self_id && streq(owner->id, self->self_id)))) {
         //  no owner, or one the broker saw go: callers get 503 now rather than wait; a shard we
@@ -400,7 +402,9 @@ s_read_out(mc_nodes_t *self)
     else
     if (f && id == MC_PROTO_CLIENT_MOVED) {
         self->stats.moved++;
-        if (++f->moves > MOVES_MAX)
+        //  a gathered list whose shards are no longer all on one node: the asker plans again
+        //  (mc_gather.h), as sending it anywhere again would be MOVED again
+        if (++f->moves > MOVES_MAX || strstr(f->service, ".*"))
             s_finish(self, f, NULL);
         else {
             //  the node knows a newer owner than our table: fetch the table, then send again

@@ -42,8 +42,9 @@ void mc_nodes_handle(mc_nodes_t *self);
 //  How long the caller may wait before the next mc_nodes_handle is due, in ms.
 int mc_nodes_timeout(const mc_nodes_t *self);
 
-//  Sends envelope (taken) as request rid to the owner of service ("catalog.3"). The answer
-//  comes through the callback, perhaps at once (unavailable).
+//  Sends envelope (taken) as request rid to the owner of service ("catalog.3"; a gathered
+//  list's "catalog.*ffff" to the owner of its lowest shard, mc_gather.h). The answer comes
+//  through the callback, perhaps at once (unavailable).
 void mc_nodes_send(mc_nodes_t *self, const char *service, const void *rid, size_t rid_size, zmq_msg_t *envelope);
 
 //  The directory as last received, or NULL before the first.

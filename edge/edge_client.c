@@ -41,6 +41,11 @@ static zsock_t *s_backend;      //  DEALER to the broker
 static mc_plane_watch_t *s_watch;   //  reconnects s_backend after a failed handshake
 static mc_nodes_t *s_nodes;     //  to the nodes, by the directory
 
+//  the dispatcher's table as workers read it (edge_client_owners): a copy, replaced whole
+static pthread_mutex_t s_owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static mc_dir_t *s_owners;
+static uint64_t s_owners_version;
+
 static _Thread_local zsock_t *s_sock;
 static _Thread_local uint64_t s_seq;
 
@@ -216,6 +221,46 @@ s_forward_reply(void *front, void *back)
     return n != 0;
 }
 
+//  Publishes a copy of the table for edge_client_owners when it changed.
+static void
+s_publish_owners(void)
+{
+    mc_dir_t *dir = mc_nodes_dir(s_nodes);
+    if (!dir || mc_dir_version(dir) == s_owners_version)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    mc_dir_pack(dir, &pk);
+    mc_dir_t *copy = mc_dir_unpack(sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    if (!copy)
+        return;
+    s_owners_version = mc_dir_version(dir);
+    pthread_mutex_lock(&s_owners_lock);
+    mc_dir_t *old = s_owners;
+    s_owners = copy;
+    pthread_mutex_unlock(&s_owners_lock);
+    mc_dir_destroy(&old);
+}
+
+int
+edge_client_owners(const char *service, unsigned n, int *owner)
+{
+    pthread_mutex_lock(&s_owners_lock);
+    for (unsigned i = 0; s_owners && i < n; i++) {
+        char name[MC_DIR_SERVICE_MAX + 24];
+        snprintf(name, sizeof name, "%s.%u", service, i);
+        const mc_dir_node_t *node = mc_dir_owner(s_owners, name, NULL);
+        const mc_dir_shard_t *shard = mc_dir_shard(s_owners, name, false);
+        owner[i] = node && node->up && shard && shard->up ? mc_dir_node_index(s_owners, node) : -1;
+    }
+    int rc = s_owners ? 0 : -1;
+    pthread_mutex_unlock(&s_owners_lock);
+    return rc;
+}
+
 static void *
 s_dispatch(void *arg)
 {
@@ -240,6 +285,7 @@ s_dispatch(void *arg)
             if (!s_forward_reply(front, back))
                 ready &= ~(unsigned) BACK;
         mc_nodes_handle(s_nodes);
+        s_publish_owners();
     }
     return NULL;
 }
@@ -279,6 +325,7 @@ edge_client_stop(void)
     zsock_destroy(&s_frontend);
     mc_plane_watch_destroy(&s_watch);
     mc_nodes_destroy(&s_nodes);
+    mc_dir_destroy(&s_owners);
     zsock_destroy(&s_backend);
     free(s_broker);
 }

@@ -34,6 +34,11 @@ typedef struct {
 //  unanswered then has outcome EDGE_CALL_TIMEOUT.
 void edge_client_call_many(edge_call_many_t *calls, size_t n, int timeout_ms);
 
+//  Which node owns each of the n shards of service ("<service>.<i>") by the dispatcher's last
+//  table: owner[i] numbers the node (the same number for the same node within one call), or is
+//  -1 when the shard has no live owner. 0, or -1 before the first table.
+int edge_client_owners(const char *service, unsigned n, int *owner);
+
 //  Frees this thread's socket (civetweb's exit_thread callback).
 void edge_client_thread_exit(void);
 

@@ -290,7 +290,7 @@ class Cluster:
         exists: 404) there is no admin to log in as and this returns {}."""
         if self._admin_fixed:
             return {"Authorization": "Bearer " + self.admin_token}
-        if "identity" not in self.actors or not self.admin_email or self.port is None:
+        if not any(a.split(":")[0] == "identity" for a in self.actors) or not self.admin_email or self.port is None:
             return {}
         with self._admin_lock:
             if self.admin_token is None or time.monotonic() - self._admin_at > TOKEN_REUSE_S:
@@ -441,6 +441,17 @@ class Cluster:
         p.start([self._bin("mercato-node"), "--broker", self.endpoint, "--data", data_dir,
                  "--actors", ",".join(actors), "--node-id",
                  node_id or "%s-%s" % (name, os.path.basename(self.tmp))], self.env)
+        return p
+
+    def add_relay(self, name, data_dir):
+        """Start one more outbox relay called name, for the outboxes under data_dir (another
+        node's data directory), publishing to this cluster's Kafka; stop_all stops it."""
+        p = self.procs.get(name) or Proc(name, self.log_dir)
+        if name not in self.procs:
+            self.procs[name] = p
+            self.order = tuple(self.order) + (name,)
+        p.start([self._bin("mercato-relay"), "--data", data_dir, "--bootstrap-file", self.bootstrap_file],
+                self.env)
         return p
 
     def broker_call(self, service, payload=b"", key="ops", timeout=5.0):

@@ -123,6 +123,19 @@ class TestMoved(DirectoryCase):
         kind, _, body = self.ask(self.node_socket(n1), shard, get)
         self.assertEqual(kind, b"\x02", "REPLY from the owner")
         self.assertEqual(msgpack.unpackb(body)["status"], 200)
+        # a list asked of every shard at once (common/mc_gather.h) is MOVED too by a node that
+        # does not own them all, and answered by the owner with one merged page
+        every = "catalog.*f"
+        listing = envelope("product.list", {"gather": True, "limit": 50})
+        kind, _, owner_text = self.ask(self.node_socket(n2), every, listing)
+        self.assertEqual(kind, b"\x04", "MOVED for a gathered list")
+        self.assertEqual(owner_text.decode().split()[0], n1["id"])
+        kind, _, body = self.ask(self.node_socket(n1), every, listing)
+        self.assertEqual(kind, b"\x02", "the owner gathers")
+        page = msgpack.unpackb(body)
+        self.assertEqual(page["status"], 200, page)
+        self.assertIn(p["id"], [i["id"] for i in page["body"]["items"]])
+        self.assertEqual(len(page["body"]["keys"]), len(page["body"]["items"]), "a keyed page")
 
         # the owner dies: n2 takes its shards over under epoch + 1
         c.kill("node")
@@ -143,9 +156,14 @@ class TestMoved(DirectoryCase):
         # n2's copy of the shard is its own (empty) one: what matters is who answers
         self.assertIn(msgpack.unpackb(body)["status"], (200, 404))
 
-        # the edge follows the table: it asks n2 now
+        kind, _, owner_text = self.ask(self.node_socket(n1), every, listing)
+        self.assertEqual(kind, b"\x04", "MOVED for a gathered list from the former owner")
+        self.assertEqual(owner_text.decode().split()[0], n2["id"])
+
+        # the edge follows the table: it asks n2 now, the lists too
         wait_for(lambda: self.get("/api/v1/products/" + p["id"]).status_code in (200, 404), WAIT_S,
                  what="the edge served by the new owner")
+        self.assertStatus(self.get("/api/v1/products"), 200)
 
     def shard_of(self, key):
         h = 2166136261

@@ -2,8 +2,8 @@
 stock and low stock, notifications) are complete and correctly paginated whatever the number
 of shards. The edge asks every shard and merges their pages (edge/edge_gather.h).
 
-Two clusters, one with a single shard of every service and one with 16, get the same data in
-the same order. Every list, filtered and walked page by page with small limits until
+Two clusters, one with a single shard of every service and one with 16 spread over two nodes,
+get the same data in the same order. Every list, filtered and walked page by page with small limits until
 next_cursor is null, must read the same in both: the same items in the same order, the same
 page breaks, a cursor on every page but the last. Ids differ between the clusters, so items
 are compared on what does not depend on them (sku, email, an order's product and status).
@@ -21,7 +21,7 @@ import uuid
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN_DIR, Cluster, HarnessError, strong_password, wait_for  # noqa: E402
+from harness import BIN_DIR, DEFAULT_ACTORS, Cluster, HarnessError, strong_password, wait_for  # noqa: E402
 
 API = "/api/v1"
 LIMITS = (1, 2, 5, None, 100)       # None: the default (20)
@@ -60,15 +60,34 @@ def next_ms(since):
 
 
 class Side:
-    """One cluster and what was made in it, in the order it was made."""
+    """One cluster and what was made in it, in the order it was made. With two nodes, every
+    service's shards are dealt between them (a third to the second node): each node merges the
+    pages of the shards it holds and the edge merges the nodes' answers."""
 
-    def __init__(self, shards):
+    def __init__(self, shards, nodes=1):
         self.shards = shards
-        self.cluster = Cluster(kafka=True, env={"MERCATO_SHARDS": str(shards)})
+        self.nodes = nodes
+        first = DEFAULT_ACTORS if nodes == 1 else ["%s:%d" % (a, i) for a in DEFAULT_ACTORS for i in range(shards)
+                                                   if i % 3 != 2]
+        self.second = ["%s:%d" % (a, i) for a in DEFAULT_ACTORS for i in range(shards) if i % 3 == 2]
+        self.cluster = Cluster(actors=first, kafka=True, env={"MERCATO_SHARDS": str(shards)})
         self.last = 0.0
         self.sku_of = {}        # product id -> sku
         self.email_of = {}      # user id -> email
         self.orders = []
+
+    def start(self):
+        c = self.cluster
+        if self.nodes == 1:
+            c.start_all()
+            return
+        for name in c.order:
+            if name != "relay":
+                c.start(name)   # not start_all: /readyz is 503 until the second node runs
+        c.add_node("n2", self.second)
+        c.wait_ready()
+        c.start("relay")
+        c.add_relay("relay2", os.path.join(c.tmp, "n2-data"))     # add_node's data dir
 
     def call(self, method, path, body=None, admin=True, params=None):
         r = requests.request(method, self.cluster.api + path, json=body, params=params, timeout=30,
@@ -118,11 +137,11 @@ class GatherTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.one, cls.many = Side(1), Side(16)
+        cls.one, cls.many = Side(1), Side(16, nodes=2)
         cls.sides = (cls.one, cls.many)
         for s in cls.sides:
             cls.addClassCleanup(s.cluster.cleanup)
-            s.cluster.start_all()
+            s.start()
         for s in cls.sides:
             #  from the token: GET /users/me asks the admin's shard, which may not be the one
             #  that signed it in (identity across shards is another part of issue 12)

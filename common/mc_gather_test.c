@@ -1,8 +1,9 @@
-/*  edge_gather self-test: merged pages of many shards against the pages of one shard holding
+/*  mc_gather self-test: merged pages of many shards against the pages of one shard holding
     everything. A model shard answers as the list handlers do (the items after the cursor, at
     most limit, next_cursor the last item's key when more follow); the end-to-end test
     (tests/e2e/test_gather.py) compares real clusters of 1 and 16 shards. */
-#include "edge_gather.h"
+#include "mc_gather.h"
+#include "mc_msgpack.h"
 
 #include "mc_test.h"
 #include "mc_util.h"
@@ -81,10 +82,13 @@ s_page(const shard_t *s, mc_gather_t order, const char *cursor, int64_t limit, m
         msgpack_pack_nil(&pk);
 }
 
+//  How many nodes the shards are spread over (0 or 1: one merge of every shard).
+static int s_nodes;
+
 //  One merged page of shards after cursor: its items' keys joined ("a,b,"), each with its count
 //  when counted, into got; next_cursor (raw) into cursor, "" at the end. 0, or the merge's -1.
 static int
-s_merged(const shard_t *shards, size_t n, const edge_gather_spec_t *spec, char *cursor, char *got, size_t gotsz)
+s_merged(const shard_t *shards, size_t n, const mc_gather_spec_t *spec, char *cursor, char *got, size_t gotsz)
 {
     msgpack_sbuffer bufs[64];
     msgpack_unpacked u[64];
@@ -96,12 +100,39 @@ s_merged(const shard_t *shards, size_t n, const edge_gather_spec_t *spec, char *
         MC_CHECK(mc_msgpack_unpack(&u[i], bufs[i].data, bufs[i].size) == 0);
         bodies[i] = u[i].data;
     }
+    //  nodes > 1: the shards dealt round-robin to that many nodes, each merging its own into a
+    //  keyed page (as a node's front does), and those merged again (as the edge does)
+    msgpack_sbuffer nodebufs[64];
+    msgpack_unpacked nu[64];
+    msgpack_object nodebodies[64];
+    size_t nn = s_nodes > 1 && (size_t) s_nodes < n ? (size_t) s_nodes : 0;
+    for (size_t g = 0; g < nn; g++) {
+        msgpack_object mine[64];
+        size_t m = 0;
+        for (size_t i = g; i < n; i += nn)
+            mine[m++] = bodies[i];
+        mc_gather_spec_t keyed = *spec;
+        keyed.keyed = true;
+        keyed.array = false;
+        msgpack_sbuffer_init(&nodebufs[g]);
+        msgpack_packer npk;
+        msgpack_packer_init(&npk, &nodebufs[g], msgpack_sbuffer_write);
+        const char *nwhy = NULL;
+        MC_CHECK(mc_gather_merge(&keyed, mine, m, &npk, &nwhy) == 0);
+        msgpack_unpacked_init(&nu[g]);
+        MC_CHECK(mc_msgpack_unpack(&nu[g], nodebufs[g].data, nodebufs[g].size) == 0);
+        nodebodies[g] = nu[g].data;
+    }
     msgpack_sbuffer out;
     msgpack_sbuffer_init(&out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     const char *why = NULL;
-    int rc = edge_gather_merge(spec, bodies, n, &pk, &why);
+    int rc = nn ? mc_gather_merge(spec, nodebodies, nn, &pk, &why) : mc_gather_merge(spec, bodies, n, &pk, &why);
+    for (size_t g = 0; g < nn; g++) {
+        msgpack_unpacked_destroy(&nu[g]);
+        msgpack_sbuffer_destroy(&nodebufs[g]);
+    }
     got[0] = 0;
     cursor[0] = 0;
     if (rc == 0) {
@@ -136,7 +167,7 @@ s_merged(const shard_t *shards, size_t n, const edge_gather_spec_t *spec, char *
 
 //  Every page of the list, walking next_cursor: "a,b,|c,d,|" (a page per '|').
 static void
-s_walk(const shard_t *shards, size_t n, const edge_gather_spec_t *spec, char *out, size_t outsz)
+s_walk(const shard_t *shards, size_t n, const mc_gather_spec_t *spec, char *out, size_t outsz)
 {
     char cursor[16] = "", page[ITEMS_MAX * 8];
     size_t len = 0;
@@ -178,11 +209,69 @@ test_pages_match_one_shard(void)
         for (size_t l = 0; l < sizeof limits / sizeof *limits; l++)
             for (int order = MC_GATHER_ASC; order <= MC_GATHER_DESC; order++) {
                 s_deal(&one, many, 16, sizes[z], (uint32_t) (z * 31 + l));
-                edge_gather_spec_t spec = { .order = (mc_gather_t) order, .limit = limits[l] };
+                mc_gather_spec_t spec = { .order = (mc_gather_t) order, .limit = limits[l] };
                 s_walk(&one, 1, &spec, a, sizeof a);
                 s_walk(many, 16, &spec, b, sizeof b);
                 ASSERT_STR(b, a);
             }
+}
+
+static void
+test_nodes_merging_their_shards_match_one_shard(void)
+{
+    //  a node's keyed merge of its shards answers like one shard: merging those again gives
+    //  the pages of one merge of every shard, for any spread of shards over nodes
+    static shard_t one, many[16];
+    static char a[ITEMS_MAX * 16], b[ITEMS_MAX * 16];
+    const size_t sizes[] = { 0, 5, 37, 200 };
+    const int64_t limits[] = { 1, 3, 20 };
+    const int spreads[] = { 2, 3, 15 };
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+        for (size_t l = 0; l < sizeof limits / sizeof *limits; l++)
+            for (size_t d = 0; d < sizeof spreads / sizeof *spreads; d++)
+                for (int order = MC_GATHER_ASC; order <= MC_GATHER_DESC; order++) {
+                    s_deal(&one, many, 16, sizes[z], (uint32_t) (z * 17 + l * 5 + d));
+                    mc_gather_spec_t spec = { .order = (mc_gather_t) order, .limit = limits[l] };
+                    s_nodes = 0;
+                    s_walk(&one, 1, &spec, a, sizeof a);
+                    s_nodes = spreads[d];
+                    s_walk(many, 16, &spec, b, sizeof b);
+                    s_nodes = 0;
+                    ASSERT_STR(b, a);
+                }
+    //  and the counted, unpaged categories: sums add up across nodes as across shards
+    static shard_t s[4];
+    memset(s, 0, sizeof s);
+    const char *keys[] = { "bags", "hats", "mugs" };
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 3; j++) {
+            snprintf(s[i].keys[s[i].n], 5, "%s", keys[j]);
+            s[i].counts[s[i].n++] = (int) (i + 1) * (int) (j + 1);
+        }
+    mc_gather_spec_t spec = { .order = MC_GATHER_ASC, .sum = "count", .array = true };
+    char cursor[16] = "", got[256];
+    s_nodes = 2;
+    ASSERT_EQ(s_merged(s, 4, &spec, cursor, got, sizeof got), 0);
+    s_nodes = 0;
+    ASSERT_STR(got, "bags=10,hats=20,mugs=30,");
+}
+
+static void
+test_names(void)
+{
+    char name[MC_GATHER_NAME_MAX + 1], service[MC_DIR_SERVICE_MAX + 1], route[MC_DIR_SERVICE_MAX + 1];
+    uint64_t mask = 0;
+    mc_gather_name(name, "catalog", 0xfff0);
+    ASSERT_STR(name, "catalog.*fff0");
+    MC_CHECK(mc_gather_parse(name, service, &mask));
+    ASSERT_STR(service, "catalog");
+    ASSERT_EQ(mask, 0xfff0);
+    ASSERT_STR(mc_gather_route(name, route), "catalog.4");
+    ASSERT_STR(mc_gather_route("catalog.3", route), "catalog.3");
+    const char *bad[] = { "catalog.3", "catalog.*", "catalog.*0", "catalog.*FF", "catalog.*1x", ".*ff",
+                          "catalog.*11111111111111111" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        MC_CHECK(!mc_gather_parse(bad[i], service, &mask));
 }
 
 static void
@@ -194,7 +283,7 @@ test_shard_that_stops_early(void)
     static char a[4096], b[4096];
     s_deal(&one, many, 3, 30, 7);
     many[1].budget = 2;
-    edge_gather_spec_t spec = { .order = MC_GATHER_ASC, .limit = 5 };
+    mc_gather_spec_t spec = { .order = MC_GATHER_ASC, .limit = 5 };
     s_walk(&one, 1, &spec, a, sizeof a);
     s_walk(many, 3, &spec, b, sizeof b);
     //  the pages break elsewhere, but the items and their order are the same
@@ -226,7 +315,7 @@ test_ties_and_sums(void)
         snprintf(s[2].keys[s[2].n], 5, "%s", k2[i]);
         s[2].counts[s[2].n++] = c2[i];
     }
-    edge_gather_spec_t spec = { .order = MC_GATHER_ASC, .sum = "count", .array = true };
+    mc_gather_spec_t spec = { .order = MC_GATHER_ASC, .sum = "count", .array = true };
     char cursor[16] = "", got[256];
     ASSERT_EQ(s_merged(s, 3, &spec, cursor, got, sizeof got), 0);
     ASSERT_STR(got, "bags=6,hats=11,mugs=4,zips=7,");
@@ -247,8 +336,8 @@ s_merge_one(void (*fn)(msgpack_packer *), const char **why)
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     MC_CHECK(mc_msgpack_unpack(&u, in.data, in.size) == 0);
-    edge_gather_spec_t spec = { .order = MC_GATHER_ASC, .limit = 5 };
-    int rc = edge_gather_merge(&spec, &u.data, 1, &opk, why);
+    mc_gather_spec_t spec = { .order = MC_GATHER_ASC, .limit = 5 };
+    int rc = mc_gather_merge(&spec, &u.data, 1, &opk, why);
     if (rc)
         ASSERT_EQ(out.size, 0);     //  nothing half-written on failure
     msgpack_unpacked_destroy(&u);
@@ -331,6 +420,8 @@ int
 main(void)
 {
     MC_TEST_RUN(test_pages_match_one_shard);
+    MC_TEST_RUN(test_nodes_merging_their_shards_match_one_shard);
+    MC_TEST_RUN(test_names);
     MC_TEST_RUN(test_shard_that_stops_early);
     MC_TEST_RUN(test_ties_and_sums);
     MC_TEST_RUN(test_malformed_shard_answers);
