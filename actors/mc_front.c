@@ -1,7 +1,7 @@
 #include "mc_front.h"
 
-#include "mc_envelope.h"
 #include "mc_gather.h"
+#include "mc_gather_read.h"
 #include "mc_log.h"
 #include "mc_nodes.h"
 #include "mc_plane.h"
@@ -127,51 +127,6 @@ s_ours(front_t *self, const char *service, const mc_dir_node_t **owner, uint64_t
     return worker;
 }
 
-//  The pages of shards read here (n of them, replies in outs), merged into the one reply a
-//  shard holding all their items would give, into out: the first refusal in shard order
-//  instead when one refused (every shard judges a bad cursor or filter alike).
-static void
-s_gather_merge(const char *service, const void *frame, size_t len, msgpack_sbuffer *outs, unsigned n,
-               msgpack_sbuffer *out)
-{
-    msgpack_unpacked ur, u[MC_SHARDS_MAX];
-    msgpack_object bodies[MC_SHARDS_MAX];
-    mc_reply_t rep;
-    mc_request_t req;
-    unsigned decoded = 0;
-    int refused = -1;
-    msgpack_unpacked_init(&ur);
-    bool ok = mc_request_decode(&ur, frame, len, &req) == 0;
-    for (; ok && decoded < n; decoded++) {
-        msgpack_unpacked_init(&u[decoded]);
-        if (mc_reply_decode(&u[decoded], outs[decoded].data, outs[decoded].size, &rep) || rep.status != 200
-        ||  !rep.body) {
-            refused = (int) decoded++;
-            break;
-        }
-        bodies[decoded] = *rep.body;
-    }
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    mc_gather_spec_t spec;
-    const char *why = "no route gathers this message";
-    if (!ok)
-        mc_reply_error(&pk, (mc_str_t) { "", 0 }, 400, "bad_request", "the request is not an envelope", NULL);
-    else
-    if (refused >= 0)
-        msgpack_sbuffer_write(out, outs[refused].data, outs[refused].size);
-    else {
-        mc_reply_begin(&pk, req.id, 200, NULL);
-        if (mc_gather_node_spec(service, req.type, req.body, &spec) || mc_gather_merge(&spec, bodies, n, &pk, &why)) {
-            msgpack_sbuffer_clear(out);
-            mc_reply_error(&pk, req.id, 500, "internal", why, NULL);
-        }
-    }
-    for (unsigned i = 0; i < decoded; i++)
-        msgpack_unpacked_destroy(&u[i]);
-    msgpack_unpacked_destroy(&ur);
-}
-
 //  A list asked of several shards at once ("catalog.*ffff", mc_gather.h), when this node owns
 //  each of them and may read each in place: every shard's page is read here and the merged
 //  page answered to (sock, to): true. False otherwise, with *owner the node that owns a shard
@@ -196,27 +151,20 @@ s_gather_here(front_t *self, zsock_t *sock, const void *to, size_t to_size, mc_p
         ok = views[n] != NULL;
         n += ok;
     }
-    msgpack_sbuffer outs[MC_SHARDS_MAX];
-    uint64_t now = mc_now_ms();
-    for (unsigned i = 0; i < n; i++) {
-        msgpack_sbuffer_init(&outs[i]);
-        ok = ok && mc_core_read(views[i], role, zframe_data(req->envelope), zframe_size(req->envelope), now,
-                                &outs[i]) == 0;
+    msgpack_sbuffer merged;
+    msgpack_sbuffer_init(&merged);
+    ok = ok && mc_gather_read(views, n, service, role, zframe_data(req->envelope), zframe_size(req->envelope),
+                              mc_now_ms(), &merged) == 0;
+    for (unsigned i = 0; i < n; i++)
         mc_reads_release(views[i]);
-    }
     if (ok) {
-        msgpack_sbuffer merged;
-        msgpack_sbuffer_init(&merged);
-        s_gather_merge(service, zframe_data(req->envelope), zframe_size(req->envelope), outs, n, &merged);
         zframe_t *env = zframe_new(merged.data, merged.size);
         s_answer(sock, to, to_size, MC_PROTO_CLIENT_REPLY, req->service, req->request_id, req->request_id_size, &env,
                  NULL);
         zframe_destroy(&env);
-        msgpack_sbuffer_destroy(&merged);
         self->gathered++;
     }
-    for (unsigned i = 0; i < n; i++)
-        msgpack_sbuffer_destroy(&outs[i]);
+    msgpack_sbuffer_destroy(&merged);
     return ok;
 }
 

@@ -111,7 +111,7 @@ s_collect(const mc_gather_spec_t *spec, const msgpack_object *bodies, size_t n, 
 
 int
 mc_gather_merge(const mc_gather_spec_t *spec, const msgpack_object *bodies, size_t n, msgpack_packer *out,
-                  const char **why)
+                const char **why, mc_gather_result_t *result)
 {
     size_t total = 0, arena_size = 1;
     for (size_t s = 0; s < n; s++) {
@@ -130,6 +130,7 @@ mc_gather_merge(const mc_gather_spec_t *spec, const msgpack_object *bodies, size
     unsigned char bound[KEY_MAX], next[KEY_MAX];
     long blen = -1;
     const msgpack_object *bound_cursor = NULL;
+    int bound_body = -1;
     for (size_t s = 0; s < n; s++) {
         const msgpack_object *nc = mc_map_get(&bodies[s], "next_cursor");
         if (!nc || nc->type == MSGPACK_OBJECT_NIL)
@@ -143,6 +144,7 @@ mc_gather_merge(const mc_gather_spec_t *spec, const msgpack_object *bodies, size
             memcpy(bound, next, (size_t) len);
             blen = len;
             bound_cursor = nc;
+            bound_body = (int) s;
         }
     }
     //  base64url decodes to fewer bytes than it has characters: the arena holds every key
@@ -215,6 +217,8 @@ mc_gather_merge(const mc_gather_spec_t *spec, const msgpack_object *bodies, size
                 msgpack_pack_nil(out);
         }
     }
+    if (rc == 0 && result)
+        *result = (mc_gather_result_t) { .items = ng, .truncated = truncated, .bound = truncated ? -1 : bound_body };
     free(entries);
     free(groups);
     free(arena);

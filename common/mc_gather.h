@@ -35,13 +35,22 @@ typedef struct {
     int64_t limit;          //  items per page, 0 for no limit
 } mc_gather_spec_t;
 
+//  What a merge kept, and why it stopped.
+typedef struct {
+    size_t items;           //  items kept
+    bool truncated;         //  limit items kept, and more follow
+    int bound;              //  not truncated: the body whose next_cursor ended the page (a shard
+                            //  with more, which may hold items before those it did not send);
+                            //  -1 when every shard sent all it has
+} mc_gather_result_t;
+
 //  Merges the shards' reply bodies (n of them, in shard order) into out: a page {items,
 //  next_cursor} (with keys when spec->keyed), or an array when spec->array. Items of equal keys
 //  keep shard order. 0, or -1 when a body is not a keyed list ({items, keys of as many
 //  base64url strings, next_cursor string or null}), with *why saying what was wrong; out is
-//  then untouched.
+//  then untouched. result (or NULL) says what was kept.
 int mc_gather_merge(const mc_gather_spec_t *spec, const msgpack_object *bodies, size_t n, msgpack_packer *out,
-                    const char **why);
+                    const char **why, mc_gather_result_t *result);
 
 //  Items per page a gathered message asks for: body's limit, else the field's default; 0 when
 //  the message has no limit (the whole list).

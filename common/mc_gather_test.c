@@ -118,7 +118,7 @@ s_merged(const shard_t *shards, size_t n, const mc_gather_spec_t *spec, char *cu
         msgpack_packer npk;
         msgpack_packer_init(&npk, &nodebufs[g], msgpack_sbuffer_write);
         const char *nwhy = NULL;
-        MC_CHECK(mc_gather_merge(&keyed, mine, m, &npk, &nwhy) == 0);
+        MC_CHECK(mc_gather_merge(&keyed, mine, m, &npk, &nwhy, NULL) == 0);
         msgpack_unpacked_init(&nu[g]);
         MC_CHECK(mc_msgpack_unpack(&nu[g], nodebufs[g].data, nodebufs[g].size) == 0);
         nodebodies[g] = nu[g].data;
@@ -128,7 +128,7 @@ s_merged(const shard_t *shards, size_t n, const mc_gather_spec_t *spec, char *cu
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     const char *why = NULL;
-    int rc = nn ? mc_gather_merge(spec, nodebodies, nn, &pk, &why) : mc_gather_merge(spec, bodies, n, &pk, &why);
+    int rc = nn ? mc_gather_merge(spec, nodebodies, nn, &pk, &why, NULL) : mc_gather_merge(spec, bodies, n, &pk, &why, NULL);
     for (size_t g = 0; g < nn; g++) {
         msgpack_unpacked_destroy(&nu[g]);
         msgpack_sbuffer_destroy(&nodebufs[g]);
@@ -337,7 +337,7 @@ s_merge_one(void (*fn)(msgpack_packer *), const char **why)
     msgpack_unpacked_init(&u);
     MC_CHECK(mc_msgpack_unpack(&u, in.data, in.size) == 0);
     mc_gather_spec_t spec = { .order = MC_GATHER_ASC, .limit = 5 };
-    int rc = mc_gather_merge(&spec, &u.data, 1, &opk, why);
+    int rc = mc_gather_merge(&spec, &u.data, 1, &opk, why, NULL);
     if (rc)
         ASSERT_EQ(out.size, 0);     //  nothing half-written on failure
     msgpack_unpacked_destroy(&u);

@@ -125,7 +125,7 @@ s_answer_merged(edge_req_t *q, const mc_reply_t *reps, unsigned n, mc_str_t body
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     mc_reply_begin(&pk, reps[0].id, 200, NULL);
     const char *why = "out of memory";
-    if (bodies && mc_gather_merge(&spec, bodies, n, &pk, &why) == 0) {
+    if (bodies && mc_gather_merge(&spec, bodies, n, &pk, &why, NULL) == 0) {
         zframe_t *frame = zframe_new(sb.data, sb.size);
         edge_request_answer(q, EDGE_CALL_REPLY, frame);
         zframe_destroy(&frame);
