@@ -67,8 +67,10 @@ s_append(shard_t *s, const msgpack_object *body)
         s->keys = k;
         s->cap = cap;
     }
-    memcpy(s->items + s->n, items->via.array.ptr, add * sizeof *s->items);
-    memcpy(s->keys + s->n, keys->via.array.ptr, add * sizeof *s->keys);
+    if (add) {
+        memcpy(s->items + s->n, items->via.array.ptr, add * sizeof *s->items);
+        memcpy(s->keys + s->n, keys->via.array.ptr, add * sizeof *s->keys);
+    }
     s->n += add;
     s->next_cursor = *next;
     s->kv[0] = (msgpack_object_kv) { s_str("items"), s_array(s->items, s->n) };

@@ -6,8 +6,8 @@
       2  a keys.list reply body (msgpack), as an identity worker would send it.
     Properties: a verified token names a non-empty subject and the role customer or admin,
     NUL-terminated; a refused one has a reason; a malformed key table never replaces keys with
-    garbage that verifies (the target's key is loaded again afterwards). edge_client_call(_many) are
-    stubs here: a token with an unknown kid finds no identity service. */
+    garbage that verifies (the target's key is loaded again afterwards). edge_client_call(_many)
+    and edge_client_thread_exit are stubs here: a token with an unknown kid finds no identity service. */
 #include "fuzz.h"
 #include "edge_auth.h"
 #include "edge_client.h"
@@ -34,6 +34,11 @@ edge_client_call_many(edge_call_many_t *calls, size_t n, int timeout_ms)
 {
     for (size_t i = 0; i < n; i++)
         calls[i].outcome = EDGE_CALL_UNAVAILABLE, calls[i].reply = NULL;
+}
+
+void
+edge_client_thread_exit(void)
+{
 }
 
 static void

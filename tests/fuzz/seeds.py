@@ -3,6 +3,7 @@
 envelopes, replies, bodies for every message of schemas/*.json, tokens and header sets. Run it
 again after a schema changes; inputs named otherwise (crash-*, regression inputs) are kept.
     /usr/bin/python3 tests/fuzz/seeds.py"""
+import base64
 import glob
 import hashlib
 import json
@@ -73,8 +74,23 @@ def envelope(mtype, body, **extra):
 
 
 def main():
-    for t in ("fuzz_msgpack", "fuzz_envelope", "fuzz_json_schema", "fuzz_token", "fuzz_framing", "fuzz_broker"):
+    for t in ("fuzz_msgpack", "fuzz_envelope", "fuzz_json_schema", "fuzz_token", "fuzz_framing", "fuzz_broker",
+              "fuzz_gather"):
         clear(t)
+
+    # gathered pages: keyed pages of a few shards, each spec (first byte)
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def page(keys, more):
+        return msgpack.packb({"items": [{"k": k, "count": i + 1} for i, k in enumerate(keys)],
+                              "keys": [b64(k.encode()) for k in keys],
+                              "next_cursor": b64(keys[-1].encode()) if more and keys else None})
+    shards = [page(["a1", "c3", "e5"], True), page(["b2", "d4"], False), page(["a1", "f6"], True), page([], False)]
+    for how in (0x00, 0x01, 0x06, 0x28, 0x59, 0x38, 0x2a):
+        write("fuzz_gather", "pages-%02x" % how, bytes([how]) + b"".join(len(p).to_bytes(2, "big") + p for p in shards))
+    bad = msgpack.packb({"items": [{}], "next_cursor": None})
+    write("fuzz_gather", "not-keyed", b"\x20" + len(bad).to_bytes(2, "big") + bad)
 
     # msgpack: every wire type once, and nesting
     objs = [None, True, False, 0, 127, 128, 65535, 2**32, 2**63, -1, -33, -2**31, -2**63, 1.5,
