@@ -1,4 +1,5 @@
 /*  Unit tests for the wire format: the msgpack guard, envelopes, ids, validation. */
+#include "mc_dir.h"
 #include "mc_envelope.h"
 #include "mc_schema.h"
 #include "mc_test.h"
@@ -356,6 +357,31 @@ test_schema_validation(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+static void
+test_dir_copy(void)
+{
+    mc_dir_t *dir = mc_dir_new();
+    mc_dir_set_version(dir, 7);
+    mc_dir_node_t *n = mc_dir_node(dir, "n1", true);
+    snprintf(n->endpoint, sizeof n->endpoint, "tcp://127.0.0.1:5571");
+    n->up = true;
+    mc_dir_shard_t *s = mc_dir_shard(dir, "catalog.3", true);
+    s->node = mc_dir_node_index(dir, n);
+    s->epoch = 4;
+    s->up = true;
+    mc_dir_t *copy = mc_dir_copy(dir);
+    MC_CHECK(copy != NULL);
+    ASSERT_EQ(mc_dir_version(copy), 7);
+    uint64_t epoch = 0;
+    const mc_dir_node_t *owner = mc_dir_owner(copy, "catalog.3", &epoch);
+    MC_CHECK(owner && owner != n && strcmp(owner->id, "n1") == 0 && owner->up);
+    ASSERT_STR(owner->endpoint, "tcp://127.0.0.1:5571");
+    ASSERT_EQ(epoch, 4);
+    mc_dir_destroy(&dir);
+    MC_CHECK(mc_dir_owner(copy, "catalog.3", NULL) != NULL);     //  its own, not the original's
+    mc_dir_destroy(&copy);
+}
+
 int
 main(void)
 {
@@ -366,5 +392,6 @@ main(void)
     MC_TEST_RUN(test_ids_and_codecs);
     MC_TEST_RUN(test_schema_validation);
     MC_TEST_RUN(test_shard_ulid);
+    MC_TEST_RUN(test_dir_copy);
     return MC_TEST_DONE();
 }

@@ -288,3 +288,17 @@ mc_dir_json(const mc_dir_t *self)
     msgpack_sbuffer_destroy(&sb);
     return json;
 }
+
+mc_dir_t *
+mc_dir_copy(const mc_dir_t *self)
+{
+    //  by its wire form: the table is small and copied only when it changes
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    mc_dir_pack(self, &pk);
+    mc_dir_t *copy = mc_dir_unpack(sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return copy;
+}

@@ -64,6 +64,9 @@ void mc_dir_pack(const mc_dir_t *self, msgpack_packer *pk);
 //  The table packed in data; NULL when it is not one (counted by the caller as malformed).
 mc_dir_t *mc_dir_unpack(const void *data, size_t len);
 
+//  A copy of the table (for another thread to read), or NULL when out of memory.
+mc_dir_t *mc_dir_copy(const mc_dir_t *self);
+
 //  The table as JSON, for people and tools (mmi.directory, mercato-admin).
 char *mc_dir_json(const mc_dir_t *self);
 

@@ -228,13 +228,7 @@ s_publish_owners(void)
     mc_dir_t *dir = mc_nodes_dir(s_nodes);
     if (!dir || mc_dir_version(dir) == s_owners_version)
         return;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    mc_dir_pack(dir, &pk);
-    mc_dir_t *copy = mc_dir_unpack(sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    mc_dir_t *copy = mc_dir_copy(dir);
     if (!copy)
         return;
     s_owners_version = mc_dir_version(dir);
