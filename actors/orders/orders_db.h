@@ -3,6 +3,7 @@
     orders.c        order.create, order.cancel, order.status, order.pay, order.advance and the
                     state machine
     orders_saga.c   the reservation saga (order.step replies, order.tick timers)
+    orders_settle.c the stock's settlement after a state change
     orders_view.c   the public order, order.get and order.list
     orders_pending.c  the unpaid orders each customer holds, against MERCATO_MAX_PENDING_ORDERS */
 #ifndef ORDERS_DB_H
@@ -76,8 +77,20 @@ int orders_answer(mc_ctx_t *ctx, const char *key, mc_str_t id, int status);
 bool orders_visible(const mc_request_t *req, const order_t *o);
 
 //  Starts releasing (op 'x') or selling (op 's') the order's stock; the settle record keeps
-//  resending until every shard has answered.
+//  resending until every shard has answered (orders_settle.c).
 int orders_settle(mc_ctx_t *ctx, mc_str_t order_id, char op, const order_line_t *lines, size_t n);
+//  An order.step reply about a settlement from inventory shard `shard`; order.tick's resends.
+int orders_settle_step(mc_ctx_t *ctx, mc_str_t id, unsigned shard, int status);
+int orders_settle_tick(mc_ctx_t *ctx, uint64_t now);
+
+//  Sends reserve (kind 'r'), release ('y', 'x') or sell ('s') of the lines in inventory shard
+//  `shard` for order `order`, on behalf of (user, role); the reply comes back as an order.step.
+void orders_send_stock(mc_ctx_t *ctx, const char *order, const char *user, const char *role, char kind, unsigned shard,
+                       const order_line_t *lines, size_t n);
+
+//  Up to max keys of dbi, copied (NUL-terminated), so the loop that handles them may write.
+#define TICK_MAX 256
+size_t orders_keys(MDB_txn *txn, MDB_dbi dbi, char (*keys)[72], size_t max);
 
 //  The saga: starts one (order.create), and its messages.
 int orders_saga_start(mc_ctx_t *ctx, const order_line_t *lines, size_t n);

@@ -11,8 +11,7 @@
     a late reserve a no-op, so a crash at any point ends, after restart, fully reserved or fully
     released: order.tick resends whatever has not been answered.
 
-    Settlements (orders_settle) are the same idea after a state change: release on cancel or
-    expiry, sell on shipping, resent until every shard has answered. */
+    Settlements (orders_settle.c) are the same idea after a state change. */
 #include "orders_db.h"
 
 #include "mc_util.h"
@@ -43,16 +42,6 @@ typedef struct {
     msgpack_sbuffer blob[BLOBS];    //  the request body, catalog items, address, result or shorts
     char id[72];                //  the order id
 } saga_t;
-
-typedef struct {
-    uint32_t magic;
-    char op;                    //  'x' release, 's' sell
-    bool answered;              //  callers waiting on it have had their answer
-    uint8_t waiting[SHARDS_MAX];
-    uint64_t created, sent;
-} settle_t;
-
-#define SETTLE_MAGIC 0x4f53544cu    //  "OSTL"
 
 static void
 s_saga_init(saga_t *s)
@@ -126,22 +115,31 @@ s_request(const saga_t *s, msgpack_unpacked *u, order_line_t *lines, size_t *n)
     return 0;
 }
 
+//  Sends a step of order `order` on behalf of (user, role); the reply comes back as an
+//  order.step tagged "<order>:<kind><shard>".
+static void
+s_send_as(mc_ctx_t *ctx, const char *order, const char *user, const char *role, const char *service,
+          unsigned shard, const char *type, char kind, const msgpack_sbuffer *body)
+{
+    char tag[MC_REQUEST_ID_MAX + 1], id[96];
+    snprintf(tag, sizeof tag, "%.40s:%c%u", order, kind, shard);
+    snprintf(id, sizeof id, "%s-%c%u", order, kind, shard);
+    mc_send_t send = { .service = service, .shard = shard, .type = type, .id = { id, strlen(id) },
+                       .key = { order, strlen(order) }, .user = { user, strlen(user) },
+                       .role = { role, strlen(role) }, .body = body, .tag = tag };
+    mc_send(ctx, &send);
+}
+
 static void
 s_send(mc_ctx_t *ctx, const saga_t *s, const char *service, unsigned shard, const char *type, char kind,
        const msgpack_sbuffer *body)
 {
-    char tag[MC_REQUEST_ID_MAX + 1], id[96];
-    snprintf(tag, sizeof tag, "%.40s:%c%u", s->id, kind, shard);
-    snprintf(id, sizeof id, "%s-%c%u", s->id, kind, shard);
-    mc_send_t send = { .service = service, .shard = shard, .type = type, .id = { id, strlen(id) },
-                       .key = { s->id, strlen(s->id) }, .user = { s->h.user, strlen(s->h.user) },
-                       .role = { s->h.role, strlen(s->h.role) }, .body = body, .tag = tag };
-    mc_send(ctx, &send);
+    s_send_as(ctx, s->id, s->h.user, s->h.role, service, shard, type, kind, body);
 }
 
-//  Sends reserve (kind 'r'), release ('y', 'x') or sell ('s') of the lines in shard.
-static void
-s_send_stock(mc_ctx_t *ctx, const saga_t *s, char kind, unsigned shard, const order_line_t *lines, size_t n)
+void
+orders_send_stock(mc_ctx_t *ctx, const char *order, const char *user, const char *role, char kind, unsigned shard,
+                  const order_line_t *lines, size_t n)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -151,7 +149,7 @@ s_send_stock(mc_ctx_t *ctx, const saga_t *s, char kind, unsigned shard, const or
     for (size_t i = 0; i < n; i++)
         count += lines[i].shard == shard;
     msgpack_pack_map(&pk, 2);
-    mc_pack_kv_cstr(&pk, "order_id", s->id);
+    mc_pack_kv_cstr(&pk, "order_id", order);
     mc_pack_cstr(&pk, "lines");
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < n; i++)
@@ -161,7 +159,7 @@ s_send_stock(mc_ctx_t *ctx, const saga_t *s, char kind, unsigned shard, const or
             mc_pack_kv_int(&pk, "quantity", lines[i].quantity);
         }
     const char *type = kind == 'r' ? "stock.reserve" : kind == 's' ? "stock.commit" : "stock.release";
-    s_send(ctx, s, "inventory", shard, type, kind, &sb);
+    s_send_as(ctx, order, user, role, "inventory", shard, type, kind, &sb);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -292,7 +290,7 @@ s_send_pending(mc_ctx_t *ctx, saga_t *s)
     }
     for (unsigned shard = 0; shard < SHARDS_MAX; shard++)
         if (s->h.shard[shard] == SHARD_WAITING)
-            s_send_stock(ctx, s, s->h.phase == 'r' ? 'r' : 'y', shard, lines, n);
+            orders_send_stock(ctx, s->id, s->h.user, s->h.role, s->h.phase == 'r' ? 'r' : 'y', shard, lines, n);
     s->h.sent = ctx->req->time;
     msgpack_sbuffer_destroy(&sb);
     msgpack_unpacked_destroy(&u);
@@ -562,60 +560,6 @@ done:
     return rc;
 }
 
-//  A reply about a settlement: its shard is done; when all are, waiting callers hear.
-static int
-s_settle_step(mc_ctx_t *ctx, mc_str_t id, unsigned shard, int status)
-{
-    const orders_db_t *db = ctx->state;
-    MDB_val k = { id.len, (void *) id.ptr }, v;
-    int rc = mdb_get(ctx->txn, db->settle, &k, &v);
-    if (rc)
-        return rc == MDB_NOTFOUND ? 0 : rc;
-    settle_t st;
-    if (v.mv_size != sizeof st)
-        return MDB_CORRUPTED;
-    memcpy(&st, v.mv_data, sizeof st);
-    if (status != 200 || shard >= SHARDS_MAX)
-        return 0;       //  not done: the tick sends it again
-    st.waiting[shard] = 0;
-    for (unsigned i = 0; i < SHARDS_MAX; i++)
-        if (st.waiting[i]) {
-            v = (MDB_val) { sizeof st, &st };
-            return mdb_put(ctx->txn, db->settle, &k, &v, 0);
-        }
-    char key[96];
-    snprintf(key, sizeof key, "settle:%.*s", (int) id.len, id.ptr);
-    if (!st.answered && (rc = orders_answer(ctx, key, id, 200)))
-        return rc;
-    return mdb_del(ctx->txn, db->settle, &k, NULL);
-}
-
-static void
-s_send_settle(mc_ctx_t *ctx, mc_str_t id, const settle_t *st, const order_line_t *lines, size_t n)
-{
-    saga_t s;
-    memset(&s, 0, sizeof s);
-    snprintf(s.id, sizeof s.id, "%.*s", (int) id.len, id.ptr);
-    snprintf(s.h.role, sizeof s.h.role, "system");
-    for (unsigned shard = 0; shard < SHARDS_MAX; shard++)
-        if (st->waiting[shard])
-            s_send_stock(ctx, &s, st->op, shard, lines, n);
-}
-
-int
-orders_settle(mc_ctx_t *ctx, mc_str_t order_id, char op, const order_line_t *lines, size_t n)
-{
-    const orders_db_t *db = ctx->state;
-    settle_t st = { .magic = SETTLE_MAGIC, .op = op, .created = ctx->req->time, .sent = ctx->req->time };
-    for (size_t i = 0; i < n; i++)
-        st.waiting[lines[i].shard] = 1;
-    s_send_settle(ctx, order_id, &st, lines, n);
-    char id[72];
-    snprintf(id, sizeof id, "%.*s", (int) order_id.len, order_id.ptr);
-    MDB_val k = { strlen(id), id }, v = { sizeof st, &st };
-    return mdb_put(ctx->txn, db->settle, &k, &v, 0);
-}
-
 int
 orders_step(mc_ctx_t *ctx)
 {
@@ -633,7 +577,7 @@ orders_step(mc_ctx_t *ctx)
         for (const char *p = colon + 2; p < tag.ptr + tag.len && *p >= '0' && *p <= '9'; p++)
             shard = shard * 10 + (unsigned) (*p - '0');
         if (kind == 'x' || kind == 's')
-            rc = s_settle_step(ctx, id, shard, (int) status);
+            rc = orders_settle_step(ctx, id, shard, (int) status);
         else {
             saga_t s;
             rc = s_saga_load(ctx->txn, db, id, &s);
@@ -690,9 +634,8 @@ orders_step(mc_ctx_t *ctx)
     return mc_reply_empty(ctx, 200);
 }
 
-//  Up to max keys of dbi, copied, so the loop that handles them may write.
-static size_t
-s_keys(MDB_txn *txn, MDB_dbi dbi, char (*keys)[72], size_t max)
+size_t
+orders_keys(MDB_txn *txn, MDB_dbi dbi, char (*keys)[72], size_t max)
 {
     MDB_cursor *cur;
     if (mdb_cursor_open(txn, dbi, &cur))
@@ -709,14 +652,12 @@ s_keys(MDB_txn *txn, MDB_dbi dbi, char (*keys)[72], size_t max)
     return n;
 }
 
-#define TICK_MAX 256
-
 static int
 s_tick_sagas(mc_ctx_t *ctx, uint64_t now)
 {
     const orders_db_t *db = ctx->state;
     char keys[TICK_MAX][72];
-    size_t n = s_keys(ctx->txn, db->sagas, keys, TICK_MAX);
+    size_t n = orders_keys(ctx->txn, db->sagas, keys, TICK_MAX);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         saga_t s;
@@ -728,49 +669,6 @@ s_tick_sagas(mc_ctx_t *ctx, uint64_t now)
                 rc = s_saga_save(ctx->txn, db, &s);
         }
         s_saga_free(&s);
-    }
-    return rc;
-}
-
-static int
-s_tick_settle(mc_ctx_t *ctx, uint64_t now)
-{
-    const orders_db_t *db = ctx->state;
-    char keys[TICK_MAX][72];
-    size_t n = s_keys(ctx->txn, db->settle, keys, TICK_MAX);
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        mc_str_t id = { keys[i], strlen(keys[i]) };
-        MDB_val k = { id.len, keys[i] }, v;
-        settle_t st;
-        if ((rc = mdb_get(ctx->txn, db->settle, &k, &v)) || v.mv_size != sizeof st)
-            break;
-        memcpy(&st, v.mv_data, sizeof st);
-        bool changed = false;
-        if (!st.answered && st.created + SETTLE_ANSWER_MS <= now) {
-            //  the change itself is committed; the stock follows when inventory answers
-            char key[96];
-            snprintf(key, sizeof key, "settle:%s", keys[i]);
-            rc = orders_answer(ctx, key, id, 200);
-            st.answered = changed = true;
-        }
-        if (!rc && st.sent + RESEND_MS <= now) {
-            msgpack_unpacked u;
-            msgpack_unpacked_init(&u);
-            order_t o;
-            if (!(rc = orders_load(ctx->txn, db, id, &u, &o))) {
-                order_line_t lines[ORDER_LINES_MAX];
-                size_t nl = orders_lines(o.items, lines);
-                s_send_settle(ctx, id, &st, lines, nl);
-            }
-            msgpack_unpacked_destroy(&u);
-            st.sent = now;
-            changed = true;
-        }
-        if (!rc && changed) {
-            v = (MDB_val) { sizeof st, &st };
-            rc = mdb_put(ctx->txn, db->settle, &k, &v, 0);
-        }
     }
     return rc;
 }
@@ -821,7 +719,7 @@ orders_tick(mc_ctx_t *ctx)
     if (!rc)
         rc = s_tick_expiry(ctx, now);
     if (!rc)
-        rc = s_tick_settle(ctx, now);
+        rc = orders_settle_tick(ctx, now);
     if (!rc)
         rc = mc_idem_prune(ctx->txn, &db->idem, now, 100);
     if (rc)
